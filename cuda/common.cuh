@@ -1,0 +1,95 @@
+// Internal to the CUDA backend: launch geometry, grid-stride helpers, warp/block reductions and
+// the generic elementwise kernels shared by several files.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+
+#include "check.cuh"
+
+namespace nncore::cuda::detail {
+
+constexpr int kThreads = 256;           // default block size for 1-D kernels
+constexpr int64_t kMaxBlocks = 65535;   // grid cap; grid-stride loops cover the rest
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Blocks for n work items of `threads` each (at least 1; callers skip n == 0 themselves).
+inline unsigned blocks_for(int64_t n, int threads = kThreads, int64_t cap = kMaxBlocks) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, cap)));
+}
+
+// True when every extent fits 32-bit index arithmetic (32-bit division is several times
+// cheaper than 64-bit on the GPU). Callers pass the element counts of every array they index.
+inline bool fits_int32(std::initializer_list<int64_t> extents) {
+  for (int64_t e : extents)
+    if (e < 0 || e > std::numeric_limits<int32_t>::max()) return false;
+  return true;
+}
+
+__device__ __forceinline__ int64_t global_thread() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+struct SumOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {  // NaN-ignoring (fmaxf); callers that must propagate NaN do so through exp/sum
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// Butterfly all-reduce over the 32 lanes of a fully active warp; every lane gets the same bits
+// (each stage combines equal pairs, and IEEE addition is commutative).
+template <class Op>
+__device__ __forceinline__ float warp_allreduce(float v, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(kFullMask, v, offset));
+  return v;
+}
+
+// All-reduce over a block whose size is a multiple of 32 (at most 1024). `scratch` holds 32
+// floats of shared memory. Deterministic: warps are combined in index order. May be called
+// repeatedly with the same scratch (the leading barrier protects the previous round's readers).
+template <class Op>
+__device__ __forceinline__ float block_allreduce(float v, Op op, float* scratch) {
+  v = warp_allreduce(v, op);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = scratch[0];
+  for (int w = 1; w < warps; ++w) r = op(r, scratch[w]);
+  return r;
+}
+
+// y[i] = f(x[i]); y may alias x (each element is read, then written, by the same thread).
+template <class F>
+__global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {
+  for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = f(x[i]);
+}
+// y[i] = f(a[i], b[i]); y may alias a or b.
+template <class F>
+__global__ void map2_kernel(const float* a, const float* b, float* y, int64_t n, F f) {
+  for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
+}
+
+template <class F>
+void launch_map1(const char* name, const float* x, float* y, int64_t n, F f) {
+  if (n <= 0) return;
+  map1_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, y, n, f);
+  NNCORE_CUDA_LAUNCH_CHECK(name);
+}
+template <class F>
+void launch_map2(const char* name, const float* a, const float* b, float* y, int64_t n, F f) {
+  if (n <= 0) return;
+  map2_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(a, b, y, n, f);
+  NNCORE_CUDA_LAUNCH_CHECK(name);
+}
+
+}  // namespace nncore::cuda::detail

@@ -1,0 +1,311 @@
+// SGEMM, hand-written (no cuBLAS):  C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C,
+// row-major with leading dimensions; beta == 0 means C is write-only.
+//
+// Tiling scheme (one thread block computes one BM x BN tile of C):
+//
+//   * K is walked in steps of BK = 8. Each step, the block copies a BM x BK slice of op(A) and a
+//     BK x BN slice of op(B) from global memory into shared memory, both stored k-major
+//     (As[k][m], Bs[k][n]) with 4 floats of padding per row, so the compute loop reads
+//     contiguous runs of m / n as float4 and the transposing stores below are bank-conflict free.
+//   * Transposes are resolved in this global->shared copy: the copy works on "quads" of 4
+//     elements that are contiguous in global memory, either along k (op(A) = A, op(B) = B^T) or
+//     along m / n (op(A) = A^T, op(B) = B). A quad is one float4 load when the matrix pointer is
+//     16-byte aligned, its leading dimension a multiple of 4 and the quad inside the matrix;
+//     otherwise (runtime check per operand) 4 bounds-checked scalar loads, zero-filled outside
+//     the matrix. Zero fill makes the partial edge tiles (any M, N, K) exact.
+//   * 2-D register blocking: each thread accumulates a TM x TN sub-tile in registers. Per k it
+//     loads TM values of As and TN values of Bs (float4) and does TM*TN FMAs. Its rows are two
+//     groups of 4 (TM = 8): rows ty*4..ty*4+3 and BM/2 + ty*4..; likewise columns. With this
+//     split the 8 threads of a shared-memory phase read 32 consecutive floats (no conflicts).
+//   * Double buffering: two shared stages. While the block computes on stage t%2, each thread
+//     already has the global loads for tile t+1 in flight (registers); it stores them into the
+//     other stage after computing, and one __syncthreads per K step separates the phases.
+//   * Epilogue: bounds-checked, float4 stores (and loads of C when beta != 0) where aligned.
+//
+// Configurations (chosen per call so that small or skinny problems still fill the GPU):
+//   L: 128x128 tile, 8x8 per thread, 256 threads   (large problems)
+//   M:  64x64  tile, 4x4 per thread, 256 threads
+//   S:  32x32  tile, 4x4 per thread,  64 threads   (small problems: many small blocks)
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "check.cuh"
+#include "nncore/kernels.h"
+
+namespace nncore::cuda {
+namespace {
+
+constexpr int kPad = 4;  // floats of padding per shared-memory row (keeps 16-byte alignment)
+
+__device__ __forceinline__ float4 load4(const float* p) {
+  return __ldg(reinterpret_cast<const float4*>(p));
+}
+
+// Reads V consecutive floats of shared memory (V = 1, 2 or 4; p aligned to 4*V bytes).
+template <int V>
+__device__ __forceinline__ void load_shared(const float* p, float* out) {
+  if constexpr (V == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    out[0] = t.x, out[1] = t.y, out[2] = t.z, out[3] = t.w;
+  } else if constexpr (V == 2) {
+    const float2 t = *reinterpret_cast<const float2*>(p);
+    out[0] = t.x, out[1] = t.y;
+  } else {
+    out[0] = p[0];
+  }
+}
+
+// Copies one BK x BX operand tile (x = m for op(A), x = n for op(B)) from global memory to a
+// k-major shared tile S[k][x], through registers so the load can be issued a tile ahead.
+// KCONTIG: element (x, k) is P[x*ld + k] (contiguous along k); otherwise P[k*ld + x].
+// Rows x >= X or k >= K are read as 0.
+template <int BK, int BX, int NT, bool KCONTIG>
+struct TileLoader {
+  static_assert(BK % 4 == 0 && BX % 4 == 0, "tiles are made of quads");
+  static constexpr int kQuads = BK * BX / 4;
+  static constexpr int kPerThread = (kQuads + NT - 1) / NT;
+  float4 reg[kPerThread];
+
+  // Tile coordinates (x, k) of the first element of quad q.
+  __device__ __forceinline__ static void quad_origin(int q, int& x, int& k) {
+    if constexpr (KCONTIG) {
+      x = q / (BK / 4);
+      k = (q % (BK / 4)) * 4;
+    } else {
+      k = q / (BX / 4);
+      x = (q % (BX / 4)) * 4;
+    }
+  }
+
+  __device__ __forceinline__ void load(const float* __restrict__ P, int64_t ld, int64_t x0,
+                                       int64_t k0, int64_t X, int64_t K, bool vec, int tid) {
+#pragma unroll
+    for (int r = 0; r < kPerThread; ++r) {
+      const int q = tid + r * NT;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (q < kQuads) {
+        int x, k;
+        quad_origin(q, x, k);
+        const int64_t gx = x0 + x, gk = k0 + k;
+        if constexpr (KCONTIG) {  // the quad is (gx, gk..gk+3)
+          if (gx < X) {
+            const float* p = P + gx * ld + gk;
+            if (vec && gk + 3 < K) {
+              v = load4(p);
+            } else {
+              if (gk + 0 < K) v.x = p[0];
+              if (gk + 1 < K) v.y = p[1];
+              if (gk + 2 < K) v.z = p[2];
+              if (gk + 3 < K) v.w = p[3];
+            }
+          }
+        } else {  // the quad is (gx..gx+3, gk)
+          if (gk < K) {
+            const float* p = P + gk * ld + gx;
+            if (vec && gx + 3 < X) {
+              v = load4(p);
+            } else {
+              if (gx + 0 < X) v.x = p[0];
+              if (gx + 1 < X) v.y = p[1];
+              if (gx + 2 < X) v.z = p[2];
+              if (gx + 3 < X) v.w = p[3];
+            }
+          }
+        }
+      }
+      reg[r] = v;
+    }
+  }
+
+  __device__ __forceinline__ void store(float (*S)[BX + kPad], int tid) const {
+#pragma unroll
+    for (int r = 0; r < kPerThread; ++r) {
+      const int q = tid + r * NT;
+      if (q < kQuads) {
+        int x, k;
+        quad_origin(q, x, k);
+        if constexpr (KCONTIG) {  // transpose on the way in
+          S[k + 0][x] = reg[r].x;
+          S[k + 1][x] = reg[r].y;
+          S[k + 2][x] = reg[r].z;
+          S[k + 3][x] = reg[r].w;
+        } else {
+          *reinterpret_cast<float4*>(&S[k][x]) = reg[r];
+        }
+      }
+    }
+  }
+};
+
+// One block computes the C tile (tile_m, tile_n) = (blockIdx.x / tiles_n, blockIdx.x % tiles_n)
+// (a 1-D grid, so neither dimension is limited to 65535 tiles; consecutive blocks share the
+// same A row panel, which stays in L2).
+template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool TA, bool TB>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
+    sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A,
+                 int64_t lda, const float* __restrict__ B, int64_t ldb, float beta,
+                 float* __restrict__ C, int64_t ldc, int64_t tiles_n, bool vec_a, bool vec_b,
+                 bool vec_c) {
+  constexpr int NT = (BM / TM) * (BN / TN);
+  constexpr int VM = TM < 4 ? TM : 4;  // rows per shared-memory vector read
+  constexpr int VN = TN < 4 ? TN : 4;
+  constexpr int GM = TM / VM;          // row groups per thread
+  constexpr int GN = TN / VN;
+  constexpr int SGM = BM / GM;         // distance between a thread's row groups
+  constexpr int SGN = BN / GN;
+  static_assert(TM % VM == 0 && TN % VN == 0 && BM % TM == 0 && BN % TN == 0, "tiling");
+
+  __shared__ __align__(16) float As[2][BK][BM + kPad];
+  __shared__ __align__(16) float Bs[2][BK][BN + kPad];
+
+  const int tid = threadIdx.x;
+  const int tx = tid % (BN / TN);  // column position of this thread's sub-tile
+  const int ty = tid / (BN / TN);  // row position
+  const int64_t tile = blockIdx.x;
+  const int64_t m_base = (tile / tiles_n) * BM;
+  const int64_t n_base = (tile % tiles_n) * BN;
+
+  // op(A) = A: element (m, k) at A[m*lda + k] (contiguous along k); op(A) = A^T: A[k*lda + m].
+  // op(B) = B: element (k, n) at B[k*ldb + n] (contiguous along n); op(B) = B^T: B[n*ldb + k].
+  TileLoader<BK, BM, NT, !TA> load_a;
+  TileLoader<BK, BN, NT, TB> load_b;
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+  const int64_t k_tiles = (K + BK - 1) / BK;
+  if (k_tiles > 0) {
+    load_a.load(A, lda, m_base, 0, M, K, vec_a, tid);
+    load_b.load(B, ldb, n_base, 0, N, K, vec_b, tid);
+    load_a.store(As[0], tid);
+    load_b.store(Bs[0], tid);
+  }
+  __syncthreads();
+
+  for (int64_t t = 0; t < k_tiles; ++t) {
+    const int cur = static_cast<int>(t & 1);
+    const bool has_next = t + 1 < k_tiles;
+    if (has_next) {  // issue the next tile's global loads now; they land during the math
+      load_a.load(A, lda, m_base, (t + 1) * BK, M, K, vec_a, tid);
+      load_b.load(B, ldb, n_base, (t + 1) * BK, N, K, vec_b, tid);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int g = 0; g < GM; ++g) load_shared<VM>(&As[cur][kk][g * SGM + ty * VM], &a[g * VM]);
+#pragma unroll
+      for (int g = 0; g < GN; ++g) load_shared<VN>(&Bs[cur][kk][g * SGN + tx * VN], &b[g * VN]);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    if (has_next) {
+      // Stage cur^1 was last read during step t-1, which every thread finished before the
+      // barrier that ended step t-1.
+      load_a.store(As[cur ^ 1], tid);
+      load_b.store(Bs[cur ^ 1], tid);
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: C = alpha * acc + beta * C (C not read when beta == 0).
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int64_t m = m_base + (i / VM) * SGM + ty * VM + (i % VM);
+    if (m >= M) continue;
+    float* crow = C + m * ldc;
+#pragma unroll
+    for (int g = 0; g < GN; ++g) {
+      const int64_t n0 = n_base + g * SGN + tx * VN;
+      const float* r = &acc[i][g * VN];
+      if (VN == 4 && vec_c && n0 + 3 < N) {
+        float4 out = make_float4(alpha * r[0], alpha * r[VN > 1 ? 1 : 0], alpha * r[VN > 2 ? 2 : 0],
+                                 alpha * r[VN > 3 ? 3 : 0]);
+        if (beta != 0.f) {
+          const float4 old = *reinterpret_cast<const float4*>(crow + n0);
+          out.x += beta * old.x;
+          out.y += beta * old.y;
+          out.z += beta * old.z;
+          out.w += beta * old.w;
+        }
+        *reinterpret_cast<float4*>(crow + n0) = out;
+      } else {
+#pragma unroll
+        for (int v = 0; v < VN; ++v) {
+          const int64_t n = n0 + v;
+          if (n < N) {
+            float out = alpha * r[v];
+            if (beta != 0.f) out += beta * crow[n];
+            crow[n] = out;
+          }
+        }
+      }
+    }
+  }
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+int sm_count() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    NNCORE_CUDA_CHECK(cudaGetDevice(&device));
+    NNCORE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms > 0 ? sms : 1;
+  }();
+  return count;
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS>
+void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc) {
+  constexpr int NT = (BM / TM) * (BN / TN);
+  const int64_t tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+  const int64_t tiles = tiles_m * tiles_n;
+  if (tiles > 0x7fffffff)
+    throw std::runtime_error(concat("nncore: sgemm: output of ", M, " x ", N, " is too large"));
+  const bool vec_a = aligned16(A) && lda % 4 == 0;
+  const bool vec_b = aligned16(B) && ldb % 4 == 0;
+  const bool vec_c = aligned16(C) && ldc % 4 == 0;
+  const dim3 grid(static_cast<unsigned>(tiles));
+  cudaStream_t s = detail::stream();
+#define NNCORE_SGEMM_LAUNCH(TA, TB)                                                          \
+  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, TA, TB><<<grid, NT, 0, s>>>(                  \
+      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, tiles_n, vec_a, vec_b, vec_c)
+  if (!ta && !tb) NNCORE_SGEMM_LAUNCH(false, false);
+  else if (!ta && tb) NNCORE_SGEMM_LAUNCH(false, true);
+  else if (ta && !tb) NNCORE_SGEMM_LAUNCH(true, false);
+  else NNCORE_SGEMM_LAUNCH(true, true);
+#undef NNCORE_SGEMM_LAUNCH
+  NNCORE_CUDA_LAUNCH_CHECK(name);
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  // K == 0 still launches: C = beta * C (or 0 when beta == 0).
+  const int64_t sms = sm_count();
+  auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
+  if (tiles(128) >= sms) {
+    launch_config<128, 128, 8, 8, 8, 2>("sgemm_128x128x8", trans_a, trans_b, M, N, K, alpha, A,
+                                        lda, B, ldb, beta, C, ldc);
+  } else if (tiles(64) >= sms / 2) {
+    launch_config<64, 64, 8, 4, 4, 1>("sgemm_64x64x8", trans_a, trans_b, M, N, K, alpha, A, lda,
+                                      B, ldb, beta, C, ldc);
+  } else {
+    launch_config<32, 32, 8, 4, 4, 1>("sgemm_32x32x8", trans_a, trans_b, M, N, K, alpha, A, lda,
+                                      B, ldb, beta, C, ldc);
+  }
+}
+
+}  // namespace nncore::cuda

@@ -1,0 +1,53 @@
+"""nncore: a neural-network core you can read end to end.
+
+Hand-written C++ (CPU) and CUDA kernels behind a thin Python layer::
+
+    import nncore as nc
+    t = nc.tensor(np_array, device="cpu")      # copy; float32 or int32
+    import nncore.functional as F
+    y = F.relu(F.linear(t, w, b))
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _C
+from ._C import Tensor, empty, zeros
+from . import cuda
+from .random import manual_seed
+
+__version__ = "0.1.0"
+__all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "cuda"]
+
+
+def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
+    """A new tensor holding a copy of ``data`` (array-like) on ``device``.
+
+    Floating-point data becomes float32 and integer data int32 (values must fit); ``dtype``
+    ("float32"/"int32" or the NumPy types) forces one of the two.
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    array = np.asarray(data)
+    if dtype is not None:
+        target = np.dtype(dtype)
+    elif array.dtype.kind == "f":
+        target = np.dtype(np.float32)
+    elif array.dtype.kind in "iu":
+        target = np.dtype(np.int32)
+    else:
+        raise TypeError(
+            f"tensor: unsupported dtype {array.dtype}: nncore tensors are float32 or int32")
+    if target not in (np.dtype(np.float32), np.dtype(np.int32)):
+        raise TypeError(f"tensor: unsupported dtype {target}: nncore tensors are float32 or int32")
+    if target == np.int32 and array.dtype.kind in "iu" and array.size:
+        low, high = array.min(), array.max()
+        if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
+            raise ValueError(f"tensor: integer values in [{low}, {high}] do not fit in int32")
+    array = np.ascontiguousarray(array, dtype=target)
+    return _C._tensor_from_array(array, device)
+
+
+def from_dlpack(obj) -> Tensor:
+    """A tensor sharing memory with ``obj`` (any object with ``__dlpack__``), without a copy."""
+    return _C.from_dlpack(obj)

@@ -1,0 +1,355 @@
+// nncore._C: the only file that knows pybind11. Binds Tensor, DLPack exchange, the CUDA runtime
+// queries and every op of ops.h under its own name.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "nncore/check.h"
+#include "nncore/dlpack.h"
+#include "nncore/ops.h"
+#include "nncore/tensor.h"
+#ifdef NNCORE_WITH_CUDA
+#include "nncore/device.h"
+#endif
+#include "cpu/sgemm.h"
+
+namespace py = pybind11;
+using namespace nncore;
+
+namespace {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda" || name == "cuda:0") {
+#ifdef NNCORE_WITH_CUDA
+    cuda::require_device();
+    return Device::cuda;
+#else
+    throw ValueError("device 'cuda': nncore was built without CUDA (reinstall with nvcc present "
+                     "or NNCORE_CUDA=ON)");
+#endif
+  }
+  throw ValueError(concat("unknown device '", name, "': expected 'cpu', 'cuda' or 'cuda:0'"));
+}
+
+DType parse_dtype(const std::string& name) {
+  if (name == "float32") return DType::float32;
+  if (name == "int32") return DType::int32;
+  throw TypeError(concat("unsupported dtype '", name, "': nncore tensors are float32 or int32"));
+}
+
+// Python's None <-> an undefined Tensor (an op that skipped an optional output).
+py::object tensor_or_none(Tensor t) {
+  return t.defined() ? py::cast(std::move(t)) : py::none();
+}
+
+Tensor tensor_from_array(const py::array& array, const std::string& device) {
+  const bool is_f32 = py::isinstance<py::array_t<float>>(array);
+  const bool is_i32 = py::isinstance<py::array_t<int32_t>>(array);
+  NNCORE_CHECK_TYPE(is_f32 || is_i32, "tensor: expected a float32 or int32 array, got dtype ",
+                    std::string(py::str(array.dtype())));
+  NNCORE_CHECK(array.flags() & py::array::c_style, "tensor: array must be C-contiguous");
+  Shape shape(array.shape(), array.shape() + array.ndim());
+  Tensor t = Tensor::empty(shape, is_f32 ? DType::float32 : DType::int32, parse_device(device));
+  t.copy_from_host(array.data());
+  return t;
+}
+
+py::dtype numpy_dtype(DType dtype) {
+  return dtype == DType::float32 ? py::dtype::of<float>() : py::dtype::of<int32_t>();
+}
+
+// CPU: a zero-copy view that keeps the tensor alive. CUDA: a synchronizing copy.
+py::array tensor_to_numpy(const py::object& self) {
+  const Tensor& t = self.cast<const Tensor&>();
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  if (t.device() == Device::cpu) return py::array(numpy_dtype(t.dtype()), shape, {}, t.raw(), self);
+  py::array out(numpy_dtype(t.dtype()), shape);
+  t.copy_to_host(out.mutable_data());
+  return out;
+}
+
+// ---- DLPack ---------------------------------------------------------------------------------
+
+struct DLPackExport {
+  Tensor tensor;  // keeps the storage alive
+  std::vector<int64_t> shape;
+  DLManagedTensor managed;
+};
+
+void dlpack_export_deleter(DLManagedTensor* managed) {
+  delete static_cast<DLPackExport*>(managed->manager_ctx);
+}
+
+void dlpack_capsule_destructor(PyObject* capsule) {
+  // A consumer renames the capsule to "used_dltensor" and owns it; otherwise we free it.
+  if (PyCapsule_IsValid(capsule, "dltensor")) {
+    auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+    if (managed && managed->deleter) managed->deleter(managed);
+  }
+}
+
+py::capsule tensor_to_dlpack(const Tensor& t) {
+#ifdef NNCORE_WITH_CUDA
+  // The consumer may read on another stream: make our pending work visible first.
+  if (t.device() == Device::cuda) cuda::synchronize();
+#endif
+  auto* ctx = new DLPackExport{t, t.shape(), {}};
+  DLTensor& dl = ctx->managed.dl_tensor;
+  dl.data = t.raw();
+  dl.device = {t.device() == Device::cpu ? kDLCPU : kDLCUDA, 0};
+  dl.ndim = static_cast<int32_t>(t.dim());
+  dl.dtype = {t.dtype() == DType::float32 ? kDLFloat : kDLInt, 32, 1};
+  dl.shape = ctx->shape.data();
+  dl.strides = nullptr;
+  dl.byte_offset = 0;
+  ctx->managed.manager_ctx = ctx;
+  ctx->managed.deleter = dlpack_export_deleter;
+  return py::capsule(&ctx->managed, "dltensor", dlpack_capsule_destructor);
+}
+
+Tensor tensor_from_dlpack(const py::object& obj) {
+  NNCORE_CHECK_TYPE(py::hasattr(obj, "__dlpack__"),
+                    "from_dlpack: object of type ", std::string(py::str(py::type::of(obj))),
+                    " does not implement __dlpack__");
+  const auto device_info = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
+  py::object capsule;
+  if (device_info.first == kDLCUDA) {
+#ifdef NNCORE_WITH_CUDA
+    // Ask the producer to make the data ready on our stream.
+    capsule = obj.attr("__dlpack__")(py::arg("stream") =
+                                         reinterpret_cast<uintptr_t>(cuda::current_stream()));
+#else
+    throw ValueError("from_dlpack: a CUDA tensor was given but nncore was built without CUDA");
+#endif
+  } else {
+    NNCORE_CHECK(device_info.first == kDLCPU, "from_dlpack: unsupported device type ",
+                 device_info.first, " (expected CPU or CUDA)");
+    capsule = obj.attr("__dlpack__")();
+  }
+  PyObject* raw_capsule = capsule.ptr();
+  NNCORE_CHECK(PyCapsule_IsValid(raw_capsule, "dltensor"),
+               "from_dlpack: __dlpack__ did not return an unused 'dltensor' capsule");
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(raw_capsule, "dltensor"));
+  const DLTensor& dl = managed->dl_tensor;
+  // Validate before taking ownership so a rejected capsule is still freed by its destructor.
+  Shape shape(dl.shape, dl.shape + dl.ndim);
+  const bool f32 = dl.dtype.code == kDLFloat && dl.dtype.bits == 32 && dl.dtype.lanes == 1;
+  const bool i32 = dl.dtype.code == kDLInt && dl.dtype.bits == 32 && dl.dtype.lanes == 1;
+  NNCORE_CHECK_TYPE(f32 || i32, "from_dlpack: unsupported dtype (code ", int(dl.dtype.code),
+                    ", bits ", int(dl.dtype.bits), "): nncore tensors are float32 or int32");
+  if (dl.strides != nullptr) {
+    int64_t expected = 1;
+    for (int64_t axis = dl.ndim - 1; axis >= 0; --axis) {
+      NNCORE_CHECK(shape[axis] == 1 || dl.strides[axis] == expected,
+                   "from_dlpack: non-contiguous tensor of shape ", shape_str(shape),
+                   " is not supported (make it contiguous first, e.g. numpy.ascontiguousarray)");
+      expected *= shape[axis];
+    }
+  }
+  PyCapsule_SetName(raw_capsule, "used_dltensor");
+  const Device device = device_info.first == kDLCUDA ? Device::cuda : Device::cpu;
+  void* data = static_cast<char*>(dl.data) + dl.byte_offset;
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * 4;
+  auto storage = std::make_shared<Storage>(data, nbytes, device, [managed] {
+    if (managed->deleter) managed->deleter(managed);
+  });
+  return Tensor(storage, shape, f32 ? DType::float32 : DType::int32);
+}
+
+void bind_ops(py::module_& m) {
+  using py::arg;
+  m.def("fill_", &ops::fill_, arg("y"), arg("value"));
+  m.def("axpy_", &ops::axpy_, arg("y"), arg("alpha"), arg("x"));
+  m.def("scale_", &ops::scale_, arg("y"), arg("alpha"));
+  m.def("mul", &ops::mul, arg("a"), arg("b"));
+  m.def("index_select_rows", &ops::index_select_rows, arg("x"), arg("index"));
+  m.def("argmax_rows", &ops::argmax_rows, arg("x"));
+
+  m.def("gemm_", &ops::gemm_, arg("a"), arg("b"), arg("c"), arg("trans_a") = false,
+        arg("trans_b") = false, arg("alpha") = 1.0f, arg("beta") = 0.0f);
+  m.def("matmul", &ops::matmul, arg("a"), arg("b"), arg("trans_a") = false,
+        arg("trans_b") = false);
+
+  m.def("linear_forward", &ops::linear_forward, arg("x"), arg("weight"), arg("bias") = py::none());
+  m.def("linear_backward",
+        [](const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
+           std::optional<Tensor> db, bool need_dx) {
+          return tensor_or_none(ops::linear_backward(x, w, dy, dw, std::move(db), need_dx));
+        },
+        arg("x"), arg("weight"), arg("dy"), arg("dweight"), arg("dbias") = py::none(),
+        arg("need_dx") = true);
+  m.def("bias_add_", &ops::bias_add_, arg("y"), arg("bias"));
+  m.def("bias_grad_", &ops::bias_grad_, arg("dy"), arg("dbias"));
+
+  m.def("im2col", &ops::im2col, arg("x"), arg("kh"), arg("kw"), arg("sh") = 1, arg("sw") = 1,
+        arg("ph") = 0, arg("pw") = 0);
+  m.def("col2im", &ops::col2im, arg("col"), arg("x_shape"), arg("kh"), arg("kw"), arg("sh") = 1,
+        arg("sw") = 1, arg("ph") = 0, arg("pw") = 0);
+  m.def("conv2d_forward", &ops::conv2d_forward, arg("x"), arg("weight"), arg("bias") = py::none(),
+        arg("sh") = 1, arg("sw") = 1, arg("ph") = 0, arg("pw") = 0);
+  m.def("conv2d_backward",
+        [](const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
+           std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+           bool need_dx) {
+          return tensor_or_none(
+              ops::conv2d_backward(x, w, dy, dw, std::move(db), sh, sw, ph, pw, need_dx));
+        },
+        arg("x"), arg("weight"), arg("dy"), arg("dweight"), arg("dbias") = py::none(),
+        arg("sh") = 1, arg("sw") = 1, arg("ph") = 0, arg("pw") = 0, arg("need_dx") = true);
+
+  m.def("max_pool2d_forward", &ops::max_pool2d_forward, arg("x"), arg("kh"), arg("kw"),
+        arg("sh"), arg("sw"), arg("ph") = 0, arg("pw") = 0);
+  m.def("max_pool2d_backward", &ops::max_pool2d_backward, arg("dy"), arg("argmax"),
+        arg("x_shape"));
+  m.def("avg_pool2d_forward", &ops::avg_pool2d_forward, arg("x"), arg("kh"), arg("kw"),
+        arg("sh"), arg("sw"), arg("ph") = 0, arg("pw") = 0, arg("count_include_pad") = true);
+  m.def("avg_pool2d_backward", &ops::avg_pool2d_backward, arg("dy"), arg("x_shape"), arg("kh"),
+        arg("kw"), arg("sh"), arg("sw"), arg("ph") = 0, arg("pw") = 0,
+        arg("count_include_pad") = true);
+
+  m.def("relu_forward", &ops::relu_forward, arg("x"));
+  m.def("relu_backward", &ops::relu_backward, arg("x"), arg("dy"));
+  m.def("leaky_relu_forward", &ops::leaky_relu_forward, arg("x"), arg("slope") = 0.01f);
+  m.def("leaky_relu_backward", &ops::leaky_relu_backward, arg("x"), arg("dy"),
+        arg("slope") = 0.01f);
+  m.def("sigmoid_forward", &ops::sigmoid_forward, arg("x"));
+  m.def("sigmoid_backward", &ops::sigmoid_backward, arg("y"), arg("dy"));
+  m.def("tanh_forward", &ops::tanh_forward, arg("x"));
+  m.def("tanh_backward", &ops::tanh_backward, arg("y"), arg("dy"));
+  m.def("softmax_forward", &ops::softmax_forward, arg("x"));
+  m.def("softmax_backward", &ops::softmax_backward, arg("y"), arg("dy"));
+  m.def("log_softmax_forward", &ops::log_softmax_forward, arg("x"));
+  m.def("log_softmax_backward", &ops::log_softmax_backward, arg("y"), arg("dy"));
+
+  m.def("cross_entropy_forward", &ops::cross_entropy_forward, arg("logits"), arg("target"));
+  m.def("cross_entropy_backward", &ops::cross_entropy_backward, arg("probs"), arg("target"),
+        arg("grad_scale") = 1.0f);
+  m.def("mse_forward", &ops::mse_forward, arg("pred"), arg("target"));
+  m.def("mse_backward", &ops::mse_backward, arg("pred"), arg("target"), arg("grad_scale") = 1.0f);
+
+  m.def("sgd_step_", &ops::sgd_step_, arg("param"), arg("grad"), arg("momentum_buf") = py::none(),
+        arg("lr"), arg("momentum") = 0.0f, arg("dampening") = 0.0f, arg("weight_decay") = 0.0f,
+        arg("nesterov") = false, arg("first_step") = false);
+  m.def("adam_step_", &ops::adam_step_, arg("param"), arg("grad"), arg("m"), arg("v"), arg("lr"),
+        arg("beta1") = 0.9f, arg("beta2") = 0.999f, arg("eps") = 1e-8f,
+        arg("weight_decay") = 0.0f, arg("step"));
+  m.def("dropout_forward", &ops::dropout_forward, arg("x"), arg("p"), arg("seed"),
+        arg("offset") = 0);
+}
+
+void bind_cuda(py::module_& m) {
+  py::module_ c = m.def_submodule("cuda", "CUDA runtime queries");
+#ifdef NNCORE_WITH_CUDA
+  c.def("is_compiled", [] { return true; });
+  c.def("device_count", &cuda::device_count);
+  c.def("device_name", &cuda::device_description);
+  c.def("synchronize", &cuda::synchronize);
+  c.def("empty_cache", &cuda::empty_cache);
+  c.def("reset_peak_memory_stats", &cuda::reset_peak_stats);
+  c.def("memory_stats", [] {
+    const cuda::AllocatorStats s = cuda::allocator_stats();
+    py::dict d;
+    d["allocated_bytes"] = s.allocated_bytes;
+    d["reserved_bytes"] = s.reserved_bytes;
+    d["peak_allocated_bytes"] = s.peak_allocated_bytes;
+    d["num_device_mallocs"] = s.num_device_mallocs;
+    return d;
+  });
+#else
+  c.def("is_compiled", [] { return false; });
+  c.def("device_count", [] { return 0; });
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "nncore's compiled core: tensors and hand-written CPU/CUDA kernels";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const OutOfMemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+
+  py::class_<Tensor>(m, "Tensor", py::buffer_protocol())
+      .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
+      .def_property_readonly("dtype", [](const Tensor& t) { return dtype_name(t.dtype()); })
+      .def_property_readonly("device", [](const Tensor& t) { return device_name(t.device()); })
+      .def_property_readonly("ndim", &Tensor::dim)
+      .def("numel", &Tensor::numel)
+      .def("__len__", [](const Tensor& t) {
+        NNCORE_CHECK_TYPE(t.dim() > 0, "len() of a 0-d tensor");
+        return t.size(0);
+      })
+      .def("numpy", &tensor_to_numpy)
+      .def("to", [](const Tensor& t, const std::string& device) { return t.to(parse_device(device)); },
+           py::arg("device"))
+      .def("reshape", [](const Tensor& t, const py::args& args) {
+        // reshape(2, 3) or reshape((2, 3))
+        Shape shape = args.size() == 1 && py::isinstance<py::sequence>(args[0])
+                          ? args[0].cast<Shape>() : args.cast<Shape>();
+        return t.reshape(shape);
+      })
+      .def("clone", &Tensor::clone)
+      .def("item", [](const Tensor& t) -> py::object {
+        NNCORE_CHECK(t.numel() == 1, "item: tensor of shape ", shape_str(t.shape()),
+                     " has ", t.numel(), " elements, expected 1");
+        int32_t bits;
+        t.copy_to_host(&bits);
+        if (t.dtype() == DType::int32) return py::int_(bits);
+        float value;
+        std::memcpy(&value, &bits, 4);
+        return py::float_(value);
+      })
+      .def("fill_", [](Tensor& t, float v) { ops::fill_(t, v); return t; }, py::arg("value"))
+      .def("zero_", [](Tensor& t) { ops::fill_(t, 0.0f); return t; })
+      .def("__dlpack__", [](const Tensor& t, const py::kwargs&) { return tensor_to_dlpack(t); })
+      .def("__dlpack_device__", [](const Tensor& t) {
+        return py::make_tuple(t.device() == Device::cpu ? int(kDLCPU) : int(kDLCUDA), 0);
+      })
+      .def_buffer([](const Tensor& t) -> py::buffer_info {
+        NNCORE_CHECK(t.device() == Device::cpu, "buffer protocol: tensor is on ",
+                     device_name(t.device()), "; call .numpy() or .to('cpu') first");
+        std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+        std::vector<py::ssize_t> strides(shape.size());
+        py::ssize_t stride = 4;
+        for (size_t i = shape.size(); i-- > 0;) {
+          strides[i] = stride;
+          stride *= shape[i];
+        }
+        return py::buffer_info(t.raw(), 4,
+                               t.dtype() == DType::float32 ? py::format_descriptor<float>::format()
+                                                           : py::format_descriptor<int32_t>::format(),
+                               static_cast<py::ssize_t>(shape.size()), shape, strides);
+      })
+      .def("__repr__", [](const Tensor& t) {
+        return concat("nncore.Tensor(shape=", shape_str(t.shape()), ", dtype=",
+                      dtype_name(t.dtype()), ", device='", device_name(t.device()), "')");
+      });
+
+  m.def("_tensor_from_array", &tensor_from_array, py::arg("array"), py::arg("device") = "cpu");
+  m.def("empty", [](const Shape& shape, const std::string& dtype, const std::string& device) {
+    return Tensor::empty(shape, parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  m.def("zeros", [](const Shape& shape, const std::string& dtype, const std::string& device) {
+    return Tensor::zeros(shape, parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  m.def("from_dlpack", &tensor_from_dlpack, py::arg("obj"));
+  m.def("cpu_gemm_kernel", [] { return std::string(cpu::sgemm_kernel_name()); },
+        "The CPU GEMM micro-kernel picked for this machine (avx512, avx2 or generic)");
+  m.def("_force_cpu_gemm_kernel", [](const std::string& name) { cpu::sgemm_force_kernel(name.c_str()); },
+        py::arg("name"));
+
+  bind_ops(m);
+  bind_cuda(m);
+}

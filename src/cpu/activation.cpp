@@ -1,0 +1,70 @@
+// Elementwise activations and their derivatives over n floats. y may alias x and dx may alias
+// dy exactly, so the pointers are not restrict; each iteration reads its element before it
+// writes it, which keeps `omp simd` valid under that aliasing.
+#include <cmath>
+
+#include "nncore/kernels.h"
+
+namespace nncore::cpu {
+
+namespace {
+// Memory-bound ops need more elements than exp/tanh ones before two threads pay off.
+constexpr int64_t kParallelMinCheap = 1 << 15;
+constexpr int64_t kParallelMinTranscendental = 1 << 12;
+}  // namespace
+
+// y = max(x, 0); NaN stays NaN, like PyTorch.
+void relu_forward(const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+// dx = dy * [x > 0]
+void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+// y = x if x > 0 else slope * x
+void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+}
+
+// dx = dy if x > 0 else slope * dy
+void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, float slope) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+}
+
+// y = 1/(1+e^-x), computed from e = e^-|x| <= 1 so nothing overflows:
+// x >= 0: 1/(1+e);  x < 0: e/(1+e).
+void sigmoid_forward(const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinTranscendental)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float e = std::exp(-std::fabs(v));
+    const float r = 1.0f / (1.0f + e);
+    y[i] = v >= 0.0f ? r : e * r;
+  }
+}
+
+// dx = dy * y * (1 - y)
+void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+// y = tanh(x)
+void tanh_forward(const float* x, float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinTranscendental)
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+// dx = dy * (1 - y^2)
+void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+}  // namespace nncore::cpu

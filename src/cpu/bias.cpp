@@ -1,0 +1,104 @@
+// Bias add / bias gradient over (outer, channels, inner) and the outer-axes swap that moves
+// between NCHW and the (C, N*H*W) layout of the batched convolution GEMMs.
+#include <algorithm>
+#include <cstring>
+
+#include "nncore/kernels.h"
+
+namespace nncore::cpu {
+
+namespace {
+// Below this many floats a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+}  // namespace
+
+// y[o, c, i] += b[c]
+void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
+  const int64_t total = outer * channels * inner;
+  if (inner == 1) {  // linear layer: each row gets the whole bias vector
+#pragma omp parallel for schedule(static) if (total > kParallelMin)
+    for (int64_t o = 0; o < outer; ++o) {
+      float* __restrict row = y + o * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) row[c] += b[c];
+    }
+    return;
+  }
+  const int64_t planes = outer * channels;
+#pragma omp parallel for schedule(static) if (total > kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* __restrict plane = y + p * inner;
+    const float bias = b[p % channels];
+#pragma omp simd
+    for (int64_t i = 0; i < inner; ++i) plane[i] += bias;
+  }
+}
+
+// db[c] += sum_{o,i} dy[o, c, i]; each channel sums in a fixed order (deterministic).
+void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
+  const int64_t total = outer * channels * inner;
+  if (inner == 1) {
+    // Rows are contiguous over c: accumulate a block of channels down all rows (vectorizes
+    // over c) in double, so a long batch does not lose the small terms.
+    constexpr int64_t kBlock = 256;
+    const int64_t blocks = (channels + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (total > kParallelMin && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = blk * kBlock;
+      const int64_t width = std::min(kBlock, channels - c0);
+      double acc[kBlock];
+      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+      for (int64_t o = 0; o < outer; ++o) {
+        const float* __restrict row = dy + o * channels + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) acc[c] += row[c];
+      }
+      for (int64_t c = 0; c < width; ++c) db[c0 + c] += static_cast<float>(acc[c]);
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (total > kParallelMin && channels > 1)
+  for (int64_t c = 0; c < channels; ++c) {
+    double acc = 0.0;
+    for (int64_t o = 0; o < outer; ++o) {
+      const float* __restrict plane = dy + (o * channels + c) * inner;
+      float plane_sum = 0.0f;  // float inside a plane (vectorized), double across planes
+#pragma omp simd reduction(+ : plane_sum)
+      for (int64_t i = 0; i < inner; ++i) plane_sum += plane[i];
+      acc += plane_sum;
+    }
+    db[c] += static_cast<float>(acc);
+  }
+}
+
+// y[b, a, i] = x[a, b, i]
+void swap_outer_axes(const float* x, float* y, int64_t A, int64_t B, int64_t inner) {
+  const int64_t total = A * B * inner;
+  if (inner >= 16) {  // rows long enough that a memcpy per (a, b) is the whole job
+#pragma omp parallel for collapse(2) schedule(static) if (total > kParallelMin)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t a = 0; a < A; ++a)
+        std::memcpy(y + (b * A + a) * inner, x + (a * B + b) * inner,
+                    static_cast<size_t>(inner) * sizeof(float));
+    return;
+  }
+  // Short rows: a tiled transpose of (A, B) blocks of `inner`-float elements keeps both the
+  // reads and the writes within a few cache lines.
+  constexpr int64_t kTile = 32;
+  const int64_t tiles_b = (B + kTile - 1) / kTile;
+  const int64_t tiles_a = (A + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) schedule(static) if (total > kParallelMin)
+  for (int64_t tb = 0; tb < tiles_b; ++tb)
+    for (int64_t ta = 0; ta < tiles_a; ++ta) {
+      const int64_t b_end = std::min(B, (tb + 1) * kTile);
+      const int64_t a_end = std::min(A, (ta + 1) * kTile);
+      for (int64_t b = tb * kTile; b < b_end; ++b)
+        for (int64_t a = ta * kTile; a < a_end; ++a) {
+          const float* __restrict src = x + (a * B + b) * inner;
+          float* __restrict dst = y + (b * A + a) * inner;
+          for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
+        }
+    }
+}
+
+}  // namespace nncore::cpu

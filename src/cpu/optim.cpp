@@ -1,0 +1,84 @@
+// Optimizer updates in place over n parameters, with torch.optim.SGD / torch.optim.Adam
+// semantics (L2 weight decay is added to the gradient; Adam is not AdamW).
+// The SGD mode switches are hoisted out of the loop (one template instance per combination).
+#include <cmath>
+
+#include "nncore/kernels.h"
+
+namespace nncore::cpu {
+
+namespace {
+constexpr int64_t kParallelMin = 1 << 15;
+
+// The momentum update for one combination of the switches, so the loop body has no branches.
+// (decay == false skips wd*p entirely, as torch does: adding 0*p would turn an inf p into NaN.)
+template <bool kDecay, bool kFirstStep, bool kNesterov>
+void sgd_momentum_loop(float* __restrict param, const float* __restrict grad,
+                       float* __restrict momentum_buf, int64_t n, float lr, float momentum,
+                       float dampening, float wd) {
+  const float keep = 1.0f - dampening;
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = kDecay ? grad[i] + wd * param[i] : grad[i];
+    const float buf = kFirstStep ? g : momentum * momentum_buf[i] + keep * g;
+    momentum_buf[i] = buf;
+    param[i] -= lr * (kNesterov ? g + momentum * buf : buf);
+  }
+}
+
+}  // namespace
+
+// g = grad + wd*p; if momentum: buf = momentum*buf + (1-dampening)*g (buf = g on first_step),
+// g = nesterov ? g + momentum*buf : buf;  p -= lr*g.
+void sgd_step(float* __restrict param, const float* __restrict grad,
+              float* __restrict momentum_buf, int64_t n, float lr, float momentum,
+              float dampening, float weight_decay, bool nesterov, bool first_step) {
+  const float wd = weight_decay;
+  if (momentum == 0.0f) {
+    if (wd == 0.0f) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) param[i] -= lr * grad[i];
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) param[i] -= lr * (grad[i] + wd * param[i]);
+    }
+    return;
+  }
+  using Loop = void (*)(float*, const float*, float*, int64_t, float, float, float, float);
+  static constexpr Loop kLoops[8] = {
+      sgd_momentum_loop<false, false, false>, sgd_momentum_loop<false, false, true>,
+      sgd_momentum_loop<false, true, false>,  sgd_momentum_loop<false, true, true>,
+      sgd_momentum_loop<true, false, false>,  sgd_momentum_loop<true, false, true>,
+      sgd_momentum_loop<true, true, false>,   sgd_momentum_loop<true, true, true>};
+  const int which = (wd != 0.0f ? 4 : 0) + (first_step ? 2 : 0) + (nesterov ? 1 : 0);
+  kLoops[which](param, grad, momentum_buf, n, lr, momentum, dampening, wd);
+}
+
+// g = grad + wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps), evaluated as torch does:
+// p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps), bias corrections computed in double.
+void adam_step(float* __restrict param, const float* __restrict grad, float* __restrict m,
+               float* __restrict v, int64_t n, float lr, float beta1, float beta2, float eps,
+               float weight_decay, int64_t step) {
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(beta1), t);
+  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(beta2), t);
+  const float step_size = static_cast<float>(lr / bias_correction1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bias_correction2));
+  const float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+  const float wd = weight_decay;
+  const bool decay = wd != 0.0f;
+  // (Memory-bound: std::sqrt keeps its errno branch without -fno-math-errno, so this loop
+  // stays scalar, at little cost next to streaming four arrays.)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = decay ? grad[i] + wd * param[i] : grad[i];
+    const float mi = beta1 * m[i] + one_minus_b1 * g;
+    const float vi = beta2 * v[i] + one_minus_b2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+}  // namespace nncore::cpu

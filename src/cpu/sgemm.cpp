@@ -1,0 +1,471 @@
+// CPU single-precision GEMM, BLIS/Goto style:
+//   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C      (row-major, leading dimensions)
+//
+// Loop nest (the vector dimension of the register tile is N, the broadcast dimension is M):
+//   for each M panel   (mb <= kMaxPanelRows rows)            A panel  mb x kc  -> shared, L3
+//     for each K block (kc <= kc_max)                        packed once, by all threads
+//       for each N chunk of this thread (nb <= nb_max)       B chunk  kc x nb  -> private, L2
+//         for each MR-row A sliver of this thread            A sliver mr x kc  -> L1
+//           for each NR-column B sliver of the chunk         streamed from L2
+//             micro-kernel: C tile (mr x nr) (+)= alpha * Asliver * Bsliver
+// Packing turns every transpose combination into the one layout the micro-kernel reads and
+// zero-pads partial slivers, so the kernel always runs whole tiles; it writes back only the
+// valid m x n part (short edge tiles get row-count-specialized kernels, no wasted FMAs).
+// The first K block applies beta (beta == 0: C write-only), the later ones accumulate.
+//
+// Micro-kernels are picked at run time (see sgemm.h): avx512 14x32, avx2 6x16, generic 4x16.
+// Force one with NNCORE_CPU_KERNEL=avx512|avx2|generic or nncore::cpu::sgemm_force_kernel().
+// Threads: OpenMP over a tm x tn grid (rows of A slivers x columns of C), single-threaded for
+// small problems or when called from inside a parallel region.
+#include "sgemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "nncore/kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace nncore {
+namespace cpu {
+namespace {
+
+using sgemm_detail::MicroKernel;
+
+// ---- portable micro-kernel: 4 x 16 plain C++ (the compiler vectorizes the j loops) ---------
+constexpr int kGenericMR = 4;
+constexpr int kGenericNR = 16;
+
+template <int MROWS>
+void tile_generic_rows(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c,
+                       int64_t ldc, int n, float alpha, float beta) {
+  float acc[MROWS][kGenericNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < MROWS; ++r) {
+      const float av = a[r];
+      for (int j = 0; j < kGenericNR; ++j) acc[r][j] += av * b[j];
+    }
+    a += kGenericMR;
+    b += b_stride;
+  }
+  for (int r = 0; r < MROWS; ++r) {
+    float* cr = c + r * ldc;
+    if (beta == 0.0f) {
+      for (int j = 0; j < n; ++j) cr[j] = alpha * acc[r][j];
+    } else {
+      for (int j = 0; j < n; ++j) cr[j] = alpha * acc[r][j] + beta * cr[j];
+    }
+  }
+}
+
+void sgemm_tile_generic_4x16(int64_t kc, const float* a, const float* b, int64_t bs, float* c,
+                             int64_t ldc, int m, int n, float alpha, float beta) {
+  switch (m) {
+    case 4: tile_generic_rows<4>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
+    case 3: tile_generic_rows<3>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
+    case 2: tile_generic_rows<2>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
+    default: tile_generic_rows<1>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
+  }
+}
+
+
+// ---- scratch: thread_local, 64-byte aligned, grow-only (never freed until thread exit) ------
+struct Scratch {
+  float* data = nullptr;
+  size_t capacity = 0;  // in floats
+  float* get(size_t floats) {
+    if (floats > capacity) {
+      std::free(data);
+      const size_t bytes = ((floats * sizeof(float) + 63) / 64) * 64;
+      data = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (data == nullptr) throw std::bad_alloc();
+      capacity = bytes / sizeof(float);
+    }
+    return data;
+  }
+  ~Scratch() { std::free(data); }
+};
+thread_local Scratch t_a_panel;  // the A panel (shared by the team of the thread that owns it)
+thread_local Scratch t_b_chunk;  // this thread's packed B chunk
+
+// ---- packing -------------------------------------------------------------------------------
+// A sliver: rows [i0, i0+m) of op(A), K range [p0, p0+kc) -> dst[k*MR + r], rows m..MR-1 zero.
+template <int MR>
+void pack_a_sliver(bool trans_a, const float* A, int64_t lda, int64_t i0, int m, int64_t p0,
+                   int64_t kc, float* dst) {
+  if (!trans_a) {
+    // op(A) = A stored M x K: row r of the sliver is contiguous in k.
+    const float* rows[MR];
+    for (int r = 0; r < MR; ++r) rows[r] = A + (i0 + std::min(r, m - 1)) * lda + p0;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * MR;
+      for (int r = 0; r < MR; ++r) d[r] = r < m ? rows[r][k] : 0.0f;
+    }
+  } else {
+    // op(A) = A^T, A stored K x M: the MR values for one k are contiguous.
+    const float* src = A + p0 * lda + i0;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * MR;
+      const float* s = src + k * lda;
+      if (m == MR) {
+        for (int r = 0; r < MR; ++r) d[r] = s[r];
+      } else {
+        for (int r = 0; r < MR; ++r) d[r] = r < m ? s[r] : 0.0f;
+      }
+    }
+  }
+}
+
+// B sliver: columns [j0, j0+n) of op(B), K range [p0, p0+kc) -> dst[k*NR + j], cols n.. zero.
+template <int NR>
+void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t j0, int n, int64_t p0,
+                   int64_t kc, float* dst) {
+  if (!trans_b) {
+    // op(B) = B stored K x N: the NR values for one k are contiguous.
+    const float* src = B + p0 * ldb + j0;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * NR;
+      const float* s = src + k * ldb;
+      if (n == NR) {
+        for (int j = 0; j < NR; ++j) d[j] = s[j];
+      } else {
+        for (int j = 0; j < NR; ++j) d[j] = j < n ? s[j] : 0.0f;
+      }
+    }
+  } else {
+    // op(B) = B^T, B stored N x K: column j of the sliver is contiguous in k. Transpose in
+    // 8-column groups so each pass reads 8 rows of B and writes whole 32-byte runs.
+    const float* src = B + j0 * ldb + p0;
+    for (int jg = 0; jg < NR; jg += 8) {
+      if (jg >= n) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int j = 0; j < 8; ++j) dst[k * NR + jg + j] = 0.0f;
+        continue;
+      }
+      const float* cols[8];
+      for (int j = 0; j < 8; ++j) cols[j] = src + std::min(jg + j, n - 1) * ldb;
+      const int valid = std::min(8, n - jg);
+      for (int64_t k = 0; k < kc; ++k) {
+        float* d = dst + k * NR + jg;
+        for (int j = 0; j < 8; ++j) d[j] = j < valid ? cols[j][k] : 0.0f;
+      }
+    }
+  }
+}
+
+void pack_a_portable_4(bool trans, const float* src, int64_t ld, int64_t i0, int m, int64_t p0,
+                       int64_t kc, float* dst) {
+  pack_a_sliver<kGenericMR>(trans, src, ld, i0, m, p0, kc, dst);
+}
+
+const MicroKernel kGenericKernel{"generic", kGenericMR, kGenericNR, &sgemm_tile_generic_4x16,
+                                 &pack_a_portable_4, &sgemm_detail::pack_b_portable_16};
+
+// ---- run-time kernel selection -------------------------------------------------------------
+enum KernelLevel { kLevelGeneric = 0, kLevelAvx2 = 1, kLevelAvx512 = 2 };
+
+int best_supported_level() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  // __builtin_cpu_supports also checks that the OS saves the wider register state (XCR0).
+  if (sgemm_detail::microkernel_avx512() && __builtin_cpu_supports("avx512f")) return kLevelAvx512;
+  if (sgemm_detail::microkernel_avx2() && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma"))
+    return kLevelAvx2;
+#endif
+  return kLevelGeneric;
+}
+
+// -1 = no request (autodetect); otherwise the requested level (clamped at use).
+int level_from_name(const char* name) {
+  if (name == nullptr) return -1;
+  if (std::strcmp(name, "avx512") == 0) return kLevelAvx512;
+  if (std::strcmp(name, "avx2") == 0) return kLevelAvx2;
+  if (std::strcmp(name, "generic") == 0) return kLevelGeneric;
+  return -1;  // "auto", "" or unknown: autodetect
+}
+
+std::atomic<int> g_selected_level{-2};  // -2 = not decided yet
+
+int selected_level() {
+  int level = g_selected_level.load(std::memory_order_acquire);
+  if (level != -2) return level;
+  const int best = best_supported_level();
+  const int requested = level_from_name(std::getenv("NNCORE_CPU_KERNEL"));
+  level = requested < 0 ? best : std::min(requested, best);
+  g_selected_level.store(level, std::memory_order_release);
+  return level;
+}
+
+const MicroKernel* kernel_for_level(int level) {
+  if (level == kLevelAvx512) return sgemm_detail::microkernel_avx512();
+  if (level == kLevelAvx2) return sgemm_detail::microkernel_avx2();
+  return &kGenericKernel;
+}
+
+// ---- blocking ------------------------------------------------------------------------------
+// kc_max: the A sliver (mr x kc floats: 14 x 384 x 4 B = 21 KiB) stays in the 48 KiB L1 while
+//   the B slivers stream past it; a long kc also amortizes the C tile load/store.
+// nb_max: the packed B chunk (kc x nb: 384 x 640 x 4 B = 960 KiB) stays in the 2 MiB L2,
+//   leaving room for the A sliver stream and C.
+// kMaxPanelRows: the packed A panel (mb x kc: 4096 x 384 x 4 B = 6 MiB) lives in the shared L3.
+struct Blocking {
+  int64_t kc_max;
+  int64_t nb_max;
+};
+Blocking blocking_for(const MicroKernel& kern) {
+  if (kern.nr == 32) return {384, 640};
+  return {256, 512};  // avx2 / generic: 32 KiB L1 class machines
+}
+constexpr int64_t kMaxPanelRows = 4096;
+
+// Below this many multiply-adds a single thread wins (thread wake-up costs a few us).
+constexpr double kMinMacsPerThread = 96.0 * 96.0 * 96.0;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Splits [0, total) into `parts` nearly equal ranges; returns range `index` as [lo, hi).
+inline void split_range(int64_t total, int parts, int index, int64_t* lo, int64_t* hi) {
+  const int64_t base = total / parts, extra = total % parts;
+  *lo = index * base + std::min<int64_t>(index, extra);
+  *hi = *lo + base + (index < extra ? 1 : 0);
+}
+
+struct Problem {
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+};
+
+struct Plan {
+  const MicroKernel* kern;
+  int64_t kc_max, nb_max, mb_max;
+  int threads, tm, tn;  // threads = tm * tn
+  bool direct_b;        // read B in place (not transposed, few A slivers reuse it)
+  float* a_panel;       // mb_max x kc_max, shared
+};
+
+// Everything one thread does, for the whole problem; barriers separate A packing and use.
+void run_thread(const Problem& p, const Plan& plan, int tid) {
+  const MicroKernel& kern = *plan.kern;
+  const int mr = kern.mr, nr = kern.nr;
+  const int nt = plan.threads;
+  const int t_m = tid / plan.tn, t_n = tid % plan.tn;
+
+  // This thread's columns of C: whole NR slivers [js, je).
+  int64_t js, je;
+  split_range(ceil_div(p.N, nr), plan.tn, t_n, &js, &je);
+  const int64_t col_lo = js * nr, col_hi = std::min(p.N, je * nr);
+  const int64_t width = std::max<int64_t>(0, col_hi - col_lo);
+  const int64_t nchunks = width > 0 ? ceil_div(width, plan.nb_max) : 0;
+  const int64_t chunk = nchunks > 0 ? round_up(ceil_div(width, nchunks), nr) : 0;
+
+  const int64_t nkb = ceil_div(p.K, plan.kc_max);
+  const int64_t kc_even = round_up(ceil_div(p.K, nkb), 8);  // equal K blocks, not a short tail
+
+  float* b_buf = nullptr;
+  if (width > 0) b_buf = t_b_chunk.get(static_cast<size_t>(plan.direct_b ? 1 : ceil_div(chunk, nr)) *
+                                       static_cast<size_t>(nr * kc_even));
+
+  for (int64_t i0 = 0; i0 < p.M; i0 += plan.mb_max) {
+    const int64_t mb = std::min(plan.mb_max, p.M - i0);
+    const int64_t slivers_m = ceil_div(mb, mr);
+    int64_t ms, me;
+    split_range(slivers_m, plan.tm, t_m, &ms, &me);
+
+    for (int64_t p0 = 0; p0 < p.K; p0 += kc_even) {
+      const int64_t kc = std::min(kc_even, p.K - p0);
+      const float beta = p0 == 0 ? p.beta : 1.0f;
+
+      // Pack the A panel cooperatively: thread tid packs slivers [as, ae).
+      int64_t as, ae;
+      split_range(slivers_m, nt, tid, &as, &ae);
+      for (int64_t s = as; s < ae; ++s) {
+        const int64_t i = i0 + s * mr;
+        kern.pack_a(p.trans_a, p.A, p.lda, i, static_cast<int>(std::min<int64_t>(mr, p.M - i)), p0,
+               kc, plan.a_panel + s * mr * kc);
+      }
+#ifdef _OPENMP
+      if (nt > 1) {
+#pragma omp barrier
+      }
+#endif
+
+      for (int64_t j0 = col_lo; j0 < col_hi; j0 += chunk) {
+        const int64_t nb = std::min(chunk, col_hi - j0);
+        const int64_t slivers_n = ceil_div(nb, nr);
+        const float* b_base;
+        int64_t b_stride, b_sliver_step;
+        if (plan.direct_b) {
+          b_base = p.B + p0 * p.ldb + j0;
+          b_stride = p.ldb;
+          b_sliver_step = nr;
+        } else {
+          for (int64_t t = 0; t < slivers_n; ++t) {
+            const int64_t j = j0 + t * nr;
+            kern.pack_b(p.trans_b, p.B, p.ldb, j, static_cast<int>(std::min<int64_t>(nr, p.N - j)),
+                   p0, kc, b_buf + t * nr * kc);
+          }
+          b_base = b_buf;
+          b_stride = nr;
+          b_sliver_step = nr * kc;
+        }
+
+        for (int64_t s = ms; s < me; ++s) {
+          const int64_t i = i0 + s * mr;
+          const int m = static_cast<int>(std::min<int64_t>(mr, p.M - i));
+          const float* a_sliver = plan.a_panel + s * mr * kc;
+          float* c_row = p.C + i * p.ldc;
+          for (int64_t t = 0; t < slivers_n; ++t) {
+            const int64_t j = j0 + t * nr;
+            const int n = static_cast<int>(std::min<int64_t>(nr, p.N - j));
+            const float* b_sliver = b_base + t * b_sliver_step;
+            int64_t bs = b_stride;
+            if (plan.direct_b && n < nr) {
+              // The last partial sliver read in place could run past B: pack just that one.
+              kern.pack_b(false, p.B, p.ldb, j, n, p0, kc, b_buf);
+              b_sliver = b_buf;
+              bs = nr;
+            }
+            kern.tile(kc, a_sliver, b_sliver, bs, c_row + j, p.ldc, m, n, p.alpha, beta);
+          }
+        }
+      }
+#ifdef _OPENMP
+      if (nt > 1) {
+#pragma omp barrier
+      }
+#endif
+    }
+  }
+}
+
+// C = beta * C over M x N (beta == 0 writes zeros without reading C).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  if (beta == 1.0f) return;
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(c, c + N, 0.0f);
+    } else {
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+}
+
+}  // namespace
+
+namespace sgemm_detail {
+void pack_a_portable_6(bool trans, const float* src, int64_t ld, int64_t i0, int m, int64_t p0,
+                       int64_t kc, float* dst) {
+  pack_a_sliver<6>(trans, src, ld, i0, m, p0, kc, dst);
+}
+void pack_b_portable_16(bool trans, const float* src, int64_t ld, int64_t j0, int n, int64_t p0,
+                        int64_t kc, float* dst) {
+  pack_b_sliver<16>(trans, src, ld, j0, n, p0, kc, dst);
+}
+}  // namespace sgemm_detail
+
+const char* sgemm_kernel_name() { return kernel_for_level(selected_level())->name; }
+
+void sgemm_force_kernel(const char* name) {
+  const int best = best_supported_level();
+  const int requested = level_from_name(name);
+  g_selected_level.store(requested < 0 ? best : std::min(requested, best),
+                         std::memory_order_release);
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const Problem prob{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+
+  Plan plan;
+  plan.kern = kernel_for_level(selected_level());
+  const int mr = plan.kern->mr, nr = plan.kern->nr;
+  const Blocking blk = blocking_for(*plan.kern);
+  plan.kc_max = blk.kc_max;
+  plan.nb_max = blk.nb_max;
+  plan.mb_max = std::min(round_up(M, mr), round_up(kMaxPanelRows, mr));
+  // Few A slivers reuse each B sliver: reading B in place beats copying it first.
+  plan.direct_b = !trans_b && M <= 4 * mr;
+
+  // Threads: enough work per thread, never nested inside another parallel region.
+  int threads = 1;
+#ifdef _OPENMP
+  if (!omp_in_parallel()) {
+    const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+    threads = std::max(1, std::min(omp_get_max_threads(),
+                                   static_cast<int>(macs / kMinMacsPerThread)));
+  }
+#endif
+  // Thread grid tm x tn: the factorization that splits the slivers most evenly, preferring
+  // columns (each thread then packs only its own B; the A panel is shared either way).
+  const int64_t slivers_m = ceil_div(std::min(M, plan.mb_max), mr);
+  const int64_t slivers_n = ceil_div(N, nr);
+  int best_tm = 1, best_tn = 1;
+  double best_eff = -1.0;
+  for (int tn = threads; tn >= 1; --tn) {
+    if (threads % tn != 0) continue;
+    const int tm = threads / tn;
+    if (tn > slivers_n || tm > slivers_m) continue;
+    const double eff_n = static_cast<double>(slivers_n) / (tn * ceil_div(slivers_n, tn));
+    const double eff_m = static_cast<double>(slivers_m) / (tm * ceil_div(slivers_m, tm));
+    const double eff = eff_n * eff_m;
+    if (eff > best_eff + 1e-9) {
+      best_eff = eff;
+      best_tm = tm;
+      best_tn = tn;
+    }
+  }
+  if (best_eff < 0.0) {  // fewer slivers than threads in both directions
+    threads = 1;
+    best_tm = best_tn = 1;
+  }
+  plan.threads = threads;
+  plan.tm = best_tm;
+  plan.tn = best_tn;
+
+  const int64_t nkb = ceil_div(K, plan.kc_max);
+  const int64_t kc_even = round_up(ceil_div(K, nkb), 8);
+  plan.a_panel = t_a_panel.get(static_cast<size_t>(plan.mb_max) * static_cast<size_t>(kc_even));
+
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      // The runtime may give fewer threads than asked; the plan needs exactly `threads`.
+      if (omp_get_num_threads() == threads) run_thread(prob, plan, omp_get_thread_num());
+#pragma omp single
+      if (omp_get_num_threads() != threads) {
+        Plan solo = plan;
+        solo.threads = solo.tm = solo.tn = 1;
+        run_thread(prob, solo, 0);
+      }
+    }
+    return;
+  }
+#endif
+  run_thread(prob, plan, 0);
+}
+
+}  // namespace cpu
+}  // namespace nncore

@@ -1,0 +1,44 @@
+// The CUDA runtime as the rest of the library sees it: device memory, copies, the one stream,
+// device queries. Implemented in cuda/runtime.cu; declared only when built with CUDA, and this
+// header never includes CUDA's own headers, so plain C++ files can use it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace nncore::cuda {
+
+// Number of usable devices; 0 (never an exception) when there is no driver or no GPU.
+int device_count();
+// "NVIDIA H100 80GB HBM3, sm_90" for the current device; throws RuntimeError without one.
+std::string device_description();
+// Throws RuntimeError with a clear message when no CUDA device can be used.
+void require_device();
+
+// Caching, stream-ordered allocator: blocks are reused by size class once freed; a block freed on
+// the host may be handed out again at once because every kernel runs on the one library stream.
+// Out of memory (after emptying the cache and retrying) throws nncore::OutOfMemoryError.
+void* device_malloc(size_t nbytes);
+void device_free(void* ptr);
+void empty_cache();  // gives cached free blocks back to the driver
+struct AllocatorStats {
+  size_t allocated_bytes;       // live blocks handed out
+  size_t reserved_bytes;        // allocated + cached
+  size_t peak_allocated_bytes;  // high-water mark of allocated_bytes since the last reset
+  uint64_t num_device_mallocs;  // cudaMalloc calls made so far
+};
+AllocatorStats allocator_stats();
+void reset_peak_stats();
+
+// Copies on the library stream. Host->device and device->host go through pinned staging for
+// large transfers; copy_to_host returns once the data is on the host (it synchronizes the stream).
+void copy_host_to_device(void* dst, const void* src, size_t nbytes);
+void copy_device_to_host(void* dst, const void* src, size_t nbytes);
+void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+void memset_zero(void* dst, size_t nbytes);
+
+// The library's stream as an opaque handle (a cudaStream_t), for DLPack consumers.
+void* current_stream();
+void synchronize();  // waits for all work on the library stream
+
+}  // namespace nncore::cuda

@@ -1,0 +1,186 @@
+// Elementwise helpers, indexing, GEMM, linear and bias ops.
+#include <algorithm>
+
+#include "dispatch.h"
+#include "nncore/ops.h"
+
+namespace nncore::ops {
+using namespace detail;
+
+void fill_(Tensor& y, float value) {
+  require_float("fill_", "y", y);
+  NNCORE_DISPATCH(y.device(), fill, y.f32(), value, y.numel());
+}
+
+void axpy_(Tensor& y, float alpha, const Tensor& x) {
+  require_float("axpy_", "y", y);
+  require_float("axpy_", "x", x);
+  require_same_shape("axpy_", "y", y, "x", x);
+  const Device device = common_device("axpy_", {&y, &x});
+  NNCORE_DISPATCH(device, axpy, alpha, x.f32(), y.f32(), y.numel());
+}
+
+void scale_(Tensor& y, float alpha) {
+  require_float("scale_", "y", y);
+  NNCORE_DISPATCH(y.device(), scale, y.f32(), alpha, y.numel());
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  require_float("mul", "a", a);
+  require_float("mul", "b", b);
+  require_same_shape("mul", "a", a, "b", b);
+  const Device device = common_device("mul", {&a, &b});
+  Tensor y = Tensor::empty(a.shape(), DType::float32, device);
+  NNCORE_DISPATCH(device, mul, a.f32(), b.f32(), y.f32(), y.numel());
+  return y;
+}
+
+Tensor index_select_rows(const Tensor& x, const Tensor& index) {
+  require_defined("index_select_rows", "x", x);
+  require_int("index_select_rows", "index", index);
+  require_rank("index_select_rows", "index", index, 1);
+  NNCORE_CHECK(x.dim() >= 1, "index_select_rows: x must have at least one axis, got shape ",
+               shape_str(x.shape()));
+  const Device device = common_device("index_select_rows", {&x, &index});
+  const int64_t rows = index.numel(), source_rows = x.size(0);
+  if (device == Device::cpu) {
+    // On the GPU the indices stay on the device (checking them would sync): callers build them.
+    const int32_t* idx = index.i32();
+    for (int64_t r = 0; r < rows; ++r) {
+      NNCORE_CHECK(idx[r] >= 0 && idx[r] < source_rows, "index_select_rows: index ", idx[r],
+                   " out of range for x of shape ", shape_str(x.shape()));
+    }
+  }
+  Shape out_shape = x.shape();
+  out_shape[0] = rows;
+  Tensor y = Tensor::empty(out_shape, x.dtype(), device);
+  const int64_t row_bytes = source_rows == 0 ? 0 : static_cast<int64_t>(x.nbytes()) / source_rows;
+  if (rows > 0 && row_bytes > 0) {
+    NNCORE_DISPATCH(device, gather_rows, x.raw(), index.i32(), rows, row_bytes, y.raw());
+  }
+  return y;
+}
+
+Tensor argmax_rows(const Tensor& x) {
+  require_float("argmax_rows", "x", x);
+  require_rank("argmax_rows", "x", x, 2);
+  NNCORE_CHECK(x.size(1) > 0, "argmax_rows: x has no columns, shape ", shape_str(x.shape()));
+  Tensor out = Tensor::empty({x.size(0)}, DType::int32, x.device());
+  NNCORE_DISPATCH(x.device(), argmax_rows, x.f32(), x.size(0), x.size(1), out.i32());
+  return out;
+}
+
+void gemm_(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_b, float alpha,
+           float beta) {
+  for (auto [name, t] : {NamedTensor{"a", &a}, NamedTensor{"b", &b}, NamedTensor{"c", &c}}) {
+    require_float("gemm", name, *t);
+    require_rank("gemm", name, *t, 2);
+  }
+  const Device device = common_device("gemm", {&a, &b, &c});
+  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
+  const int64_t Kb = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
+  NNCORE_CHECK(K == Kb, "gemm: inner dimensions differ: op(a) is (", M, ", ", K, "), op(b) is (",
+               Kb, ", ", N, ") for a ", shape_str(a.shape()), ", b ", shape_str(b.shape()),
+               ", trans_a=", trans_a, ", trans_b=", trans_b);
+  NNCORE_CHECK(c.size(0) == M && c.size(1) == N, "gemm: c ", shape_str(c.shape()),
+               " must be (", M, ", ", N, ")");
+  NNCORE_DISPATCH(device, sgemm, trans_a, trans_b, M, N, K, alpha, a.f32(), a.size(1), b.f32(),
+                  b.size(1), beta, c.f32(), N);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  require_float("matmul", "a", a);
+  require_float("matmul", "b", b);
+  NNCORE_CHECK(a.dim() == 2 && b.dim() == 2, "matmul: expected 2-D tensors, got a ",
+               shape_str(a.shape()), " and b ", shape_str(b.shape()));
+  const int64_t M = trans_a ? a.size(1) : a.size(0);
+  const int64_t N = trans_b ? b.size(0) : b.size(1);
+  const int64_t K = trans_a ? a.size(0) : a.size(1), Kb = trans_b ? b.size(1) : b.size(0);
+  NNCORE_CHECK(K == Kb, "matmul: shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
+               " cannot be multiplied (", K, " != ", Kb, ")");
+  Tensor c = Tensor::empty({M, N}, DType::float32, common_device("matmul", {&a, &b}));
+  gemm_(a, b, c, trans_a, trans_b, 1.0f, 0.0f);
+  return c;
+}
+
+// Channel axis 1 of y (N, C, ...) or axis 0 of a 1-D y; b is (C,).
+static void check_bias(const char* op, const Tensor& y, const Tensor& b) {
+  require_float(op, "bias", b);
+  require_rank(op, "bias", b, 1);
+  const int64_t channels = y.dim() >= 2 ? y.size(1) : y.size(0);
+  NNCORE_CHECK(b.size(0) == channels, op, ": bias ", shape_str(b.shape()), " does not match ",
+               channels, " channels of ", shape_str(y.shape()));
+}
+
+void bias_add_(Tensor& y, const Tensor& b) {
+  require_float("bias_add_", "y", y);
+  NNCORE_CHECK(y.dim() >= 1, "bias_add_: y must have at least one axis");
+  check_bias("bias_add_", y, b);
+  const Device device = common_device("bias_add_", {&y, &b});
+  const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = b.size(0);
+  const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
+  NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), outer, channels, inner);
+}
+
+void bias_grad_(const Tensor& dy, Tensor& db) {
+  require_float("bias_grad_", "dy", dy);
+  NNCORE_CHECK(dy.dim() >= 1, "bias_grad_: dy must have at least one axis");
+  check_bias("bias_grad_", dy, db);
+  const Device device = common_device("bias_grad_", {&dy, &db});
+  const int64_t outer = dy.dim() >= 2 ? dy.size(0) : 1, channels = db.size(0);
+  const int64_t inner = channels == 0 || outer == 0 ? 0 : dy.numel() / (outer * channels);
+  NNCORE_DISPATCH(device, bias_grad, dy.f32(), db.f32(), outer, channels, inner);
+}
+
+// x (N, in), w (out, in): checks and returns (N, in, out).
+static std::tuple<int64_t, int64_t, int64_t> linear_dims(const char* op, const Tensor& x,
+                                                         const Tensor& w) {
+  require_float(op, "x", x);
+  require_float(op, "weight", w);
+  require_rank(op, "x", x, 2);
+  require_rank(op, "weight", w, 2);
+  NNCORE_CHECK(x.size(1) == w.size(1), op, ": input ", shape_str(x.shape()),
+               " has ", x.size(1), " features but weight ", shape_str(w.shape()), " expects ",
+               w.size(1));
+  return {x.size(0), x.size(1), w.size(0)};
+}
+
+Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b) {
+  const auto [batch, in, out] = linear_dims("linear", x, w);
+  const Device device = common_device("linear", {&x, &w});
+  Tensor y = Tensor::empty({batch, out}, DType::float32, device);
+  // y = x w^T
+  NNCORE_DISPATCH(device, sgemm, false, true, batch, out, in, 1.0f, x.f32(), in, w.f32(), in,
+                  0.0f, y.f32(), out);
+  if (b) {
+    common_device("linear", {&x, &*b});
+    bias_add_(y, *b);
+  }
+  return y;
+}
+
+Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
+                       std::optional<Tensor> db, bool need_dx) {
+  const auto [batch, in, out] = linear_dims("linear_backward", x, w);
+  require_float("linear_backward", "dy", dy);
+  require_float("linear_backward", "dw", dw);
+  NNCORE_CHECK(dy.shape() == Shape({batch, out}), "linear_backward: dy ", shape_str(dy.shape()),
+               " must be (", batch, ", ", out, ")");
+  require_same_shape("linear_backward", "dw", dw, "weight", w);
+  const Device device = common_device("linear_backward", {&x, &w, &dy, &dw});
+  // dw += dy^T x
+  NNCORE_DISPATCH(device, sgemm, true, false, out, in, batch, 1.0f, dy.f32(), out, x.f32(), in,
+                  1.0f, dw.f32(), in);
+  if (db) {
+    common_device("linear_backward", {&dy, &*db});
+    bias_grad_(dy, *db);
+  }
+  if (!need_dx) return Tensor();
+  // dx = dy w
+  Tensor dx = Tensor::empty({batch, in}, DType::float32, device);
+  NNCORE_DISPATCH(device, sgemm, false, false, batch, in, out, 1.0f, dy.f32(), out, w.f32(), in,
+                  0.0f, dx.f32(), in);
+  return dx;
+}
+
+}  // namespace nncore::ops

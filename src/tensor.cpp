@@ -1,0 +1,187 @@
+// Tensor and Storage: allocation, views and copies between devices.
+#include "nncore/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "nncore/check.h"
+#ifdef NNCORE_WITH_CUDA
+#include "nncore/device.h"
+#endif
+
+namespace nncore {
+
+const char* dtype_name(DType dtype) { return dtype == DType::float32 ? "float32" : "int32"; }
+const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+
+std::string shape_str(const Shape& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    out += std::to_string(shape[i]);
+    if (i + 1 < shape.size() || shape.size() == 1) out += shape.size() == 1 ? "," : ", ";
+  }
+  return out + ")";
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace {
+constexpr size_t kCpuAlignment = 64;  // a cache line, and the widest vector load (AVX-512)
+
+void* allocate(size_t nbytes, Device device) {
+  if (device == Device::cuda) {
+#ifdef NNCORE_WITH_CUDA
+    return cuda::device_malloc(nbytes);
+#else
+    throw ValueError("nncore was built without CUDA: device 'cuda' is not available");
+#endif
+  }
+  // aligned_alloc needs a size that is a multiple of the alignment, and never 0.
+  const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+  void* ptr = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
+  if (ptr == nullptr) throw std::bad_alloc();
+  return ptr;
+}
+}  // namespace
+
+Storage::Storage(size_t nbytes, Device device)
+    : data_(allocate(nbytes, device)), nbytes_(nbytes), device_(device) {}
+
+Storage::Storage(void* data, size_t nbytes, Device device, std::function<void()> release)
+    : data_(data), nbytes_(nbytes), device_(device), release_(std::move(release)) {}
+
+Storage::~Storage() {
+  if (release_) {
+    release_();
+  } else if (device_ == Device::cpu) {
+    std::free(data_);
+  } else {
+#ifdef NNCORE_WITH_CUDA
+    cuda::device_free(data_);
+#endif
+  }
+}
+
+Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, DType dtype)
+    : storage_(std::move(storage)), shape_(std::move(shape)), dtype_(dtype) {}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape) {
+    NNCORE_CHECK(d >= 0, "tensor: negative dimension in shape ", shape_str(shape));
+  }
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  return Tensor(std::make_shared<Storage>(nbytes, device), shape, dtype);
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  if (device == Device::cpu) {
+    std::memset(t.raw(), 0, t.nbytes());
+  } else {
+#ifdef NNCORE_WITH_CUDA
+    cuda::memset_zero(t.raw(), t.nbytes());
+#endif
+  }
+  return t;
+}
+
+int64_t Tensor::size(int64_t axis) const {
+  const int64_t rank = dim();
+  NNCORE_CHECK(axis >= -rank && axis < rank, "tensor: axis ", axis, " out of range for shape ",
+               shape_str(shape_));
+  return shape_[axis < 0 ? axis + rank : axis];
+}
+
+float* Tensor::f32() const {
+  NNCORE_CHECK_TYPE(dtype_ == DType::float32, "expected a float32 tensor, got ", dtype_name(dtype_));
+  return static_cast<float*>(raw());
+}
+
+int32_t* Tensor::i32() const {
+  NNCORE_CHECK_TYPE(dtype_ == DType::int32, "expected an int32 tensor, got ", dtype_name(dtype_));
+  return static_cast<int32_t*>(raw());
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  Shape resolved = shape;
+  int64_t known = 1, inferred_axis = -1;
+  for (size_t i = 0; i < resolved.size(); ++i) {
+    if (resolved[i] == -1) {
+      NNCORE_CHECK(inferred_axis < 0, "reshape: only one -1 allowed in ", shape_str(shape));
+      inferred_axis = static_cast<int64_t>(i);
+    } else {
+      NNCORE_CHECK(resolved[i] >= 0, "reshape: negative dimension in ", shape_str(shape));
+      known *= resolved[i];
+    }
+  }
+  if (inferred_axis >= 0) {
+    NNCORE_CHECK(known != 0 && numel() % known == 0, "reshape: cannot reshape ",
+                 shape_str(shape_), " into ", shape_str(shape));
+    resolved[inferred_axis] = numel() / known;
+  }
+  NNCORE_CHECK(shape_numel(resolved) == numel(), "reshape: cannot reshape ", shape_str(shape_),
+               " (", numel(), " elements) into ", shape_str(shape));
+  return Tensor(storage_, resolved, dtype_);
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  NNCORE_CHECK(src.numel() == numel() && src.dtype() == dtype_, "copy: source ",
+               shape_str(src.shape()), " ", dtype_name(src.dtype()), " does not match destination ",
+               shape_str(shape_), " ", dtype_name(dtype_));
+  if (nbytes() == 0) return;
+  if (device() == Device::cpu && src.device() == Device::cpu) {
+    std::memcpy(raw(), src.raw(), nbytes());
+    return;
+  }
+#ifdef NNCORE_WITH_CUDA
+  if (device() == Device::cuda && src.device() == Device::cuda) {
+    cuda::copy_device_to_device(raw(), src.raw(), nbytes());
+  } else if (device() == Device::cuda) {
+    cuda::copy_host_to_device(raw(), src.raw(), nbytes());
+  } else {
+    cuda::copy_device_to_host(raw(), src.raw(), nbytes());
+  }
+#endif
+}
+
+void Tensor::copy_from_host(const void* src) {
+  if (nbytes() == 0) return;
+  if (device() == Device::cpu) {
+    std::memcpy(raw(), src, nbytes());
+  } else {
+#ifdef NNCORE_WITH_CUDA
+    cuda::copy_host_to_device(raw(), src, nbytes());
+#endif
+  }
+}
+
+void Tensor::copy_to_host(void* dst) const {
+  if (nbytes() == 0) return;
+  if (device() == Device::cpu) {
+    std::memcpy(dst, raw(), nbytes());
+  } else {
+#ifdef NNCORE_WITH_CUDA
+    cuda::copy_device_to_host(dst, raw(), nbytes());
+#endif
+  }
+}
+
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  Tensor out = empty(shape_, dtype_, target);
+  out.copy_from(*this);
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape_, dtype_, device());
+  out.copy_from(*this);
+  return out;
+}
+
+}  // namespace nncore
