@@ -196,6 +196,7 @@ static void check_im2col() {
       {1, 1, 2, 2, 3, 3, 2, 2, 1, 1},   // pad >= kernel/2: windows of pure padding
       {2, 1, 28, 28, 5, 5, 0, 0, 1, 1}, // LeNet conv1
       {3, 6, 14, 14, 5, 5, 0, 0, 1, 1}, // LeNet conv2
+      {2, 1, 2, 70, 1, 66, 0, 1, 1, 2}, // kw > 64 (taps past the kernels' cached ranges)
   };
   for (const auto& g : fixed) check_conv_cfg(g);
   for (int t = 0; t < 200; ++t) {  // random configurations
@@ -301,6 +302,7 @@ static void check_pool() {
       {1, 1, 1, 1, 1, 1, 1, 0, 0},   {3, 4, 4, 2, 2, 2, 2, 0, 0},   {2, 5, 7, 3, 2, 2, 1, 1, 1},
       {2, 7, 5, 1, 5, 1, 3, 0, 2},   {1, 6, 6, 6, 6, 1, 1, 0, 0},   {1, 4, 3, 6, 5, 1, 1, 1, 1},
       {4, 13, 11, 3, 3, 3, 2, 1, 1}, {6, 28, 28, 2, 2, 2, 2, 0, 0}, {2, 9, 9, 3, 3, 2, 2, 1, 1},
+      {2, 2, 70, 1, 66, 1, 2, 0, 1},  // kw > 64 (taps past the cached ranges)
       {1, 3, 3, 3, 3, 1, 1, 2, 2},  // padding >= kernel/2 (not allowed by PyTorch; kernels cope)
   };
   for (const auto& g : fixed) {
@@ -499,11 +501,12 @@ static void check_softmax_and_losses() {
     for (auto& l : labels) l = static_cast<int32_t>(rand_int(0, C - 1));
     vector<float> probs(R * C);
     float l1, l2;
+    const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
     k::cross_entropy_labels_forward(x.data(), labels.data(), R, C, probs.data(), &l1);
     omp_set_num_threads(3);
     k::cross_entropy_labels_forward(x.data(), labels.data(), R, C, probs.data(), &l2);
-    omp_set_num_threads(omp_get_num_procs());
+    omp_set_num_threads(threads);
     report(l1 == l2, "cross_entropy loss bitwise equal for 1 and 3 threads");
   }
 }
@@ -697,7 +700,9 @@ static void timings() {
     auto x1 = randn(N * 28 * 28);
     vector<float> col1(25 * N * 24 * 24);
     std::printf("  im2col  conv1 (200,1,28,28) k5      %.3f ms\n",
-                time_ms([&] { k::im2col(x1.data(), N, 1, 28, 28, 5, 5, 0, 0, 1, 1, col1.data()); }));
+                time_ms([&] {
+                  k::im2col(x1.data(), N, 1, 28, 28, 5, 5, 0, 0, 1, 1, col1.data());
+                }));
   }
   {
     auto x = randn(N * 6 * 28 * 28);
@@ -743,6 +748,7 @@ static void timings() {
 }
 
 int main(int argc, char** argv) {
+  const int threads = omp_get_max_threads();  // honours OMP_NUM_THREADS
   check_bias_and_layout();
   check_im2col();
   check_pool();
@@ -755,7 +761,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(1);
   check_im2col();
   check_pool();
-  omp_set_num_threads(omp_get_num_procs());
+  omp_set_num_threads(threads);
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   if (argc < 2 || std::strcmp(argv[1], "--no-timings") != 0) timings();
   return g_failures == 0 ? 0 : 1;

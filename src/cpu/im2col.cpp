@@ -75,6 +75,11 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   const int64_t OW = (W + 2 * pw - kw) / sw + 1;
   const int64_t cols = N * OH * OW;
   const int64_t planes = N * C;
+  // The ow range of each column tap j, computed once (it costs two integer divisions).
+  constexpr int64_t kMaxTaps = 64;
+  ValidRange ow_ranges[kMaxTaps];
+  for (int64_t j = 0; j < std::min(kw, kMaxTaps); ++j)
+    ow_ranges[j] = valid_outputs(W, pw, j, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * H * W * kh * kw > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const int64_t n = p / C, c = p % C;
@@ -89,7 +94,8 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
         for (int64_t j = 0; j < kw; ++j) {
           const float* __restrict col_row =
               col + ((c * kh + i) * kw + j) * cols + (n * OH + oh) * OW;
-          const ValidRange ow_range = valid_outputs(W, pw, j, sw, OW);
+          const ValidRange ow_range =
+              j < kMaxTaps ? ow_ranges[j] : valid_outputs(W, pw, j, sw, OW);
           const int64_t shift = j - pw;  // w = ow*sw + shift
           if (sw == 1) {
 #pragma omp simd

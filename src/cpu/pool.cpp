@@ -22,38 +22,77 @@ inline Span clip_window(int64_t start, int64_t k, int64_t size) {
   return {std::max<int64_t>(start, 0), std::min(start + k, size)};
 }
 
+// Outputs o in [lo, hi) whose tap `tap` lands inside the image: 0 <= o*stride - pad + tap < size.
+inline Span valid_outputs(int64_t size, int64_t pad, int64_t tap, int64_t stride, int64_t out) {
+  const int64_t first = pad - tap;
+  int64_t lo = first > 0 ? (first + stride - 1) / stride : 0;
+  const int64_t limit = size + pad - tap;
+  int64_t hi = limit > 0 ? (limit - 1) / stride + 1 : 0;
+  lo = std::min(lo, out);
+  return {lo, std::max(lo, std::min(hi, out))};
+}
+
+// valid_outputs for every column tap j < kw, computed once per call (two integer divisions each,
+// which would otherwise dominate small windows); kernels wider than kMaxTaps compute on the fly.
+constexpr int64_t kMaxTaps = 64;
+struct TapRanges {
+  Span range[kMaxTaps];
+  int64_t size, pad, stride, out;
+  TapRanges(int64_t size_, int64_t pad_, int64_t k, int64_t stride_, int64_t out_)
+      : size(size_), pad(pad_), stride(stride_), out(out_) {
+    for (int64_t j = 0; j < std::min(k, kMaxTaps); ++j)
+      range[j] = valid_outputs(size, pad, j, stride, out);
+  }
+  Span operator[](int64_t j) const {
+    return j < kMaxTaps ? range[j] : valid_outputs(size, pad, j, stride, out);
+  }
+};
+
+// The loops below are tap-major: for one output row, each window tap (h, j) sweeps all the
+// outputs it belongs to, so the innermost loop runs over ow (vectorized; contiguous when sw == 1)
+// instead of over a tiny window. Taps are visited in row-major window order (h, then j).
+
 }  // namespace
 
 // y = max over the in-image part of the window (padding is -inf, so it never wins);
 // argmax = h*W + w of the first maximum in row-major window order. NaN counts as a maximum
 // (propagates, like PyTorch). A window with no in-image tap (only possible when a padding is
-// >= its kernel size, which dispatch rejects) gives y = -inf, argmax = -1.
+// >= its kernel size; PyTorch forbids pad > k/2) gives y = -inf, argmax = -1 (backward skips it).
 void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, float* y, int32_t* argmax) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int32_t stride_w = static_cast<int32_t>(sw);
+  const TapRanges ow_ranges(W, pw, kw, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const float* __restrict in = x + p * H * W;
-    float* __restrict out = y + p * OH * OW;
-    int32_t* __restrict out_idx = argmax + p * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
+      float* __restrict best = y + (p * OH + oh) * OW;
+      int32_t* __restrict best_idx = argmax + (p * OH + oh) * OW;
       const Span hs = clip_window(oh * sh - ph, kh, H);
-      for (int64_t ow = 0; ow < OW; ++ow) {
+      for (int64_t ow = 0; ow < OW; ++ow) {  // -inf, and the window's first in-image tap
         const Span ws = clip_window(ow * sw - pw, kw, W);
-        float best = neg_inf;
-        int64_t best_idx = (hs.lo < hs.hi && ws.lo < ws.hi) ? hs.lo * W + ws.lo : -1;
-        for (int64_t h = hs.lo; h < hs.hi; ++h)
-          for (int64_t w = ws.lo; w < ws.hi; ++w) {
-            const float v = in[h * W + w];
+        best[ow] = neg_inf;
+        best_idx[ow] = (hs.size() > 0 && ws.size() > 0) ? static_cast<int32_t>(hs.lo * W + ws.lo)
+                                                         : -1;
+      }
+      for (int64_t h = hs.lo; h < hs.hi; ++h) {
+        const float* __restrict in_row = in + h * W;
+        for (int64_t j = 0; j < kw; ++j) {
+          const Span os = ow_ranges[j];
+          const int64_t shift = j - pw;  // w = ow*sw + shift
+          const int32_t idx_base = static_cast<int32_t>(h * W + shift);
+#pragma omp simd
+          for (int64_t ow = os.lo; ow < os.hi; ++ow) {
+            const float v = in_row[ow * sw + shift];
+            const float b = best[ow];
             // strictly greater keeps the first maximum; the second clause takes the first NaN
-            if (v > best || (v != v && best == best)) {
-              best = v;
-              best_idx = h * W + w;
-            }
+            const bool take = (v > b) | ((v != v) & (b == b));  // no short circuit: no branch
+            best[ow] = take ? v : b;
+            best_idx[ow] = take ? idx_base + static_cast<int32_t>(ow) * stride_w : best_idx[ow];
           }
-        out[oh * OW + ow] = best;
-        out_idx[oh * OW + ow] = static_cast<int32_t>(best_idx);
+        }
       }
     }
   }
@@ -79,19 +118,27 @@ void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes,
 void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, bool count_include_pad, float* y) {
+  const TapRanges ow_ranges(W, pw, kw, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const float* __restrict in = x + p * H * W;
-    float* __restrict out = y + p * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
+      float* __restrict sum = y + (p * OH + oh) * OW;
       const Span hs = clip_window(oh * sh - ph, kh, H);
+      for (int64_t ow = 0; ow < OW; ++ow) sum[ow] = 0.0f;
+      for (int64_t h = hs.lo; h < hs.hi; ++h) {
+        const float* __restrict in_row = in + h * W;
+        for (int64_t j = 0; j < kw; ++j) {
+          const Span os = ow_ranges[j];
+          const int64_t shift = j - pw;
+#pragma omp simd
+          for (int64_t ow = os.lo; ow < os.hi; ++ow) sum[ow] += in_row[ow * sw + shift];
+        }
+      }
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const Span ws = clip_window(ow * sw - pw, kw, W);
-        float sum = 0.0f;
-        for (int64_t h = hs.lo; h < hs.hi; ++h)
-          for (int64_t w = ws.lo; w < ws.hi; ++w) sum += in[h * W + w];
-        const int64_t divisor = count_include_pad ? kh * kw : hs.size() * ws.size();
-        out[oh * OW + ow] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.0f;
+        const int64_t divisor =
+            count_include_pad ? kh * kw : hs.size() * clip_window(ow * sw - pw, kw, W).size();
+        sum[ow] = divisor > 0 ? sum[ow] / static_cast<float>(divisor) : 0.0f;
       }
     }
   }
@@ -101,20 +148,34 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
 void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, int64_t kh,
                          int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                          int64_t OW, bool count_include_pad, float* dx) {
+  constexpr int64_t kChunk = 256;  // outputs per pass: their shares live in a stack buffer
+  const TapRanges ow_ranges(W, pw, kw, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     float* __restrict grad_in = dx + p * H * W;
-    const float* __restrict grad_out = dy + p * OH * OW;
     std::memset(grad_in, 0, static_cast<size_t>(H * W) * sizeof(float));
     for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* __restrict grad_out = dy + (p * OH + oh) * OW;
       const Span hs = clip_window(oh * sh - ph, kh, H);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const Span ws = clip_window(ow * sw - pw, kw, W);
-        const int64_t divisor = count_include_pad ? kh * kw : hs.size() * ws.size();
-        if (divisor == 0) continue;
-        const float share = grad_out[oh * OW + ow] / static_cast<float>(divisor);
-        for (int64_t h = hs.lo; h < hs.hi; ++h)
-          for (int64_t w = ws.lo; w < ws.hi; ++w) grad_in[h * W + w] += share;
+      if (hs.size() == 0) continue;
+      for (int64_t ow0 = 0; ow0 < OW; ow0 += kChunk) {
+        const int64_t ow1 = std::min(OW, ow0 + kChunk);
+        float share[kChunk];  // share[ow - ow0] = dy / divisor of window ow
+        for (int64_t ow = ow0; ow < ow1; ++ow) {
+          const int64_t divisor =
+              count_include_pad ? kh * kw : hs.size() * clip_window(ow * sw - pw, kw, W).size();
+          share[ow - ow0] = divisor > 0 ? grad_out[ow] / static_cast<float>(divisor) : 0.0f;
+        }
+        for (int64_t h = hs.lo; h < hs.hi; ++h) {
+          float* __restrict grad_row = grad_in + h * W;
+          for (int64_t j = 0; j < kw; ++j) {
+            const Span os = ow_ranges[j];
+            const int64_t lo = std::max(os.lo, ow0), hi = std::min(os.hi, ow1);
+            const int64_t shift = j - pw;
+#pragma omp simd
+            for (int64_t ow = lo; ow < hi; ++ow) grad_row[ow * sw + shift] += share[ow - ow0];
+          }
+        }
       }
     }
   }

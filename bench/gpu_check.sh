@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# GPU check: run on a machine with an NVIDIA GPU whenever one is at hand.
+#   bash bench/gpu_check.sh [LOG_DIR]
+# Builds nncore with CUDA (NNCORE_CUDA=ON), runs the full pytest suite (cpu + cuda), the op
+# tests under compute-sanitizer memcheck and racecheck, the kernel benchmarks against
+# cuBLAS/cuDNN, and LeNet-5 training on the embedded MNIST sample. Logs go to LOG_DIR.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=${1:-gpu_check_logs}
+mkdir -p "$LOG"
+PY=${PYTHON:-python3}
+status=0
+step() {  # step NAME CMD...: runs CMD, logs to $LOG/NAME.log, records failure
+  local name=$1; shift
+  echo "== $name: $*"
+  if "$@" >"$LOG/$name.log" 2>&1; then echo "   ok"; else echo "   FAILED (see $LOG/$name.log)"; status=1; fi
+  tail -n 5 "$LOG/$name.log"
+}
+nvidia-smi -L | tee "$LOG/gpu.txt"
+# --no-build-isolation: GPU machines may have no network; their Python has the build tools.
+step build env NNCORE_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -v .
+step pytest "$PY" -m pytest -q -x tests
+SANITIZE_TESTS="tests -k cuda -q -p no:cacheprovider -x"
+step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+step bench_kernels "$PY" bench/bench_kernels.py --device all --json "$LOG/kernels.json" --markdown "$LOG/kernels.md"
+step train_gpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cuda --epochs 10 --out "$LOG/run_cuda"
+step train_cpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cpu --epochs 10 --out "$LOG/run_cpu"
+exit $status
