@@ -68,6 +68,35 @@ __device__ __forceinline__ float block_allreduce(float v, Op op, float* scratch)
   return r;
 }
 
+// Row-wise kernels over a (rows, cols) matrix: one warp per row (kBlock = false; lanes stride
+// over the columns) or one block per row (kBlock = true; for long rows). Rows are visited with a
+// grid stride that is uniform over the warp / block, so every reduction is reached by all of
+// its threads.
+template <bool kBlock>
+struct RowGroup {
+  __device__ __forceinline__ static int lane() { return kBlock ? threadIdx.x : (threadIdx.x & 31); }
+  __device__ __forceinline__ static int width() { return kBlock ? blockDim.x : 32; }
+  __device__ __forceinline__ static int64_t first_row() {
+    return kBlock ? static_cast<int64_t>(blockIdx.x) : global_thread() / 32;
+  }
+  __device__ __forceinline__ static int64_t row_stride() {
+    return kBlock ? static_cast<int64_t>(gridDim.x) : grid_stride() / 32;
+  }
+  template <class Op>
+  __device__ __forceinline__ static float allreduce(float v, Op op, float* scratch) {
+    if constexpr (kBlock) return block_allreduce(v, op, scratch);
+    else return warp_allreduce(v, op);
+  }
+};
+
+// Rows up to this many columns get one warp each; longer rows get a block of kRowBlock threads.
+constexpr int64_t kWarpRowMaxCols = 1024;
+constexpr int kRowBlock = 512;
+inline unsigned row_blocks(int64_t rows, bool block_per_row) {
+  return block_per_row ? blocks_for(rows, 1) : blocks_for(rows, kThreads / 32);
+}
+inline unsigned row_threads(bool block_per_row) { return block_per_row ? kRowBlock : kThreads; }
+
 // y[i] = f(x[i]); y may alias x (each element is read, then written, by the same thread).
 template <class F>
 __global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {

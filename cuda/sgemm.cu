@@ -59,12 +59,17 @@ __device__ __forceinline__ void load_shared(const float* p, float* out) {
 // Copies one BK x BX operand tile (x = m for op(A), x = n for op(B)) from global memory to a
 // k-major shared tile S[k][x], through registers so the load can be issued a tile ahead.
 // KCONTIG: element (x, k) is P[x*ld + k] (contiguous along k); otherwise P[k*ld + x].
-// Rows x >= X or k >= K are read as 0.
+// Elements with x >= X or k >= K are read as 0. The per-quad address and x-bounds are computed
+// once per thread (init); each K step only adds k0 (or k0*ld) and checks k.
 template <int BK, int BX, int NT, bool KCONTIG>
 struct TileLoader {
   static_assert(BK % 4 == 0 && BX % 4 == 0, "tiles are made of quads");
   static constexpr int kQuads = BK * BX / 4;
   static constexpr int kPerThread = (kQuads + NT - 1) / NT;
+  const float* base[kPerThread];  // quad's first element for the K step k0 = 0
+  int kq[kPerThread];             // quad's first k inside the tile
+  int nx[kPerThread];             // KCONTIG: 1 if the quad's row is inside X else 0;
+                                  // otherwise: how many of its 4 x's are inside X (0..4)
   float4 reg[kPerThread];
 
   // Tile coordinates (x, k) of the first element of quad q.
@@ -78,39 +83,54 @@ struct TileLoader {
     }
   }
 
-  __device__ __forceinline__ void load(const float* __restrict__ P, int64_t ld, int64_t x0,
-                                       int64_t k0, int64_t X, int64_t K, bool vec, int tid) {
+  __device__ __forceinline__ void init(const float* P, int64_t ld, int64_t x0, int64_t X,
+                                       int tid) {
 #pragma unroll
     for (int r = 0; r < kPerThread; ++r) {
       const int q = tid + r * NT;
+      int x = 0, k = 0;
+      if (q < kQuads) quad_origin(q, x, k);
+      const int64_t gx = x0 + x;
+      kq[r] = k;
+      if constexpr (KCONTIG) {
+        nx[r] = (q < kQuads && gx < X) ? 1 : 0;
+        base[r] = P + (nx[r] ? gx * ld + k : 0);
+      } else {
+        const int64_t left = X - gx;
+        nx[r] = q < kQuads ? static_cast<int>(left < 0 ? 0 : (left > 4 ? 4 : left)) : 0;
+        base[r] = P + (nx[r] ? k * ld + gx : 0);
+      }
+    }
+  }
+
+  __device__ __forceinline__ void load(int64_t k0, int64_t K, int64_t ld, bool vec) {
+#pragma unroll
+    for (int r = 0; r < kPerThread; ++r) {
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (q < kQuads) {
-        int x, k;
-        quad_origin(q, x, k);
-        const int64_t gx = x0 + x, gk = k0 + k;
-        if constexpr (KCONTIG) {  // the quad is (gx, gk..gk+3)
-          if (gx < X) {
-            const float* p = P + gx * ld + gk;
-            if (vec && gk + 3 < K) {
-              v = load4(p);
-            } else {
-              if (gk + 0 < K) v.x = p[0];
-              if (gk + 1 < K) v.y = p[1];
-              if (gk + 2 < K) v.z = p[2];
-              if (gk + 3 < K) v.w = p[3];
-            }
+      const int64_t gk = k0 + kq[r];
+      if constexpr (KCONTIG) {  // the quad is (gx, gk..gk+3)
+        if (nx[r]) {
+          const float* p = base[r] + k0;
+          const int64_t nk = K - gk;  // valid k's in the quad (may be <= 0 or > 4)
+          if (vec && nk >= 4) {
+            v = load4(p);
+          } else {
+            if (nk > 0) v.x = p[0];
+            if (nk > 1) v.y = p[1];
+            if (nk > 2) v.z = p[2];
+            if (nk > 3) v.w = p[3];
           }
-        } else {  // the quad is (gx..gx+3, gk)
-          if (gk < K) {
-            const float* p = P + gk * ld + gx;
-            if (vec && gx + 3 < X) {
-              v = load4(p);
-            } else {
-              if (gx + 0 < X) v.x = p[0];
-              if (gx + 1 < X) v.y = p[1];
-              if (gx + 2 < X) v.z = p[2];
-              if (gx + 3 < X) v.w = p[3];
-            }
+        }
+      } else {  // the quad is (gx..gx+3, gk)
+        if (nx[r] > 0 && gk < K) {
+          const float* p = base[r] + k0 * ld;
+          if (vec && nx[r] == 4) {
+            v = load4(p);
+          } else {
+            v.x = p[0];
+            if (nx[r] > 1) v.y = p[1];
+            if (nx[r] > 2) v.z = p[2];
+            if (nx[r] > 3) v.w = p[3];
           }
         }
       }
@@ -170,6 +190,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   // op(B) = B: element (k, n) at B[k*ldb + n] (contiguous along n); op(B) = B^T: B[n*ldb + k].
   TileLoader<BK, BM, NT, !TA> load_a;
   TileLoader<BK, BN, NT, TB> load_b;
+  load_a.init(A, lda, m_base, M, tid);
+  load_b.init(B, ldb, n_base, N, tid);
 
   float acc[TM][TN];
 #pragma unroll
@@ -177,21 +199,21 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
-  const int64_t k_tiles = (K + BK - 1) / BK;
+  const int k_tiles = static_cast<int>((K + BK - 1) / BK);  // host checked K fits
   if (k_tiles > 0) {
-    load_a.load(A, lda, m_base, 0, M, K, vec_a, tid);
-    load_b.load(B, ldb, n_base, 0, N, K, vec_b, tid);
+    load_a.load(0, K, lda, vec_a);
+    load_b.load(0, K, ldb, vec_b);
     load_a.store(As[0], tid);
     load_b.store(Bs[0], tid);
   }
   __syncthreads();
 
-  for (int64_t t = 0; t < k_tiles; ++t) {
-    const int cur = static_cast<int>(t & 1);
+  for (int t = 0; t < k_tiles; ++t) {
+    const int cur = t & 1;
     const bool has_next = t + 1 < k_tiles;
     if (has_next) {  // issue the next tile's global loads now; they land during the math
-      load_a.load(A, lda, m_base, (t + 1) * BK, M, K, vec_a, tid);
-      load_b.load(B, ldb, n_base, (t + 1) * BK, N, K, vec_b, tid);
+      load_a.load(static_cast<int64_t>(t + 1) * BK, K, lda, vec_a);
+      load_b.load(static_cast<int64_t>(t + 1) * BK, K, ldb, vec_b);
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
@@ -224,18 +246,22 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     for (int g = 0; g < GN; ++g) {
       const int64_t n0 = n_base + g * SGN + tx * VN;
       const float* r = &acc[i][g * VN];
-      if (VN == 4 && vec_c && n0 + 3 < N) {
-        float4 out = make_float4(alpha * r[0], alpha * r[VN > 1 ? 1 : 0], alpha * r[VN > 2 ? 2 : 0],
-                                 alpha * r[VN > 3 ? 3 : 0]);
-        if (beta != 0.f) {
-          const float4 old = *reinterpret_cast<const float4*>(crow + n0);
-          out.x += beta * old.x;
-          out.y += beta * old.y;
-          out.z += beta * old.z;
-          out.w += beta * old.w;
+      bool stored = false;
+      if constexpr (VN == 4) {
+        if (vec_c && n0 + 3 < N) {  // one aligned float4 store (and load when beta != 0)
+          float4 out = make_float4(alpha * r[0], alpha * r[1], alpha * r[2], alpha * r[3]);
+          if (beta != 0.f) {
+            const float4 old = *reinterpret_cast<const float4*>(crow + n0);
+            out.x += beta * old.x;
+            out.y += beta * old.y;
+            out.z += beta * old.z;
+            out.w += beta * old.w;
+          }
+          *reinterpret_cast<float4*>(crow + n0) = out;
+          stored = true;
         }
-        *reinterpret_cast<float4*>(crow + n0) = out;
-      } else {
+      }
+      if (!stored) {
 #pragma unroll
         for (int v = 0; v < VN; ++v) {
           const int64_t n = n0 + v;
@@ -269,8 +295,9 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   constexpr int NT = (BM / TM) * (BN / TN);
   const int64_t tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
   const int64_t tiles = tiles_m * tiles_n;
-  if (tiles > 0x7fffffff)
-    throw std::runtime_error(concat("nncore: sgemm: output of ", M, " x ", N, " is too large"));
+  if (tiles > 0x7fffffff || K > 0x3fffffff)
+    throw std::runtime_error(
+        concat("nncore: sgemm: problem too large for one launch (M=", M, ", N=", N, ", K=", K, ")"));
   const bool vec_a = aligned16(A) && lda % 4 == 0;
   const bool vec_b = aligned16(B) && ldb % 4 == 0;
   const bool vec_c = aligned16(C) && ldc % 4 == 0;
