@@ -44,7 +44,7 @@ def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
         low, high = array.min(), array.max()
         if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
             raise ValueError(f"tensor: integer values in [{low}, {high}] do not fit in int32")
-    array = np.ascontiguousarray(array, dtype=target)
+    array = np.array(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
     return _C._tensor_from_array(array, device)
 
 

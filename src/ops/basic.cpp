@@ -103,19 +103,13 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return c;
 }
 
-// Channel axis 1 of y (N, C, ...) or axis 0 of a 1-D y; b is (C,).
-static void check_bias(const char* op, const Tensor& y, const Tensor& b) {
-  require_float(op, "bias", b);
-  require_rank(op, "bias", b, 1);
-  const int64_t channels = y.dim() >= 2 ? y.size(1) : y.size(0);
-  NNCORE_CHECK(b.size(0) == channels, op, ": bias ", shape_str(b.shape()), " does not match ",
-               channels, " channels of ", shape_str(y.shape()));
-}
+// Channels are axis 1 of (N, C, ...), or axis 0 of a 1-D tensor.
+static int64_t channel_count(const Tensor& y) { return y.dim() >= 2 ? y.size(1) : y.size(0); }
 
 void bias_add_(Tensor& y, const Tensor& b) {
   require_float("bias_add_", "y", y);
   NNCORE_CHECK(y.dim() >= 1, "bias_add_: y must have at least one axis");
-  check_bias("bias_add_", y, b);
+  require_bias("bias_add_", "bias", b, channel_count(y), y.shape());
   const Device device = common_device("bias_add_", {&y, &b});
   const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = b.size(0);
   const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
@@ -125,7 +119,7 @@ void bias_add_(Tensor& y, const Tensor& b) {
 void bias_grad_(const Tensor& dy, Tensor& db) {
   require_float("bias_grad_", "dy", dy);
   NNCORE_CHECK(dy.dim() >= 1, "bias_grad_: dy must have at least one axis");
-  check_bias("bias_grad_", dy, db);
+  require_bias("bias_grad_", "dbias", db, channel_count(dy), dy.shape());
   const Device device = common_device("bias_grad_", {&dy, &db});
   const int64_t outer = dy.dim() >= 2 ? dy.size(0) : 1, channels = db.size(0);
   const int64_t inner = channels == 0 || outer == 0 ? 0 : dy.numel() / (outer * channels);
@@ -148,14 +142,15 @@ static std::tuple<int64_t, int64_t, int64_t> linear_dims(const char* op, const T
 Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b) {
   const auto [batch, in, out] = linear_dims("linear", x, w);
   const Device device = common_device("linear", {&x, &w});
+  if (b) {
+    require_bias("linear", "bias", *b, out, {batch, out});
+    common_device("linear", {&x, &*b});
+  }
   Tensor y = Tensor::empty({batch, out}, DType::float32, device);
   // y = x w^T
   NNCORE_DISPATCH(device, sgemm, false, true, batch, out, in, 1.0f, x.f32(), in, w.f32(), in,
                   0.0f, y.f32(), out);
-  if (b) {
-    common_device("linear", {&x, &*b});
-    bias_add_(y, *b);
-  }
+  if (b) bias_add_(y, *b);
   return y;
 }
 
@@ -172,6 +167,7 @@ Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
   NNCORE_DISPATCH(device, sgemm, true, false, out, in, batch, 1.0f, dy.f32(), out, x.f32(), in,
                   1.0f, dw.f32(), in);
   if (db) {
+    require_bias("linear_backward", "dbias", *db, out, dy.shape());
     common_device("linear_backward", {&dy, &*db});
     bias_grad_(dy, *db);
   }

@@ -89,15 +89,16 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
   const ConvGeometry g = conv_geometry("conv2d", x, w, sh, sw, ph, pw);
   const Device device = common_device("conv2d", {&x, &w});
   const int64_t cout = w.size(0), spatial = g.OH * g.OW;
+  if (b) {
+    require_bias("conv2d", "bias", *b, cout, {g.N, cout, g.OH, g.OW});
+    common_device("conv2d", {&x, &*b});
+  }
   const Tensor col = im2col_of(x, g);
   Tensor y_cn = Tensor::empty({cout, g.N, spatial}, DType::float32, device);
   NNCORE_DISPATCH(device, sgemm, false, false, cout, g.col_cols(), g.col_rows(), 1.0f, w.f32(),
                   g.col_rows(), col.f32(), g.col_cols(), 0.0f, y_cn.f32(), g.col_cols());
   Tensor y = swap_outer(y_cn, cout, g.N, spatial).reshape({g.N, cout, g.OH, g.OW});
-  if (b) {
-    common_device("conv2d", {&x, &*b});
-    bias_add_(y, *b);
-  }
+  if (b) bias_add_(y, *b);
   return y;
 }
 
@@ -120,6 +121,7 @@ Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
                   dy_cn.f32(), g.col_cols(), col.f32(), g.col_cols(), 1.0f, dw.f32(),
                   g.col_rows());
   if (db) {
+    require_bias("conv2d_backward", "dbias", *db, cout, dy.shape());
     common_device("conv2d_backward", {&dy, &*db});
     bias_grad_(dy, *db);
   }

@@ -46,6 +46,14 @@ inline void require_rank(const char* op, const char* name, const Tensor& t, int6
                shape_str(t.shape()));
 }
 
+// A bias (or its gradient) must be a float32 vector with one value per channel of the output.
+inline void require_bias(const char* op, const char* name, const Tensor& b, int64_t channels,
+                         const Shape& output_shape) {
+  require_float(op, name, b);
+  NNCORE_CHECK(b.shape() == Shape({channels}), op, ": ", name, " ", shape_str(b.shape()),
+               " does not match the ", channels, " channels of output ", shape_str(output_shape));
+}
+
 // All tensors on one device; returns it.
 inline Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   const Tensor* first = *tensors.begin();

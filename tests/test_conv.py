@@ -1,0 +1,232 @@
+"""im2col/col2im and conv2d forward/backward against direct (window-sum) NumPy references."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncore as nc
+import nncore.functional as F
+from nncore import ops
+import reference as ref
+from reference import assert_close, dot_tol, to_numpy, to_tensor
+
+# (N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw): strides 1/2/3, padding 0..2, rectangular kernels
+# (3x2, 1x5, 5x1), kernel == padded input, 1x1 kernels, batch 1 and > 1, Cin/Cout 1 and > 1,
+# primes and non-square images.
+CONV_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
+    (1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0),
+    (2, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1),
+    (1, 1, 8, 8, 1, 3, 3, 2, 2, 1, 1),
+    (3, 2, 13, 11, 5, 3, 2, 2, 1, 1, 0),
+    (2, 3, 9, 10, 2, 1, 5, 1, 3, 0, 2),
+    (2, 2, 10, 9, 3, 5, 1, 3, 1, 2, 0),
+    (1, 4, 6, 6, 3, 6, 6, 1, 1, 0, 0),       # kernel == input: 1x1 output
+    (2, 3, 3, 4, 2, 5, 6, 1, 1, 1, 1),       # kernel == padded input
+    (2, 1, 4, 4, 7, 8, 8, 1, 1, 2, 2),       # kernel == padded input, padding 2
+    (4, 5, 7, 7, 6, 1, 1, 1, 1, 0, 0),       # 1x1 convolution
+    (2, 3, 7, 7, 4, 1, 1, 2, 2, 1, 1),       # 1x1 with stride and padding
+    (1, 6, 31, 17, 16, 5, 5, 1, 1, 2, 2),    # LeNet-like
+    (5, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),
+    (2, 16, 10, 10, 13, 3, 3, 3, 3, 2, 2),
+    (3, 7, 12, 5, 1, 4, 2, 2, 3, 1, 2),
+    (1, 2, 1, 9, 3, 1, 3, 1, 2, 0, 1),       # H == 1
+    (2, 3, 9, 9, 5, 3, 3, 3, 3, 0, 0),       # stride leaves border pixels unread
+    (2, 33, 6, 6, 17, 3, 3, 1, 1, 1, 1),
+]
+
+IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}x{}p{}x{}".format(*c) for c in CONV_CASES]
+
+
+def conv_data(rng, N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw):
+    x = rng.standard_normal((N, Cin, H, W)).astype(np.float32)
+    w = rng.standard_normal((Cout, Cin, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(Cout).astype(np.float32)
+    OH, OW = ref.conv_out_size(H, kh, sh, ph), ref.conv_out_size(W, kw, sw, pw)
+    dy = rng.standard_normal((N, Cout, OH, OW)).astype(np.float32)
+    return x, w, b, dy
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_im2col(device, rng, case):
+    N, Cin, H, W, _, kh, kw, sh, sw, ph, pw = case
+    x = rng.standard_normal((N, Cin, H, W)).astype(np.float32)
+    col = ops.im2col(to_tensor(x, device), kh, kw, sh, sw, ph, pw)
+    expected = ref.im2col(x, kh, kw, sh, sw, ph, pw)
+    assert col.shape == expected.shape
+    np.testing.assert_array_equal(to_numpy(col), expected)  # pure data movement: exact
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_col2im(device, rng, case):
+    N, Cin, H, W, _, kh, kw, sh, sw, ph, pw = case
+    OH, OW = ref.conv_out_size(H, kh, sh, ph), ref.conv_out_size(W, kw, sw, pw)
+    col = rng.standard_normal((Cin * kh * kw, N * OH * OW)).astype(np.float32)
+    x = ops.col2im(to_tensor(col, device), (N, Cin, H, W), kh, kw, sh, sw, ph, pw)
+    expected = ref.col2im(col, (N, Cin, H, W), kh, kw, sh, sw, ph, pw)
+    scale = ref.col2im(np.abs(col), (N, Cin, H, W), kh, kw, sh, sw, ph, pw)
+    assert_close(x, expected, rtol=dot_tol(kh * kw), scale=scale)
+
+
+def test_col2im_is_adjoint_of_im2col(device, rng):
+    """<im2col(x), c> == <x, col2im(c)>, also checks the two references against each other."""
+    N, C, H, W, kh, kw, sh, sw, ph, pw = 2, 3, 9, 8, 3, 2, 2, 3, 1, 2
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    OH, OW = ref.conv_out_size(H, kh, sh, ph), ref.conv_out_size(W, kw, sw, pw)
+    c = rng.standard_normal((C * kh * kw, N * OH * OW)).astype(np.float32)
+    lhs = (to_numpy(ops.im2col(to_tensor(x, device), kh, kw, sh, sw, ph, pw)) * c).sum()
+    rhs = (x * to_numpy(ops.col2im(to_tensor(c, device), x.shape, kh, kw, sh, sw, ph, pw))).sum()
+    assert abs(lhs - rhs) <= 1e-4 * (abs(lhs) + 1)
+    rl = (ref.im2col(x, kh, kw, sh, sw, ph, pw) * c).sum()
+    rr = (x * ref.col2im(c, x.shape, kh, kw, sh, sw, ph, pw)).sum()
+    assert abs(rl - rr) <= 1e-10 * (abs(rl) + 1)
+
+
+def check_conv_forward(device, rng, case, with_bias=True):
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, b, _ = conv_data(rng, *case)
+    b = b if with_bias else None
+    y = ops.conv2d_forward(to_tensor(x, device), to_tensor(w, device),
+                           None if b is None else to_tensor(b, device), sh, sw, ph, pw)
+    expected = ref.conv2d_forward(x, w, b, sh, sw, ph, pw)
+    scale = ref.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b),
+                               sh, sw, ph, pw)
+    assert y.shape == expected.shape
+    assert_close(y, expected, rtol=dot_tol(Cin * kh * kw), scale=scale, what=f"conv fwd {case}")
+
+
+def check_conv_backward(device, rng, case):
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, _, dy = conv_data(rng, *case)
+    dw0 = rng.standard_normal(w.shape).astype(np.float32)
+    db0 = rng.standard_normal(Cout).astype(np.float32)
+    dw, db = to_tensor(dw0, device), to_tensor(db0, device)
+    dx = ops.conv2d_backward(to_tensor(x, device), to_tensor(w, device), to_tensor(dy, device),
+                             dw, db, sh, sw, ph, pw, True)
+    rdx, rdw, rdb = ref.conv2d_backward(x, w, dy, sh, sw, ph, pw)
+    sdx, sdw, sdb = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), sh, sw, ph, pw)
+    OH, OW = dy.shape[2:]
+    assert dx.shape == x.shape
+    assert_close(dx, rdx, rtol=dot_tol(Cout * kh * kw), scale=sdx, what=f"conv dx {case}")
+    assert_close(dw, dw0 + rdw, rtol=dot_tol(N * OH * OW), scale=sdw + np.abs(dw0),
+                 what=f"conv dw {case}")
+    assert_close(db, db0 + rdb, rtol=dot_tol(N * OH * OW), scale=sdb + np.abs(db0),
+                 what=f"conv db {case}")
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_conv2d_forward(device, rng, case):
+    check_conv_forward(device, rng, case)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=IDS[:6])
+def test_conv2d_forward_no_bias(device, rng, case):
+    check_conv_forward(device, rng, case, with_bias=False)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_conv2d_backward(device, rng, case):
+    check_conv_backward(device, rng, case)
+
+
+def test_conv2d_backward_accumulates_and_options(device, rng):
+    case = (2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1)
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, _, dy = conv_data(rng, *case)
+    xt, wt, dyt = to_tensor(x, device), to_tensor(w, device), to_tensor(dy, device)
+    dw, db = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+    assert ops.conv2d_backward(xt, wt, dyt, dw, db, sh, sw, ph, pw, False) is None
+    once_w, once_b = to_numpy(dw), to_numpy(db)
+    assert np.any(once_w != 0) and np.any(once_b != 0)
+    ops.conv2d_backward(xt, wt, dyt, dw, db, sh, sw, ph, pw, False)
+    assert_close(dw, 2 * once_w, rtol=1e-6, what="dw twice")
+    assert_close(db, 2 * once_b, rtol=1e-6, what="db twice")
+    # Without a bias gradient, dw still accumulates and dx is returned.
+    dw2 = nc.zeros(w.shape, device=device)
+    dx = ops.conv2d_backward(xt, wt, dyt, dw2, None, sh, sw, ph, pw, True)
+    rdx, rdw, _ = ref.conv2d_backward(x, w, dy, sh, sw, ph, pw)
+    assert_close(dx, rdx, rtol=1e-5)
+    assert_close(dw2, rdw, rtol=1e-5)
+
+
+def test_functional_conv2d_int_and_pair_args(device, rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    xt, wt, bt = to_tensor(x, device), to_tensor(w, device), to_tensor(b, device)
+    assert_close(F.conv2d(xt, wt, bt, stride=2, padding=1),
+                 ref.conv2d_forward(x, w, b, 2, 2, 1, 1), rtol=1e-5)
+    assert_close(F.conv2d(xt, wt, None, stride=(1, 3), padding=(2, 0)),
+                 ref.conv2d_forward(x, w, None, 1, 3, 2, 0), rtol=1e-5)
+    assert_close(F.conv2d(xt, wt), ref.conv2d_forward(x, w), rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", [(2, 2, 5, 6, 3, 3, 2, 2, 1, 1, 1),
+                                  (1, 3, 4, 4, 2, 3, 3, 1, 1, 0, 0),
+                                  (2, 1, 5, 5, 2, 1, 5, 1, 3, 0, 2)])
+def test_conv2d_gradcheck(rng, case):
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, b, r = conv_data(rng, *case)
+    r = r.astype(np.float64)
+
+    def loss(xx=x, ww=w, bb=b):
+        y = ops.conv2d_forward(to_tensor(xx), to_tensor(ww), to_tensor(bb), sh, sw, ph, pw)
+        return float((to_numpy(y) * r).sum())
+
+    dw, db = nc.zeros(w.shape), nc.zeros((Cout,))
+    dx = ops.conv2d_backward(to_tensor(x), to_tensor(w), to_tensor(r.astype(np.float32)), dw, db,
+                             sh, sw, ph, pw, True)
+    ref.check_grad(lambda xx: loss(xx=xx), x, to_numpy(dx), what="conv dx")
+    ref.check_grad(lambda ww: loss(ww=ww), w, to_numpy(dw), what="conv dw")
+    ref.check_grad(lambda bb: loss(bb=bb), b, to_numpy(db), what="conv db")
+
+
+def test_reference_conv_backward_matches_central_differences(rng):
+    """The reference backward itself agrees with float64 central differences."""
+    x, w, b, r = conv_data(rng, 2, 2, 5, 4, 3, 3, 2, 2, 1, 1, 1)
+    dx, dw, db = ref.conv2d_backward(x, w, r, 2, 1, 1, 1)
+    f = lambda xx: (ref.conv2d_forward(xx, w, b, 2, 1, 1, 1) * r).sum()
+    eps = 1e-6
+    num = np.zeros(x.size)
+    xf = x.astype(np.float64).ravel()
+    for k in range(x.size):
+        e = np.zeros_like(xf)
+        e[k] = eps
+        num[k] = (f((xf + e).reshape(x.shape)) - f((xf - e).reshape(x.shape))) / (2 * eps)
+    np.testing.assert_allclose(num.reshape(x.shape), dx, rtol=1e-6, atol=1e-8)
+    assert np.any(dx != 0)
+
+
+@pytest.mark.parametrize("kernel", ["avx512", "avx2", "generic"])
+def test_conv2d_every_cpu_gemm_kernel(rng, kernel):
+    nc._C._force_cpu_gemm_kernel(kernel)
+    try:
+        if nc._C.cpu_gemm_kernel() != kernel:
+            pytest.skip(f"CPU GEMM kernel {kernel!r} cannot run on this CPU")
+        for case in (CONV_CASES[2], CONV_CASES[4], CONV_CASES[12], CONV_CASES[18]):
+            check_conv_forward("cpu", rng, case)
+            check_conv_backward("cpu", rng, case)
+    finally:
+        ref.restore_cpu_gemm_kernel()
+
+
+try:
+    from hypothesis import given, strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    @st.composite
+    def conv_configs(draw):
+        kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+        ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+        H = draw(st.integers(max(1, kh - 2 * ph), 12))
+        W = draw(st.integers(max(1, kw - 2 * pw), 12))
+        return (draw(st.integers(1, 3)), draw(st.integers(1, 4)), H, W, draw(st.integers(1, 5)),
+                kh, kw, draw(st.integers(1, 3)), draw(st.integers(1, 3)), ph, pw)
+
+    @given(case=conv_configs(), seed=st.integers(0, 2**31 - 1))
+    def test_conv2d_property(device, case, seed):
+        rng = np.random.default_rng(seed)
+        check_conv_forward(device, rng, case)
+        check_conv_backward(device, rng, case)

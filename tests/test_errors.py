@@ -1,0 +1,297 @@
+"""Bad inputs raise ValueError/TypeError whose message names the op and the shapes; nothing
+crashes the process."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import nncore as nc
+import nncore.functional as F
+from nncore import ops
+
+
+def shape_re(*shapes):
+    """A regex matching every shape, in order, as the messages print them: (2, 3)."""
+    return ".*".join(re.escape(str(tuple(s))) for s in shapes)
+
+
+@pytest.fixture
+def T(device):
+    def make(*shape, dtype=np.float32):
+        return nc.tensor(np.ones(shape, dtype), device=device)
+    return make
+
+
+def I(values, device):  # noqa: E743 - int32 tensor helper
+    return nc.tensor(np.asarray(values, np.int32), device=device)
+
+
+# ---- GEMM / linear ---------------------------------------------------------------------------
+
+def test_matmul_shape_mismatch(T):
+    with pytest.raises(ValueError, match="^matmul: .*" + shape_re((2, 3), (4, 5))):
+        ops.matmul(T(2, 3), T(4, 5))
+    with pytest.raises(ValueError, match="^matmul: .*" + shape_re((2, 3), (4, 5))):
+        F.matmul(T(2, 3), T(4, 5))
+    with pytest.raises(ValueError, match="^matmul: .*" + shape_re((3, 2), (4, 5))):
+        ops.matmul(T(3, 2), T(4, 5), True, False)
+
+
+def test_matmul_wrong_rank(T):
+    with pytest.raises(ValueError, match="^matmul: .*2-D.*" + shape_re((2, 3, 1))):
+        ops.matmul(T(2, 3, 1), T(3, 5))
+    with pytest.raises(ValueError, match="^matmul: .*2-D"):
+        ops.matmul(T(3), T(3, 5))
+
+
+def test_gemm_bad_c_and_inner(T):
+    with pytest.raises(ValueError, match="^gemm: .*" + shape_re((2, 4))):
+        ops.gemm_(T(2, 3), T(3, 5), T(2, 4), False, False, 1.0, 0.0)
+    with pytest.raises(ValueError, match="^gemm: .*" + shape_re((2, 3), (4, 5))):
+        ops.gemm_(T(2, 3), T(4, 5), T(2, 5), False, False, 1.0, 0.0)
+
+
+def test_matmul_int_dtype(T):
+    with pytest.raises(TypeError, match="^matmul: .*int32"):
+        ops.matmul(T(2, 3, dtype=np.int32), T(3, 2))
+
+
+def test_linear_feature_mismatch(T):
+    with pytest.raises(ValueError, match="^linear: .*" + shape_re((4, 3), (5, 4))):
+        F.linear(T(4, 3), T(5, 4))
+    with pytest.raises(ValueError, match="^linear"):
+        ops.linear_forward(T(4, 3), T(5, 4), None)
+
+
+def test_linear_bias_mismatch_names_linear(T):
+    """The user called linear, so the message should say linear (not an internal helper)."""
+    with pytest.raises(ValueError, match="^linear.*" + shape_re((4,))):
+        F.linear(T(4, 3), T(5, 3), T(4))
+
+
+def test_linear_backward_bad_shapes(T):
+    with pytest.raises(ValueError, match="^linear_backward: .*" + shape_re((4, 4))):
+        ops.linear_backward(T(4, 3), T(5, 3), T(4, 4), T(5, 3), None, True)
+    with pytest.raises(ValueError, match="^linear_backward: .*" + shape_re((5, 4), (5, 3))):
+        ops.linear_backward(T(4, 3), T(5, 3), T(4, 5), T(5, 4), None, True)
+
+
+# ---- convolution -----------------------------------------------------------------------------
+
+def test_conv_channel_mismatch(T):
+    with pytest.raises(ValueError, match="^conv2d: .*" + shape_re((1, 3, 5, 5), (2, 4, 3, 3))):
+        F.conv2d(T(1, 3, 5, 5), T(2, 4, 3, 3))
+
+
+def test_conv_int_input_is_type_error(T):
+    with pytest.raises(TypeError, match="^conv2d: .*float32.*int32"):
+        F.conv2d(T(1, 3, 5, 5, dtype=np.int32), T(2, 3, 3, 3))
+    with pytest.raises(TypeError, match="^conv2d: .*float32.*int32"):
+        F.conv2d(T(1, 3, 5, 5), T(2, 3, 3, 3, dtype=np.int32))
+
+
+def test_conv_wrong_rank(T):
+    with pytest.raises(ValueError, match="^conv2d: .*4-D.*" + shape_re((3, 5, 5))):
+        F.conv2d(T(3, 5, 5), T(2, 3, 3, 3))
+    with pytest.raises(ValueError, match="^conv2d: .*4-D.*" + shape_re((2, 3, 3))):
+        F.conv2d(T(1, 3, 5, 5), T(2, 3, 3))
+
+
+@pytest.mark.parametrize("kernel,padding", [((8, 3), 1), ((3, 6), 0), ((5, 5), (0, 0))])
+def test_conv_kernel_larger_than_padded_input(T, kernel, padding):
+    with pytest.raises(ValueError, match="^conv2d: .*larger than the padded input"):
+        F.conv2d(T(1, 3, 5, 4), T(2, 3, *kernel), padding=padding)
+
+
+@pytest.mark.parametrize("stride,padding", [(0, 0), (-1, 0), ((1, 0), 0), (1, -1), (1, (0, -2))])
+def test_conv_bad_stride_padding(T, stride, padding):
+    with pytest.raises(ValueError, match="^conv2d: .*stride"):
+        F.conv2d(T(1, 3, 5, 5), T(2, 3, 3, 3), stride=stride, padding=padding)
+
+
+def test_conv_bias_mismatch_names_conv2d(T):
+    with pytest.raises(ValueError, match="^conv2d.*" + shape_re((3,))):
+        F.conv2d(T(1, 3, 5, 5), T(2, 3, 3, 3), T(3))
+
+
+def test_conv_backward_bad_shapes(T):
+    with pytest.raises(ValueError, match="^conv2d_backward: .*" + shape_re((1, 2, 4, 4))):
+        ops.conv2d_backward(T(1, 3, 5, 5), T(2, 3, 3, 3), T(1, 2, 4, 4), T(2, 3, 3, 3), None,
+                            1, 1, 0, 0, True)
+    with pytest.raises(ValueError, match="^conv2d_backward: .*" + shape_re((2, 3, 3, 2))):
+        ops.conv2d_backward(T(1, 3, 5, 5), T(2, 3, 3, 3), T(1, 2, 3, 3), T(2, 3, 3, 2), None,
+                            1, 1, 0, 0, True)
+
+
+def test_im2col_col2im_bad_shapes(T):
+    with pytest.raises(ValueError, match="^im2col: .*" + shape_re((3, 5, 5))):
+        ops.im2col(T(3, 5, 5), 2, 2, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="^col2im: .*" + shape_re((12, 15))):
+        ops.col2im(T(12, 15), (1, 3, 5, 5), 2, 2, 1, 1, 0, 0)
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d"])
+def test_pool_wrong_rank(T, name):
+    fn = getattr(F, name)
+    with pytest.raises(ValueError, match=f"^{name}: .*" + shape_re((5, 5))):
+        fn(T(5, 5), 2)
+    with pytest.raises(ValueError, match=f"^{name}: .*" + shape_re((1, 1, 1, 5, 5))):
+        fn(T(1, 1, 1, 5, 5), 2)
+
+
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d"])
+def test_pool_bad_geometry(T, name):
+    fn = getattr(F, name)
+    with pytest.raises(ValueError, match=f"^{name}: .*larger than the padded input"):
+        fn(T(1, 1, 3, 3), 4)
+    with pytest.raises(ValueError, match=f"^{name}: .*stride"):
+        fn(T(1, 1, 6, 6), 2, stride=0)
+    with pytest.raises(ValueError, match=f"^{name}: .*stride"):
+        fn(T(1, 1, 6, 6), 2, stride=-2)
+    with pytest.raises(ValueError, match=f"^{name}: .*padding"):
+        fn(T(1, 1, 6, 6), 2, padding=2)
+    with pytest.raises(TypeError, match=f"^{name}: .*int32"):
+        fn(T(1, 1, 4, 4, dtype=np.int32), 2)
+
+
+def test_pool_backward_bad_shapes(T, device):
+    with pytest.raises(ValueError, match="^max_pool2d_backward: .*" + shape_re((1, 1, 2, 2))):
+        ops.max_pool2d_backward(T(1, 1, 2, 2), I(np.zeros((1, 1, 3, 3)), device), (1, 1, 4, 4))
+    with pytest.raises(ValueError, match="^avg_pool2d_backward: .*" + shape_re((1, 1, 3, 3))):
+        ops.avg_pool2d_backward(T(1, 1, 3, 3), (1, 1, 4, 4), 2, 2, 2, 2, 0, 0, True)
+
+
+# ---- losses ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("labels", [[0, 4, 1], [0, -1, 1], [0, 1, 1000000]])
+def test_cross_entropy_label_out_of_range(T, device, labels):
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"^cross_entropy: label -?\d+ at row \d+ .*4 classes"):
+            ops.cross_entropy_forward(T(3, 4), I(labels, device))
+        with pytest.raises(ValueError, match=r"^cross_entropy_backward: label"):
+            ops.cross_entropy_backward(T(3, 4), I(labels, device), 1.0)
+    else:
+        # Contract (kernel_signatures.inc): CUDA writes NaN for a bad label unless dispatch checks.
+        try:
+            loss, _ = ops.cross_entropy_forward(T(3, 4), I(labels, device))
+        except ValueError as e:
+            assert str(e).startswith("cross_entropy")
+        else:
+            assert np.isnan(loss.item())
+
+
+def test_cross_entropy_bad_target_shapes(T, device):
+    with pytest.raises(ValueError, match="^cross_entropy: .*" + shape_re((2,), (3, 4))):
+        ops.cross_entropy_forward(T(3, 4), I([0, 1], device))
+    with pytest.raises(ValueError, match="^cross_entropy: .*" + shape_re((3, 5), (3, 4))):
+        ops.cross_entropy_forward(T(3, 4), T(3, 5))
+    with pytest.raises(ValueError, match="^cross_entropy: .*" + shape_re((3, 4, 2))):
+        ops.cross_entropy_forward(T(3, 4, 2), I([0, 1, 1], device))
+    with pytest.raises(ValueError, match="^cross_entropy"):
+        F.cross_entropy(T(3, 4), T(3))
+
+
+def test_mse_shape_mismatch(T):
+    with pytest.raises(ValueError, match="^mse_loss: .*" + shape_re((3, 4), (4, 3))):
+        F.mse_loss(T(3, 4), T(4, 3))
+    with pytest.raises(ValueError, match="^mse_loss.*" + shape_re((3, 4), (12,))):
+        ops.mse_backward(T(3, 4), T(12), 1.0)
+
+
+# ---- activations and elementwise ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "softmax", "log_softmax"])
+def test_activation_int_input(T, name):
+    with pytest.raises(TypeError, match=f"^{name}: .*int32"):
+        getattr(F, name)(T(3, dtype=np.int32))
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+                                  "log_softmax"])
+def test_activation_backward_shape_mismatch(T, name):
+    args = (T(3), T(4), 0.1) if name == "leaky_relu" else (T(3), T(4))
+    with pytest.raises(ValueError, match=f"^{name}_backward: .*" + shape_re((3,), (4,))):
+        getattr(ops, name + "_backward")(*args)
+
+
+def test_softmax_of_scalar(device):
+    with pytest.raises(ValueError, match="^softmax: .*scalar"):
+        F.softmax(nc.zeros((), device=device))
+
+
+def test_elementwise_mismatch(T):
+    with pytest.raises(ValueError, match="^mul: .*" + shape_re((3,), (4,))):
+        ops.mul(T(3), T(4))
+    with pytest.raises(ValueError, match="^axpy_: .*" + shape_re((3,), (4,))):
+        ops.axpy_(T(3), 1.0, T(4))
+    with pytest.raises(ValueError, match="^bias_add_: .*" + shape_re((4,), (2, 3))):
+        ops.bias_add_(T(2, 3), T(4))
+    with pytest.raises(ValueError, match="^bias_grad_: .*" + shape_re((4,), (2, 3))):
+        ops.bias_grad_(T(2, 3), T(4))
+
+
+def test_indexing_errors(T, device):
+    with pytest.raises(ValueError, match="^index_select_rows: index 3 .*" + shape_re((3, 2))):
+        ops.index_select_rows(T(3, 2), I([0, 3], device))
+    with pytest.raises(ValueError, match="^index_select_rows: index -1"):
+        ops.index_select_rows(T(3, 2), I([-1], device))
+    with pytest.raises(TypeError, match="^index_select_rows: index must be int32"):
+        ops.index_select_rows(T(3, 2), T(1))
+    with pytest.raises(ValueError, match="^argmax_rows: .*" + shape_re((3,))):
+        ops.argmax_rows(T(3))
+
+
+# ---- optimizers and dropout --------------------------------------------------------------------
+
+def test_optimizer_errors(T):
+    with pytest.raises(ValueError, match="^sgd_step: .*" + shape_re((3,), (4,))):
+        ops.sgd_step_(T(3), T(4), None, 0.1, 0.0, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match="^sgd_step: .*momentum buffer"):
+        ops.sgd_step_(T(3), T(3), None, 0.1, 0.9, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match="^sgd_step: Nesterov"):
+        ops.sgd_step_(T(3), T(3), T(3), 0.1, 0.9, 0.1, 0.0, True, False)
+    with pytest.raises(ValueError, match="^sgd_step: lr"):
+        ops.sgd_step_(T(3), T(3), None, -0.1, 0.0, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match="^adam_step: .*" + shape_re((3,), (2,))):
+        ops.adam_step_(T(3), T(3), T(3), T(2), 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+    with pytest.raises(ValueError, match="^adam_step: step"):
+        ops.adam_step_(T(3), T(3), T(3), T(3), 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
+    with pytest.raises(ValueError, match="^adam_step: betas"):
+        ops.adam_step_(T(3), T(3), T(3), T(3), 0.1, 1.0, 0.999, 1e-8, 0.0, 1)
+
+
+@pytest.mark.parametrize("p", [1.0, -0.1, 1.5])
+def test_dropout_bad_p(T, p):
+    with pytest.raises(ValueError, match="^dropout: p"):
+        ops.dropout_forward(T(3), p, 0, 0)
+
+
+# ---- tensors ---------------------------------------------------------------------------------
+
+def test_negative_sizes_and_bad_arguments():
+    with pytest.raises(ValueError, match=r"negative dimension.*\(-1, 3\)"):
+        nc.zeros((-1, 3))
+    with pytest.raises(TypeError):
+        ops.relu_forward(None)
+    with pytest.raises(TypeError):
+        ops.relu_forward(np.ones(3, np.float32))  # raw ops take Tensors only
+
+
+def test_mixed_devices(cuda_device):
+    a = nc.tensor(np.ones((2, 3), np.float32))
+    b = nc.tensor(np.ones((3, 4), np.float32), device=cuda_device)
+    with pytest.raises(ValueError, match="^matmul: .*device"):
+        ops.matmul(a, b)
+    with pytest.raises(ValueError, match="^linear: .*device"):
+        F.linear(nc.tensor(np.ones((2, 3), np.float32), device="cuda"),
+                 nc.tensor(np.ones((4, 3), np.float32)))
+    with pytest.raises(ValueError, match="^mse_loss: .*device"):
+        F.mse_loss(nc.tensor(np.ones(3, np.float32)), nc.tensor(np.ones(3, np.float32),
+                                                                 device="cuda"))
+    with pytest.raises(ValueError, match="^cross_entropy: .*device"):
+        ops.cross_entropy_forward(nc.tensor(np.ones((2, 3), np.float32), device="cuda"),
+                                  nc.tensor(np.array([0, 1], np.int32)))

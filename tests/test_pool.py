@@ -1,0 +1,138 @@
+"""max_pool2d / avg_pool2d forward and backward against the NumPy reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncore.functional as F
+from nncore import ops
+import reference as ref
+from reference import assert_close, to_numpy, to_tensor
+
+# (shape, kh, kw, sh, sw, ph, pw): 3-D and 4-D inputs, strides 1/2/3, padding up to k/2,
+# rectangular windows, overlapping windows, window == input, odd/prime sizes.
+POOL_CASES = [
+    ((1, 1, 1, 1), 1, 1, 1, 1, 0, 0),
+    ((2, 3, 8, 8), 2, 2, 2, 2, 0, 0),
+    ((1, 2, 7, 7), 3, 3, 2, 2, 1, 1),
+    ((2, 1, 13, 11), 3, 2, 1, 2, 1, 1),
+    ((3, 2, 9, 10), 1, 5, 1, 3, 0, 2),
+    ((2, 2, 10, 9), 5, 1, 3, 1, 2, 0),
+    ((1, 3, 6, 6), 6, 6, 1, 1, 0, 0),       # window == input
+    ((2, 4, 5, 5), 4, 4, 1, 1, 2, 2),       # window == padded input... and beyond the image
+    ((3, 7, 7), 2, 2, 2, 2, 0, 0),          # 3-D (C, H, W)
+    ((5, 9, 8), 3, 3, 2, 3, 1, 1),          # 3-D with padding
+    ((1, 31, 17), 3, 3, 3, 3, 1, 0),
+    ((2, 16, 28, 28), 2, 2, 2, 2, 0, 0),    # LeNet pooling
+    ((1, 1, 1, 9), 1, 3, 1, 2, 0, 1),       # H == 1
+    ((2, 3, 11, 11), 3, 3, 3, 3, 0, 0),     # stride leaves border pixels out
+]
+IDS = ["x{}_k{}x{}_s{}x{}_p{}x{}".format("x".join(map(str, c[0])), *c[1:]) for c in POOL_CASES]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=IDS)
+def test_max_pool2d_forward_backward(device, rng, case):
+    shape, kh, kw, sh, sw, ph, pw = case
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), kh, kw, sh, sw, ph, pw)
+    ry, rarg = ref.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw)
+    assert y.shape == ry.shape and arg.shape == ry.shape and arg.dtype == "int32"
+    np.testing.assert_array_equal(to_numpy(y), ry)  # max is exact
+    np.testing.assert_array_equal(to_numpy(arg), rarg)
+    dy = rng.standard_normal(ry.shape).astype(np.float32)
+    dx = ops.max_pool2d_backward(to_tensor(dy, device), arg, shape)
+    assert dx.shape == shape
+    assert_close(dx, ref.max_pool2d_backward(dy, rarg, shape), rtol=1e-6)
+    assert_close(F.max_pool2d(to_tensor(x, device), (kh, kw), (sh, sw), (ph, pw)), ry, rtol=0)
+
+
+def test_max_pool2d_padding_never_wins(device):
+    x = -np.arange(1, 1 + 2 * 5 * 5, dtype=np.float32).reshape(2, 1, 5, 5) - 100.0
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 3, 3, 2, 2, 1, 1)
+    ry, rarg = ref.max_pool2d_forward(x, 3, 3, 2, 2, 1, 1)
+    assert np.all(to_numpy(y) < -100)
+    np.testing.assert_array_equal(to_numpy(y), ry)
+    np.testing.assert_array_equal(to_numpy(arg), rarg)
+
+
+def test_max_pool2d_ties_pick_first(device):
+    """Equal values: the first tap in row-major window order wins (and gets the gradient)."""
+    x = np.ones((1, 2, 4, 6), np.float32)
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 3, 2, 3, 0, 0)
+    np.testing.assert_array_equal(to_numpy(arg)[0, 0], [[0, 3], [12, 15]])
+    _, rarg = ref.max_pool2d_forward(x, 2, 3, 2, 3, 0, 0)
+    np.testing.assert_array_equal(to_numpy(arg), rarg)
+    # Overlapping windows: one pixel can be the max of several windows; gradients add up.
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 1, 1] = 5.0
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 1, 1, 0, 0)
+    dx = ops.max_pool2d_backward(to_tensor(np.ones((1, 1, 2, 2), np.float32), device), arg,
+                                 (1, 1, 3, 3))
+    expected = np.zeros((1, 1, 3, 3))
+    expected[0, 0, 1, 1] = 4.0
+    np.testing.assert_array_equal(to_numpy(dx), expected)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", POOL_CASES, ids=IDS)
+def test_avg_pool2d_forward_backward(device, rng, case, count_include_pad):
+    shape, kh, kw, sh, sw, ph, pw = case
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = ops.avg_pool2d_forward(to_tensor(x, device), kh, kw, sh, sw, ph, pw, count_include_pad)
+    ry = ref.avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad)
+    scale = ref.avg_pool2d_forward(np.abs(x), kh, kw, sh, sw, ph, pw, count_include_pad)
+    assert y.shape == ry.shape
+    assert_close(y, ry, rtol=1e-6 * (kh * kw) ** 0.5 + 1e-6, scale=scale, what="avg fwd")
+    dy = rng.standard_normal(ry.shape).astype(np.float32)
+    dx = ops.avg_pool2d_backward(to_tensor(dy, device), shape, kh, kw, sh, sw, ph, pw,
+                                 count_include_pad)
+    rdx = ref.avg_pool2d_backward(dy, shape, kh, kw, sh, sw, ph, pw, count_include_pad)
+    sdx = ref.avg_pool2d_backward(np.abs(dy), shape, kh, kw, sh, sw, ph, pw, count_include_pad)
+    assert dx.shape == shape
+    assert_close(dx, rdx, rtol=3e-6, scale=sdx, what="avg bwd")
+    fy = F.avg_pool2d(to_tensor(x, device), (kh, kw), (sh, sw), (ph, pw), count_include_pad)
+    assert_close(fy, ry, rtol=1e-6, scale=scale)
+
+
+def test_avg_pool2d_count_include_pad_divisor(device):
+    x = np.ones((1, 1, 3, 3), np.float32)
+    inc = to_numpy(ops.avg_pool2d_forward(to_tensor(x, device), 3, 3, 1, 1, 1, 1, True))
+    exc = to_numpy(ops.avg_pool2d_forward(to_tensor(x, device), 3, 3, 1, 1, 1, 1, False))
+    assert_close(inc[0, 0], np.array([[4, 6, 4], [6, 9, 6], [4, 6, 4]]) / 9.0, rtol=1e-6)
+    assert_close(exc, np.ones((1, 1, 3, 3)), rtol=1e-6)
+
+
+def test_functional_pool_defaults(device, rng):
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    # stride defaults to kernel_size
+    assert_close(F.max_pool2d(to_tensor(x, device), 3), ref.max_pool2d_forward(x, 3, 3, 3, 3)[0],
+                 rtol=0)
+    assert_close(F.avg_pool2d(to_tensor(x, device), 3), ref.avg_pool2d_forward(x, 3, 3, 3, 3),
+                 rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", [((2, 2, 5, 6), 3, 2, 2, 1, 1, 1), ((3, 7, 7), 2, 2, 2, 2, 0, 0),
+                                  ((1, 1, 6, 6), 3, 3, 1, 1, 1, 1)])
+def test_max_pool2d_gradcheck(rng, case):
+    shape, kh, kw, sh, sw, ph, pw = case
+    # Distinct values at least 0.1 apart: a step of 1e-2 never changes which tap wins.
+    x = (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0).astype(np.float32)
+    r = rng.standard_normal(ref.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw)[0].shape)
+    _, arg = ops.max_pool2d_forward(to_tensor(x), kh, kw, sh, sw, ph, pw)
+    dx = ops.max_pool2d_backward(to_tensor(r.astype(np.float32)), arg, shape)
+    loss = lambda xx: float(
+        (to_numpy(ops.max_pool2d_forward(to_tensor(xx), kh, kw, sh, sw, ph, pw)[0]) * r).sum())
+    ref.check_grad(loss, x, to_numpy(dx), what="max_pool2d dx")
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", [((2, 2, 5, 6), 3, 2, 2, 1, 1, 1), ((3, 7, 7), 2, 2, 1, 2, 1, 0)])
+def test_avg_pool2d_gradcheck(rng, case, count_include_pad):
+    shape, kh, kw, sh, sw, ph, pw = case
+    x = rng.standard_normal(shape).astype(np.float32)
+    r = rng.standard_normal(ref.avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw).shape)
+    dx = ops.avg_pool2d_backward(to_tensor(r.astype(np.float32)), shape, kh, kw, sh, sw, ph, pw,
+                                 count_include_pad)
+    loss = lambda xx: float((to_numpy(ops.avg_pool2d_forward(
+        to_tensor(xx), kh, kw, sh, sw, ph, pw, count_include_pad)) * r).sum())
+    ref.check_grad(loss, x, to_numpy(dx), what="avg_pool2d dx")

@@ -1,0 +1,305 @@
+"""nncore.Tensor: construction, dtypes, metadata, views, buffer protocol, DLPack, devices."""
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import nncore as nc
+
+
+def test_tensor_copies_its_source(device):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = nc.tensor(a, device=device)
+    a[0, 0] = 100.0
+    assert t.numpy()[0, 0] == 0.0
+    np.testing.assert_array_equal(t.numpy(), np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.parametrize("src,dtype", [
+    (np.ones(3, np.float64), "float32"), (np.ones(3, np.float32), "float32"),
+    (np.ones(3, np.float16), "float32"), (np.ones(3, np.int64), "int32"),
+    (np.ones(3, np.int32), "int32"), (np.ones(3, np.uint8), "int32"),
+    (np.ones(3, np.int16), "int32"),
+    ([1.5, 2.5], "float32"), ([1, 2], "int32"), (3.0, "float32"),
+])
+def test_dtype_conversion(device, src, dtype):
+    t = nc.tensor(src, device=device)
+    assert t.dtype == dtype
+    assert t.numpy().dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(t.numpy(), np.asarray(src).astype(dtype))
+
+
+def test_scalar_tensor_is_0d(device):
+    """Like np.asarray / torch.tensor: a Python or NumPy scalar gives shape ()."""
+    for value in (3.0, np.float32(2.5), np.array(1.5), 7):
+        t = nc.tensor(value, device=device)
+        assert t.shape == () and t.ndim == 0 and t.numel() == 1, (value, t.shape)
+        assert t.item() == float(value)
+
+
+def test_float64_values_round_to_float32():
+    t = nc.tensor(np.array([0.1, 1e-50, 1e30], np.float64))
+    np.testing.assert_array_equal(t.numpy(), np.array([0.1, 1e-50, 1e30], np.float32))
+
+
+def test_explicit_dtype(device):
+    assert nc.tensor([1, 2], device=device, dtype="float32").dtype == "float32"
+    assert nc.tensor([1.0, 2.0], device=device, dtype=np.int32).dtype == "int32"
+    assert nc.tensor([1, 2], device=device, dtype=np.float32).numpy().tolist() == [1.0, 2.0]
+    with pytest.raises(TypeError, match="tensor"):
+        nc.tensor([1, 2], dtype="float64")
+
+
+def test_bool_is_rejected():
+    with pytest.raises(TypeError, match="tensor: unsupported dtype bool"):
+        nc.tensor(np.array([True, False]))
+
+
+@pytest.mark.parametrize("bad", [np.array(["a"]), np.array([1 + 2j])])
+def test_other_dtypes_are_rejected(bad):
+    with pytest.raises(TypeError, match="tensor"):
+        nc.tensor(bad)
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1, 2**40])
+def test_int_out_of_int32_range(value):
+    with pytest.raises(ValueError, match="int32"):
+        nc.tensor(np.array([0, value], np.int64))
+    # the limits themselves fit
+    nc.tensor(np.array([2**31 - 1, -(2**31)], np.int64))
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (2, 3), (4, 1, 3), (2, 3, 4, 5)])
+def test_metadata(device, shape):
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    t = nc.tensor(a, device=device)
+    assert t.shape == shape and isinstance(t.shape, tuple)
+    assert t.ndim == len(shape)
+    assert t.numel() == a.size
+    assert t.dtype == "float32"
+    assert t.device == device
+    if shape:
+        assert len(t) == shape[0]
+    else:
+        with pytest.raises(TypeError):
+            len(t)
+    assert "Tensor" in repr(t)
+
+
+def test_item(device):
+    assert nc.tensor(np.array([2.5], np.float32), device=device).item() == 2.5
+    assert isinstance(nc.tensor(np.float32(2.5), device=device).item(), float)
+    i = nc.tensor(np.array([[7]], np.int32), device=device).item()
+    assert i == 7 and isinstance(i, int)
+    with pytest.raises(ValueError, match="item"):
+        nc.tensor(np.ones(3, np.float32), device=device).item()
+
+
+def test_numpy_is_a_zero_copy_view_on_cpu():
+    t = nc.tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    view = t.numpy()
+    assert np.shares_memory(view, np.asarray(t))
+    view[1, 2] = -5.0
+    assert t.numpy()[1, 2] == -5.0
+    assert np.asarray(t)[1, 2] == -5.0
+
+
+def test_numpy_view_keeps_tensor_alive():
+    view = nc.tensor(np.arange(1000, dtype=np.float32)).numpy()
+    gc.collect()
+    np.testing.assert_array_equal(view, np.arange(1000))
+
+
+def test_buffer_protocol():
+    t = nc.tensor(np.arange(6, dtype=np.int32).reshape(2, 3))
+    m = memoryview(t)
+    assert m.shape == (2, 3) and m.format == "i" and m.itemsize == 4 and m.c_contiguous
+    a = np.asarray(t)
+    assert a.dtype == np.int32 and a.shape == (2, 3)
+    assert np.shares_memory(a, t.numpy())
+    f = np.asarray(nc.zeros((4, 5)))
+    assert f.dtype == np.float32 and f.strides == (20, 4)
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 1000, 4097])
+def test_data_is_64_byte_aligned(n):
+    for t in (nc.tensor(np.ones(n, np.float32)), nc.zeros((n,)), nc.empty((n, 3)),
+              nc.tensor(np.ones(n, np.int32)), nc.zeros((n,)).clone()):
+        assert np.asarray(t).ctypes.data % 64 == 0
+
+
+def test_reshape_is_a_view(device):
+    t = nc.tensor(np.arange(24, dtype=np.float32), device=device)
+    r = t.reshape(2, 3, 4)
+    assert r.shape == (2, 3, 4)
+    assert t.reshape((4, 6)).shape == (4, 6)
+    assert t.reshape(-1, 8).shape == (3, 8)
+    assert t.reshape(2, -1, 3).shape == (2, 4, 3)
+    np.testing.assert_array_equal(r.numpy(), np.arange(24).reshape(2, 3, 4))
+    if device == "cpu":
+        assert np.shares_memory(np.asarray(r), np.asarray(t))
+    r.fill_(1.0)  # same storage
+    np.testing.assert_array_equal(t.numpy(), np.ones(24))
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (7,), (-1, -1), (2, -1, 5), (0, -1), (-2, 12)])
+def test_bad_reshape(device, shape):
+    t = nc.tensor(np.arange(24, dtype=np.float32), device=device)
+    with pytest.raises(ValueError, match="reshape"):
+        t.reshape(*shape)
+
+
+def test_clone_is_independent(device):
+    t = nc.tensor(np.arange(5, dtype=np.float32), device=device)
+    c = t.clone()
+    assert c.shape == t.shape and c.dtype == t.dtype and c.device == t.device
+    c.fill_(9.0)
+    np.testing.assert_array_equal(t.numpy(), np.arange(5))
+    np.testing.assert_array_equal(c.numpy(), np.full(5, 9.0))
+    if device == "cpu":
+        assert not np.shares_memory(np.asarray(c), np.asarray(t))
+
+
+def test_to_same_device_is_equivalent(device):
+    t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
+    u = t.to(device)
+    assert u.device == device and u.shape == t.shape
+    np.testing.assert_array_equal(u.numpy(), t.numpy())
+    if device == "cpu":
+        u = t.to("cpu")
+        assert np.shares_memory(np.asarray(u), np.asarray(t))  # "self when already there"
+
+
+def test_round_trip_through_cuda(cuda_device):
+    a = np.random.default_rng(0).standard_normal((3, 7)).astype(np.float32)
+    g = nc.tensor(a).to("cuda")
+    assert g.device == "cuda"
+    np.testing.assert_array_equal(g.to("cpu").numpy(), a)
+    np.testing.assert_array_equal(g.numpy(), a)  # synchronising copy
+    assert nc.tensor(a, device="cuda:0").device == "cuda"
+    with pytest.raises((ValueError, RuntimeError, BufferError)):
+        memoryview(g)
+
+
+def test_cuda_without_gpu_raises_clearly():
+    if nc.cuda.is_available():
+        pytest.skip("a CUDA device is available")
+    t = nc.tensor(np.ones(3, np.float32))
+    for make in (lambda: t.to("cuda"), lambda: nc.tensor(np.ones(3), device="cuda"),
+                 lambda: nc.zeros((2,), device="cuda"), lambda: t.to("cuda:0")):
+        with pytest.raises((ValueError, RuntimeError), match="(?i)cuda"):
+            make()
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="device"):
+        nc.tensor(np.ones(3), device="tpu")
+    with pytest.raises(ValueError, match="device"):
+        nc.zeros((2,), device="cuda:7")
+
+
+def test_zeros_and_empty(device):
+    z = nc.zeros((3, 4), device=device)
+    assert z.shape == (3, 4) and z.dtype == "float32" and z.device == device
+    np.testing.assert_array_equal(z.numpy(), np.zeros((3, 4)))
+    zi = nc.zeros((5,), dtype="int32", device=device)
+    assert zi.dtype == "int32"
+    np.testing.assert_array_equal(zi.numpy(), np.zeros(5))
+    e = nc.empty((2, 0, 3), device=device)
+    assert e.shape == (2, 0, 3) and e.numel() == 0
+    assert nc.empty((), device=device).shape == ()
+    with pytest.raises(TypeError, match="dtype"):
+        nc.zeros((2,), dtype="float64")
+
+
+@pytest.mark.parametrize("shape", [(-1, 3), (3, -2), (-5,)])
+def test_negative_sizes(shape):
+    with pytest.raises(ValueError, match="negative"):
+        nc.zeros(shape)
+    with pytest.raises(ValueError, match="negative"):
+        nc.empty(shape)
+
+
+# ---- DLPack --------------------------------------------------------------------------------
+
+def test_dlpack_export_shares_memory():
+    t = nc.tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    a = np.from_dlpack(t)
+    assert a.shape == (3, 4) and a.dtype == np.float32
+    assert np.shares_memory(a, np.asarray(t))
+    assert t.__dlpack_device__() == (1, 0)
+    i = np.from_dlpack(nc.tensor(np.arange(5, dtype=np.int32)))
+    assert i.dtype == np.int32 and i.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_dlpack_export_keeps_storage_alive():
+    a = np.from_dlpack(nc.tensor(np.arange(1000, dtype=np.float32)))
+    gc.collect()
+    np.testing.assert_array_equal(a, np.arange(1000))
+
+
+def test_dlpack_import_shares_memory():
+    a = np.arange(20, dtype=np.float32).reshape(4, 5)
+    t = nc.from_dlpack(a)
+    assert t.shape == (4, 5) and t.dtype == "float32" and t.device == "cpu"
+    assert np.shares_memory(np.asarray(t), a)
+    a[2, 3] = -1.0
+    assert t.numpy()[2, 3] == -1.0
+    t.fill_(7.0)
+    assert np.all(a == 7.0)
+    b = np.arange(3, dtype=np.int32)
+    assert nc.from_dlpack(b).dtype == "int32"
+
+
+def test_dlpack_import_keeps_producer_alive():
+    t = nc.from_dlpack(np.arange(777, dtype=np.float32))
+    gc.collect()
+    np.testing.assert_array_equal(t.numpy(), np.arange(777))
+
+
+def test_dlpack_round_trip():
+    t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    u = nc.from_dlpack(t)
+    assert np.shares_memory(np.asarray(u), np.asarray(t))
+    np.testing.assert_array_equal(u.numpy(), t.numpy())
+
+
+def test_dlpack_non_contiguous_is_rejected():
+    a = np.arange(20, dtype=np.float32).reshape(4, 5)
+    with pytest.raises(ValueError, match="from_dlpack: non-contiguous"):
+        nc.from_dlpack(a[:, ::2])
+    with pytest.raises(ValueError, match="from_dlpack: non-contiguous"):
+        nc.from_dlpack(a.T)
+    # size-1 axes may carry any stride
+    assert nc.from_dlpack(a[1:2, :]).shape == (1, 5)
+
+
+def test_dlpack_bad_dtype_and_object():
+    with pytest.raises(TypeError, match="from_dlpack"):
+        nc.from_dlpack(np.ones(3, np.float64))
+    with pytest.raises(TypeError, match="from_dlpack"):
+        nc.from_dlpack([1.0, 2.0])
+
+
+def test_cuda_flags():
+    compiled, available = nc.cuda.is_compiled(), nc.cuda.is_available()
+    assert isinstance(compiled, bool) and isinstance(available, bool)
+    assert not available or compiled
+    assert isinstance(nc.cuda.device_count(), int)
+    assert available == (nc.cuda.device_count() > 0 and compiled)
+    nc.cuda.synchronize()  # a no-op without a GPU, never an error
+
+
+def test_manual_seed_is_reproducible():
+    from nncore import random as ncrandom
+    nc.manual_seed(5)
+    a = ncrandom.generator().standard_normal(4)
+    s1 = ncrandom.next_philox_stream(10)
+    nc.manual_seed(5)
+    b = ncrandom.generator().standard_normal(4)
+    s2 = ncrandom.next_philox_stream(10)
+    np.testing.assert_array_equal(a, b)
+    assert s1 == s2
+    assert ncrandom.next_philox_stream(10) != s2  # the next call reserves fresh counters
