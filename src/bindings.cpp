@@ -300,6 +300,17 @@ PYBIND11_MODULE(_C, m) {
                           ? args[0].cast<Shape>() : args.cast<Shape>();
         return t.reshape(shape);
       })
+      .def("narrow", [](const Tensor& t, int64_t dim, int64_t start, int64_t length) {
+        NNCORE_CHECK(dim == 0, "narrow: only axis 0 gives a contiguous view, got dim=", dim);
+        return t.narrow_rows(start, length);
+      }, py::arg("dim"), py::arg("start"), py::arg("length"))
+      .def("__getitem__", [](const Tensor& t, const py::slice& rows) {
+        NNCORE_CHECK(t.dim() >= 1, "indexing a 0-d tensor");
+        py::ssize_t start, stop, step, length;
+        if (!rows.compute(t.size(0), &start, &stop, &step, &length)) throw py::error_already_set();
+        NNCORE_CHECK(step == 1, "tensor[a:b]: only step 1 is supported (a view of rows), got ", step);
+        return t.narrow_rows(start, length);
+      }, py::arg("rows"), "t[a:b]: a view of rows a..b-1")
       .def("clone", &Tensor::clone)
       .def("item", [](const Tensor& t) -> py::object {
         NNCORE_CHECK(t.numel() == 1, "item: tensor of shape ", shape_str(t.shape()),

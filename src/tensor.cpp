@@ -126,7 +126,21 @@ Tensor Tensor::reshape(const Shape& shape) const {
   }
   NNCORE_CHECK(shape_numel(resolved) == numel(), "reshape: cannot reshape ", shape_str(shape_),
                " (", numel(), " elements) into ", shape_str(shape));
-  return Tensor(storage_, resolved, dtype_);
+  Tensor view(storage_, resolved, dtype_);
+  view.offset_bytes_ = offset_bytes_;
+  return view;
+}
+
+Tensor Tensor::narrow_rows(int64_t start, int64_t length) const {
+  NNCORE_CHECK(dim() >= 1, "narrow: a 0-d tensor has no rows");
+  NNCORE_CHECK(start >= 0 && length >= 0 && start + length <= shape_[0], "narrow: rows [", start,
+               ", ", start + length, ") out of range for shape ", shape_str(shape_));
+  Shape shape = shape_;
+  shape[0] = length;
+  Tensor view(storage_, shape, dtype_);
+  const int64_t row_elements = shape_[0] == 0 ? 0 : numel() / shape_[0];
+  view.offset_bytes_ = offset_bytes_ + static_cast<size_t>(start * row_elements) * dtype_size(dtype_);
+  return view;
 }
 
 void Tensor::copy_from(const Tensor& src) {

@@ -303,3 +303,30 @@ def test_manual_seed_is_reproducible():
     np.testing.assert_array_equal(a, b)
     assert s1 == s2
     assert ncrandom.next_philox_stream(10) != s2  # the next call reserves fresh counters
+
+
+def test_row_slice_is_a_view(device):
+    base = np.arange(24, dtype=np.float32).reshape(6, 4)
+    t = nc.tensor(base, device=device)
+    rows = t[2:5]
+    assert rows.shape == (3, 4)
+    np.testing.assert_array_equal(rows.numpy(), base[2:5])
+    np.testing.assert_array_equal(t.narrow(0, 1, 2).numpy(), base[1:3])
+    np.testing.assert_array_equal(rows.reshape(-1).numpy(), base[2:5].ravel())
+    # A view shares memory: writing through it changes the base tensor.
+    rows.fill_(-1.0)
+    expected = base.copy()
+    expected[2:5] = -1.0
+    np.testing.assert_array_equal(t.numpy(), expected)
+    # Ops read the view's rows, not the storage's first rows.
+    np.testing.assert_array_equal(nc.ops.relu_forward(t[4:6]).numpy(), np.maximum(expected[4:6], 0))
+
+
+def test_row_slice_errors():
+    t = nc.tensor(np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="only step 1"):
+        t[::2]
+    with pytest.raises(ValueError, match="out of range"):
+        t.narrow(0, 3, 2)
+    with pytest.raises(ValueError, match="only axis 0"):
+        t.narrow(1, 0, 1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _C
 from ._C import Tensor, empty, zeros
-from . import cuda
+from . import cuda, ops
 from .random import manual_seed
 
 __version__ = "0.1.0"

@@ -92,6 +92,7 @@ struct Scratch {
 };
 thread_local Scratch t_a_panel;  // the A panel (shared by the team of the thread that owns it)
 thread_local Scratch t_b_chunk;  // this thread's packed B chunk
+thread_local Scratch t_c_partial;  // split-K: this thread's partial product
 
 // ---- packing -------------------------------------------------------------------------------
 // A sliver: rows [i0, i0+m) of op(A), K range [p0, p0+kc) -> dst[k*MR + r], rows m..MR-1 zero.
@@ -366,6 +367,56 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   }
 }
 
+// Split-K for a small C with a long K (e.g. a convolution weight gradient, M x N = 6 x 25,
+// K = 200704): too few tiles to share, so each thread multiplies one K range into a private
+// M x N buffer, then C = beta*C + sum of the partials, summed in thread order (deterministic).
+void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
+  constexpr int kMaxSplit = 64;
+  threads = std::min(threads, kMaxSplit);
+  float* partials[kMaxSplit];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+#ifdef _OPENMP
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+    const int nt = 1, tid = 0;
+#endif
+    int64_t k0, k1;
+    split_range(p.K, nt, tid, &k0, &k1);
+    Problem sub = p;
+    sub.K = k1 - k0;
+    sub.A = p.trans_a ? p.A + k0 * p.lda : p.A + k0;
+    sub.B = p.trans_b ? p.B + k0 : p.B + k0 * p.ldb;
+    sub.beta = 0.0f;
+    sub.ldc = p.N;
+    sub.C = t_c_partial.get(static_cast<size_t>(p.M * p.N));
+    partials[tid] = sub.C;
+    Plan solo = plan;
+    solo.threads = solo.tm = solo.tn = 1;
+    solo.a_panel = t_a_panel.get(static_cast<size_t>(plan.mb_max) *
+                                 static_cast<size_t>(std::min(plan.kc_max, round_up(sub.K, 8))));
+    if (sub.K > 0)
+      run_thread(sub, solo, 0);
+    else
+      std::fill(sub.C, sub.C + p.M * p.N, 0.0f);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    int64_t i0, i1;
+    split_range(p.M, nt, tid, &i0, &i1);
+    for (int64_t i = i0; i < i1; ++i) {
+      float* c = p.C + i * p.ldc;
+      for (int64_t j = 0; j < p.N; ++j) {
+        float sum = partials[0][i * p.N + j];
+        for (int t = 1; t < nt; ++t) sum += partials[t][i * p.N + j];
+        c[j] = p.beta == 0.0f ? sum : sum + p.beta * c[j];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace sgemm_detail {
@@ -435,6 +486,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       best_tm = tm;
       best_tn = tn;
     }
+  }
+  if (threads > 1 && best_eff < 0.5 && K >= 8 * plan.kc_max && M * N <= (int64_t{1} << 16)) {
+    sgemm_split_k(prob, plan, threads);
+    return;
   }
   if (best_eff < 0.0) {  // fewer slivers than threads in both directions
     threads = 1;

@@ -128,29 +128,32 @@ inline __mmask16 first_lanes(int64_t count) {
 }
 
 // In place: r[i][j] -> r[j][i] for a 16 x 16 block (unpack 32-bit, shuffle 64-bit, then a
-// 4 x 4 transpose of the 128-bit lanes).
+// 4 x 4 transpose of the 128-bit lanes). The maskz forms with an all-ones mask compile to the
+// plain instructions; they avoid GCC 12's bogus -Wmaybe-uninitialized on _mm512_undefined_ps,
+// which a pragma cannot silence under -flto (the warning is emitted at link time).
 inline void transpose_16x16(__m512 r[16]) {
+  const __mmask16 kAll = static_cast<__mmask16>(0xFFFF);
   __m512 t[16], u[16];
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i] = _mm512_maskz_unpacklo_ps(kAll, r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_ps(kAll, r[2 * i], r[2 * i + 1]);
   }
   for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    u[4 * i + 0] = _mm512_maskz_shuffle_ps(kAll, t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_maskz_shuffle_ps(kAll, t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_maskz_shuffle_ps(kAll, t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_maskz_shuffle_ps(kAll, t[4 * i + 1], t[4 * i + 3], 0xEE);
   }
   // u[4q + j], 128-bit lane L, holds rows 4q..4q+3 of column 4L + j.
   for (int j = 0; j < 4; ++j) {
-    const __m512 w0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    const __m512 w2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-    const __m512 w3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_f32x4(w0, w2, 0x88);
-    r[4 + j] = _mm512_shuffle_f32x4(w1, w3, 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(w0, w2, 0xDD);
-    r[12 + j] = _mm512_shuffle_f32x4(w1, w3, 0xDD);
+    const __m512 w0 = _mm512_maskz_shuffle_f32x4(kAll, u[j], u[4 + j], 0x88);
+    const __m512 w1 = _mm512_maskz_shuffle_f32x4(kAll, u[j], u[4 + j], 0xDD);
+    const __m512 w2 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + j], u[12 + j], 0x88);
+    const __m512 w3 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_maskz_shuffle_f32x4(kAll, w0, w2, 0x88);
+    r[4 + j] = _mm512_maskz_shuffle_f32x4(kAll, w1, w3, 0x88);
+    r[8 + j] = _mm512_maskz_shuffle_f32x4(kAll, w0, w2, 0xDD);
+    r[12 + j] = _mm512_maskz_shuffle_f32x4(kAll, w1, w3, 0xDD);
   }
 }
 

@@ -132,8 +132,7 @@ class DataLoader:
         if self._on_cuda:
             self._x_device = nncore.tensor(self.x, device=self.device)
             self._y_device = nncore.tensor(self.y, device=self.device)
-            self._row_ids: list = []          # device int32 [b], one per full batch, made once
-            self._unshuffled_order = None     # (full-batch order, tail order) on the device, when not shuffling
+            self._order_device = None  # the unshuffled order, uploaded once
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -164,34 +163,15 @@ class DataLoader:
             rows = order[start:stop]
             yield nncore.tensor(self.x[rows]), nncore.tensor(self.y[rows])
 
-    def _upload_order(self, order: np.ndarray):
-        """The epoch's order on the device: full batches as (num_full, batch_size), the short tail as (n,)."""
-        num_full = self.num_samples // self.batch_size
-        full_rows = num_full * self.batch_size
-        full = None
-        if num_full:
-            full = nncore.tensor(order[:full_rows].astype(np.int32).reshape(num_full, self.batch_size),
-                                 device=self.device)
-        tail = None
-        if full_rows < self.num_samples and not self.drop_last:
-            tail = nncore.tensor(order[full_rows:].astype(np.int32), device=self.device)
-        return full, tail
-
     def _device_batches(self, order: np.ndarray):
         from nncore import ops
 
         if self.shuffle:
-            full, tail = self._upload_order(order)
+            order_device = nncore.tensor(order.astype(np.int32), device=self.device)
         else:
-            if self._unshuffled_order is None:
-                self._unshuffled_order = self._upload_order(order)
-            full, tail = self._unshuffled_order
-        num_full = self.num_samples // self.batch_size
-        while len(self._row_ids) < num_full:
-            self._row_ids.append(nncore.tensor(np.array([len(self._row_ids)], dtype=np.int32), device=self.device))
-        for batch in range(len(self)):
-            if batch < num_full:
-                rows = ops.index_select_rows(full, self._row_ids[batch]).reshape(self.batch_size)
-            else:
-                rows = tail
+            if self._order_device is None:
+                self._order_device = nncore.tensor(order.astype(np.int32), device=self.device)
+            order_device = self._order_device
+        for start, stop in self._batch_bounds():
+            rows = order_device[start:stop]  # a view: no copy, no launch
             yield ops.index_select_rows(self._x_device, rows), ops.index_select_rows(self._y_device, rows)

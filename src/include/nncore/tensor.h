@@ -61,11 +61,13 @@ class Tensor {
   bool defined() const { return storage_ != nullptr; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
 
-  void* raw() const { return storage_->data(); }
+  void* raw() const { return static_cast<char*>(storage_->data()) + offset_bytes_; }
   float* f32() const;    // throws TypeError unless float32
   int32_t* i32() const;  // throws TypeError unless int32
 
   Tensor reshape(const Shape& shape) const;  // view; one -1 allowed
+  // View of rows [start, start + length) along axis 0 (contiguous, so no copy).
+  Tensor narrow_rows(int64_t start, int64_t length) const;
   Tensor to(Device device) const;            // copy (or self when already there)
   Tensor clone() const;
   // Copies src's bytes into this tensor (same numel and dtype, any devices).
@@ -78,6 +80,7 @@ class Tensor {
   std::shared_ptr<Storage> storage_;
   Shape shape_;
   DType dtype_ = DType::float32;
+  size_t offset_bytes_ = 0;  // where this view starts in the storage
 };
 
 }  // namespace nncore
