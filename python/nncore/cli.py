@@ -1,0 +1,343 @@
+"""``python -m nncore train | evaluate | predict``: train LeNet-5 or an MLP on MNIST /
+Fashion-MNIST, then reload the checkpoint to score a test set or classify one image."""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+import nncore
+from nncore import data, models, optim
+from nncore.checkpoint import load_checkpoint, save_checkpoint
+
+NORMALIZATION = {"mnist": (data.MNIST_MEAN, data.MNIST_STD),
+                 "fashion-mnist": (data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD)}
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def resolve_device(name: str) -> str:
+    """"auto" -> "cuda" when a GPU is usable, else "cpu"."""
+    if name == "auto":
+        return "cuda" if nncore.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not nncore.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available "
+                         f"({'no GPU found' if nncore.cuda.is_compiled() else 'this build has no CUDA backend'})")
+    return name
+
+
+def load_split(args, dataset: str, split: str, limit: int | None = None):
+    """The Dataset for ``split``; the sample fallback is announced on one line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", data.SampleFallbackWarning)
+        loaded = data.load_dataset(dataset, root=args.data_root, split=split, download=not args.no_download)
+    for warning in caught:
+        print(f"note: {warning.message}", file=sys.stderr)
+    if limit is not None:
+        loaded = type(loaded)(loaded.name, loaded.split, loaded.images[:limit], loaded.labels[:limit],
+                              loaded.source, loaded.class_names)
+    return loaded
+
+
+def prepare_images(images: np.ndarray, input_spec: dict) -> np.ndarray:
+    """uint8 (N, 28, 28) -> the float32 input the model was trained on."""
+    return data.scale_images(images, input_spec["mean"], input_spec["std"], flatten=input_spec["flatten"])
+
+
+def build_model(name: str, num_classes: int, device: str):
+    if name == "lenet5":
+        return models.lenet5(num_classes=num_classes, device=device)
+    if name == "mlp":
+        return models.mlp(784, 800, num_classes, device=device)
+    raise ValueError(f"unknown model {name!r}")
+
+
+# ---------------------------------------------------------------- train
+
+
+def cmd_train(args) -> int:
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    nncore.manual_seed(args.seed)
+    train = load_split(args, args.dataset, "train", args.limit)
+    test = load_split(args, args.dataset, "test", args.limit)
+    mean, std = NORMALIZATION[train.name]
+    input_spec = {"mean": mean, "std": std, "flatten": args.model == "mlp"}
+    x_train, x_test = prepare_images(train.images, input_spec), prepare_images(test.images, input_spec)
+    print(f"{args.model} on {train.name} ({'embedded sample' if train.is_sample else train.source}): "
+          f"{len(x_train)} train / {len(x_test)} test images, device {device}")
+
+    model = build_model(args.model, train.num_classes, device)
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    if args.optimizer == "sgd":
+        optimizer = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    else:
+        optimizer = optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
+    scheduler = optim.CosineAnnealingLR(optimizer, max(args.epochs, 1)) if args.schedule == "cosine" else None
+    history = model.fit(x_train, train.labels, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_split=args.val_fraction, optimizer=optimizer, lr_scheduler=scheduler,
+                        early_stopping_patience=args.early_stopping, seed=args.seed, verbose=1)
+    train_seconds = time.perf_counter() - started
+    result = model.evaluate(x_test, test.labels)
+    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) - total time {train_seconds:.1f}s")
+
+    out = Path(args.out or f"runs/{args.model}-{args.dataset}")
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = {"dataset": train.name, "input": input_spec, "class_names": list(train.class_names),
+                "test_accuracy": result["accuracy"], "epochs": len(history.epoch), "seed": args.seed}
+    save_checkpoint(model, out / "model.npz", metadata)
+    metrics = {"history": history.history, "test": result, "best_epoch": history.best_epoch,
+               "total_seconds": train_seconds, "device": device, "data_source": train.source,
+               "train_images": len(x_train),
+               "args": {key: value for key, value in vars(args).items() if key != "run"}}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    wrote = ["model.npz", "metrics.json"]
+    if save_curves(history.history, out / "curves.png"):
+        wrote.append("curves.png")
+    else:
+        print("matplotlib is not installed: skipping curves.png")
+    print(f"wrote {', '.join(wrote)} to {out}")
+    return 0
+
+
+def save_curves(history: dict, path: Path) -> bool:
+    """Loss and accuracy per epoch as a PNG; False when matplotlib is not importable."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for axes, key in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = history.get(prefix + key)
+            if values:
+                axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(key)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+# ---------------------------------------------------------------- evaluate / predict
+
+
+def cmd_evaluate(args) -> int:
+    device = resolve_device(args.device)
+    model, meta = load_checkpoint(args.checkpoint, device=device)
+    test = load_split(args, args.dataset or meta["dataset"], "test", args.limit)
+    x_test = prepare_images(test.images, meta["input"])
+    result = model.evaluate(x_test, test.labels)
+    predicted = model.predict(x_test).argmax(axis=1)
+    print(f"{args.checkpoint}: {meta['model']['name']} on {test.name} test ({len(x_test)} images, "
+          f"{'embedded sample' if test.is_sample else test.source})")
+    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})")
+    names = meta.get("class_names") or [str(c) for c in range(int(test.labels.max()) + 1)]
+    for label, name in enumerate(names):
+        rows = test.labels == label
+        if rows.any():
+            print(f"  {name:>12}: {np.mean(predicted[rows] == label):.4f} ({int(rows.sum())} images)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    device = resolve_device(args.device)
+    model, meta = load_checkpoint(args.checkpoint, device=device)
+    truth = None
+    if args.image is not None:
+        image = read_image(args.image)
+        source = args.image
+    else:
+        test = load_split(args, args.dataset or meta["dataset"], "test")
+        if not 0 <= args.index < test.num_samples:
+            raise ValueError(f"--index {args.index} is out of range for {test.num_samples} test images")
+        image, truth = test.images[args.index], int(test.labels[args.index])
+        source = f"{test.name} test image {args.index}"
+    probabilities = model.predict(prepare_images(image[None], meta["input"]), softmax=True)[0]
+    names = meta.get("class_names") or [str(c) for c in range(len(probabilities))]
+    best = int(np.argmax(probabilities))
+    print(f"{source}: predicted {names[best]} (class {best}, p={probabilities[best]:.4f})"
+          + ("" if truth is None else f", true label {names[truth]} (class {truth})"))
+    for rank, label in enumerate(np.argsort(probabilities)[::-1][:3], 1):
+        print(f"  {rank}. {names[label]:>12}  {probabilities[label]:.4f}")
+    return 0
+
+
+def read_image(path) -> np.ndarray:
+    """A 28x28 grayscale image from .npy, .pgm or .png, as uint8 0..255 (white digit on black)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        image = np.load(path, allow_pickle=False)
+    elif suffix == ".pgm":
+        image = _read_pgm(path)
+    elif suffix == ".png":
+        image = _read_png(path)
+    else:
+        raise ValueError(f"{path}: unsupported image type {suffix!r} (use .png, .pgm or .npy)")
+    image = np.asarray(image)
+    if image.ndim == 3:  # colour: average the RGB channels, drop alpha
+        image = image[..., :3].mean(axis=2) if image.shape[2] >= 3 else image[..., 0]
+    if image.shape != (28, 28):
+        raise ValueError(f"{path}: expected a 28x28 grayscale image, got shape {image.shape}")
+    if np.issubdtype(image.dtype, np.floating) and image.max() <= 1.0:
+        image = image * 255.0
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _read_pgm(path: Path) -> np.ndarray:
+    """Binary (P5) or ASCII (P2) PGM, 8 or 16 bit."""
+    content = path.read_bytes()
+    fields, position = [], 0
+    while len(fields) < 4:  # magic, width, height, maxval, with '#' comments between
+        while position < len(content) and content[position:position + 1].isspace():
+            position += 1
+        if content[position:position + 1] == b"#":
+            position = content.index(b"\n", position) + 1
+            continue
+        end = position
+        while end < len(content) and not content[end:end + 1].isspace():
+            end += 1
+        if end == position:
+            raise ValueError(f"{path}: truncated PGM header")
+        fields.append(content[position:end])
+        position = end
+    magic, (width, height, maxval) = fields[0], map(int, fields[1:])
+    if magic == b"P5":
+        dtype = np.uint8 if maxval < 256 else np.dtype(">u2")
+        pixels = np.frombuffer(content, dtype=dtype, count=width * height, offset=position + 1)
+    elif magic == b"P2":
+        pixels = np.array(content[position:].split()[:width * height], dtype=np.int64)
+    else:
+        raise ValueError(f"{path}: not a PGM file (magic {magic!r})")
+    if pixels.size != width * height:
+        raise ValueError(f"{path}: truncated PGM data")
+    return (pixels.reshape(height, width).astype(np.float64) * (255.0 / maxval))
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """8-bit, non-interlaced PNG (gray, gray+alpha, RGB, RGBA) with Pillow if present, else by hand."""
+    try:
+        from PIL import Image
+    except ImportError:
+        pass
+    else:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+    content = path.read_bytes()
+    if content[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    position, chunks, header = 8, [], None
+    while position + 8 <= len(content):
+        length, kind = struct.unpack(">I4s", content[position:position + 8])
+        body = content[position + 8:position + 8 + length]
+        position += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            chunks.append(body)
+        elif kind == b"IEND":
+            break
+    if header is None:
+        raise ValueError(f"{path}: PNG without a header")
+    width, height, depth, color, _, _, interlace = header
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow")
+    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    stride = width * channels
+    rows = raw.reshape(height, stride + 1)
+    image = np.zeros((height, stride), dtype=np.int64)
+    for y in range(height):  # undo the per-row filters (PNG spec, section 9)
+        kind, line = rows[y, 0], rows[y, 1:].astype(np.int64)
+        above = image[y - 1] if y else np.zeros(stride, dtype=np.int64)
+        if kind in (0, 2):
+            image[y] = (line + (above if kind == 2 else 0)) % 256
+            continue
+        for x in range(stride):
+            left = image[y, x - channels] if x >= channels else 0
+            upper_left = above[x - channels] if x >= channels else 0
+            if kind == 1:
+                predictor = left
+            elif kind == 3:
+                predictor = (left + above[x]) // 2
+            else:  # Paeth
+                estimate = left + above[x] - upper_left
+                distances = (abs(estimate - left), abs(estimate - above[x]), abs(estimate - upper_left))
+                predictor = (left, above[x], upper_left)[distances.index(min(distances))]
+            image[y, x] = (line[x] + predictor) % 256
+    image = image.reshape(height, width, channels).astype(np.uint8)
+    return image[..., 0] if channels <= 2 else image
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nncore", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_common(sub):
+        sub.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+        sub.add_argument("--data-root", default=None, help="folder holding the IDX files (default: search)")
+        sub.add_argument("--no-download", action="store_true", help="never download a dataset")
+
+    train = commands.add_parser("train", help="train a model and write a checkpoint, metrics and curves")
+    train.add_argument("--model", choices=["lenet5", "mlp"], default="lenet5")
+    train.add_argument("--dataset", choices=sorted(NORMALIZATION), default="mnist")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    train.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam")
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--schedule", choices=["none", "cosine"], default="cosine",
+                       help="learning-rate schedule over the epochs (default: cosine annealing to 0)")
+    train.add_argument("--val-fraction", type=float, default=0.1,
+                       help="last fraction of the train split held out for validation")
+    train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--limit", type=int, default=None, help="use only the first N train and test images")
+    train.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
+    add_common(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy of a checkpoint on a test set")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--dataset", choices=sorted(NORMALIZATION), default=None,
+                          help="default: the dataset it was trained on")
+    evaluate.add_argument("--limit", type=int, default=None)
+    add_common(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="classify one image")
+    predict.add_argument("--checkpoint", required=True)
+    which = predict.add_mutually_exclusive_group(required=True)
+    which.add_argument("--image", help="a 28x28 grayscale .png, .pgm or .npy (white on black)")
+    which.add_argument("--index", type=int, help="index into the test split")
+    predict.add_argument("--dataset", choices=sorted(NORMALIZATION), default=None)
+    add_common(predict)
+    predict.set_defaults(run=cmd_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"nncore {args.command}: error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,342 @@
+"""Layers with explicit backprop, on the kernels of :mod:`nncore.ops`.
+
+Layouts and default initialisation are PyTorch's, so a PyTorch state dict loads unchanged and
+gives the same outputs. Every layer runs on the device of its input and parameters.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+import nncore
+from nncore import Tensor, ops
+from nncore.random import generator, next_philox_stream
+
+from .module import Module, Parameter
+
+__all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+           "Softmax", "Flatten", "Dropout", "Identity", "Sequential"]
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _uniform_parameter(shape, bound: float, device: str) -> Parameter:
+    """U(-bound, bound) from nncore's seeded generator (PyTorch's default layer init)."""
+    values = generator().uniform(-bound, bound, size=shape).astype(np.float32)
+    return Parameter(nncore.tensor(values, device=device))
+
+
+def _window_output_size(layer: Module, x: Tensor, kernel, stride, padding) -> None:
+    """Raises ValueError naming ``layer`` when the padded input is smaller than the window."""
+    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
+        if (size + 2 * p - k) // s + 1 < 1:
+            raise ValueError(f"{layer!r}: input {x.shape} is too small for a {kernel[0]}x{kernel[1]} "
+                             f"window with padding {padding}")
+
+
+# ---------------------------------------------------------------- layers with parameters
+
+
+class Linear(Module):
+    """y = x W^T + b; weight (out_features, in_features), input (N, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device: str = "cpu"):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Linear: sizes must be positive, got ({in_features}, {out_features})")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = _uniform_parameter((out_features, in_features), bound, device)
+        self.bias = _uniform_parameter((out_features,), bound, device) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input (N, {self.in_features}), got {x.shape}")
+        self._saved = x
+        return ops.linear_forward(x, self.weight.data, self.bias.data if self.bias else None)
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        x = self._saved_for_backward()
+        return ops.linear_backward(x, self.weight.data, dy, self.weight.grad,
+                                   self.bias.grad if self.bias else None, need_dx)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}" + ("" if self.bias else ", bias=False")
+
+
+class Conv2d(Module):
+    """2-D cross-correlation over NCHW input; weight (out_channels, in_channels, kh, kw)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, device: str = "cpu"):
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"Conv2d: channels must be positive, got ({in_channels}, {out_channels})")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "Conv2d: kernel_size")
+        self.stride = _pair(stride, "Conv2d: stride")
+        self.padding = _pair(padding, "Conv2d: padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: need kernel_size >= 1, stride >= 1, padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = _uniform_parameter((out_channels, in_channels, *self.kernel_size), bound, device)
+        self.bias = _uniform_parameter((out_channels,), bound, device) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected input (N, {self.in_channels}, H, W), got {x.shape}")
+        _window_output_size(self, x, self.kernel_size, self.stride, self.padding)
+        self._saved = x
+        return ops.conv2d_forward(x, self.weight.data, self.bias.data if self.bias else None,
+                                  *self.stride, *self.padding)
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        x = self._saved_for_backward()
+        return ops.conv2d_backward(x, self.weight.data, dy, self.weight.grad,
+                                   self.bias.grad if self.bias else None, *self.stride, *self.padding,
+                                   need_dx)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        return text + ("" if self.bias else ", bias=False")
+
+
+# ---------------------------------------------------------------- pooling
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name}: kernel_size")
+        self.stride = _pair(kernel_size if stride is None else stride, f"{name}: stride")
+        self.padding = _pair(padding, f"{name}: padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"{name}: need kernel_size >= 1, stride >= 1, padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        if self.padding[0] * 2 > self.kernel_size[0] or self.padding[1] * 2 > self.kernel_size[1]:
+            raise ValueError(f"{name}: padding {self.padding} must be at most half of kernel_size "
+                             f"{self.kernel_size}")
+
+    def _check_input(self, x: Tensor) -> None:
+        self._check_tensor(x)
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: expected input (N, C, H, W), got {x.shape}")
+        _window_output_size(self, x, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max over each window (stride defaults to kernel_size); the argmax is kept for backward."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        y, argmax = ops.max_pool2d_forward(x, *self.kernel_size, *self.stride, *self.padding)
+        self._saved = (argmax, x.shape)
+        return y
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        argmax, x_shape = self._saved_for_backward()
+        return ops.max_pool2d_backward(dy, argmax, x_shape) if need_dx else None
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each window (stride defaults to kernel_size); padding counts as zeros by default."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _window_args(self):
+        return (*self.kernel_size, *self.stride, *self.padding, self.count_include_pad)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        self._saved = x.shape
+        return ops.avg_pool2d_forward(x, *self._window_args())
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        x_shape = self._saved_for_backward()
+        return ops.avg_pool2d_backward(dy, x_shape, *self._window_args()) if need_dx else None
+
+
+# ---------------------------------------------------------------- activations and reshaping
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        self._saved = x
+        return ops.relu_forward(x)
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        return ops.relu_backward(self._saved_for_backward(), dy) if need_dx else None
+
+
+class LeakyReLU(Module):
+    """max(x, 0) + negative_slope * min(x, 0)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        self._saved = x
+        return ops.leaky_relu_forward(x, self.negative_slope)
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        x = self._saved_for_backward()
+        return ops.leaky_relu_backward(x, dy, self.negative_slope) if need_dx else None
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class _OutputActivation(Module):
+    """An activation whose derivative is computed from its output y."""
+
+    _forward = _backward = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        y = type(self)._forward(x)
+        self._saved = y
+        return y
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        return type(self)._backward(self._saved_for_backward(), dy) if need_dx else None
+
+
+class Sigmoid(_OutputActivation):
+    _forward, _backward = ops.sigmoid_forward, ops.sigmoid_backward
+
+
+class Tanh(_OutputActivation):
+    _forward, _backward = ops.tanh_forward, ops.tanh_backward
+
+
+class Softmax(_OutputActivation):
+    """Softmax over the last axis. For classification prefer CrossEntropyLoss on logits (fused, stable)."""
+
+    _forward, _backward = ops.softmax_forward, ops.softmax_backward
+
+
+class Identity(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        return dy if need_dx else None
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), a view."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self!r}: expected input (N, ...) with at least 2 dimensions, got {x.shape}")
+        self._saved = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        x_shape = self._saved_for_backward()
+        return dy.reshape(*x_shape) if need_dx else None
+
+
+class Dropout(Module):
+    """Zeroes each value with probability p and scales the rest by 1/(1-p) in training; identity in eval.
+
+    Masks come from nncore's Philox streams, so ``nncore.manual_seed`` makes them reproducible.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        if not self.training or self.p == 0.0:
+            self._saved = ()
+            return x
+        seed, offset = next_philox_stream(x.numel())
+        y, mask = ops.dropout_forward(x, self.p, seed, offset)
+        self._saved = (mask,)
+        return y
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        saved = self._saved_for_backward()
+        if not need_dx:
+            return None
+        return ops.mul(dy, saved[0]) if saved else dy
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# ---------------------------------------------------------------- containers
+
+
+class Sequential(Module):
+    """Layers applied in order; children are named "0", "1", ... or by an OrderedDict's keys.
+
+    ``backward(dy)`` runs the layers in reverse. A network's input needs no gradient, so by
+    default the first layer skips it (returns None); pass ``need_dx=True`` to get it.
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            for name, layer in layers[0].items():
+                self.add_module(str(name), layer)
+        else:
+            for layer in layers:
+                self.append(layer)
+
+    def append(self, layer: Module) -> "Sequential":
+        """Adds ``layer`` at the end (named by its position); returns self."""
+        self.add_module(str(len(self._modules)), layer)
+        return self
+
+    add = append  # Keras spelling: model.add(layer)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        layers = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*layers[index])
+        return layers[index]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self._modules.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: Tensor, need_dx: bool = False):
+        layers = list(self._modules.values())
+        for position in range(len(layers) - 1, -1, -1):
+            dy = layers[position].backward(dy, need_dx=need_dx or position > 0)
+        return dy

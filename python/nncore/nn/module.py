@@ -1,0 +1,221 @@
+"""Parameter and Module: the containers every layer is built from.
+
+Backprop is explicit: ``forward(x)`` keeps what its backward needs, ``backward(dy)`` returns
+``dx`` and ADDS the parameter gradients into each ``Parameter.grad`` (call ``zero_grad()``
+between steps). Parameters and sub-modules assigned as attributes are registered in
+assignment order, which fixes the names in ``state_dict()`` (PyTorch's: "0.weight", ...).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+import nncore
+from nncore import Tensor
+
+from ..training import TrainingMixin
+
+
+class Parameter:
+    """A trainable tensor ``.data`` and its gradient ``.grad`` (same shape and device, starts at 0)."""
+
+    def __init__(self, data: Tensor):
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Parameter: expected an nncore Tensor, got {type(data).__name__}")
+        if data.dtype != "float32":
+            raise TypeError(f"Parameter: expected a float32 tensor, got {data.dtype}")
+        self.data = data
+        self.grad = nncore.zeros(data.shape, device=data.device)
+
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def device(self) -> str:
+        return self.data.device
+
+    def to(self, device: str) -> "Parameter":
+        """Moves value and gradient to ``device`` (in place; returns self)."""
+        self.data = self.data.to(device)
+        self.grad = self.grad.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, device={self.device!r})"
+
+
+class Module(TrainingMixin):
+    """Base class of layers and networks: parameters, sub-modules, modes, devices, state dicts."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        self.training = True
+        self._saved = None  # what forward kept for backward
+
+    # ---------------------------------------------------------------- registration
+
+    def __setattr__(self, name, value):
+        params, modules = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        if params is None:
+            raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning {name!r}")
+        params.pop(name, None)
+        modules.pop(name, None)
+        if isinstance(value, Parameter):
+            params[name] = value
+        elif isinstance(value, Module):
+            modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def add_module(self, name: str, module: "Module") -> None:
+        """Registers ``module`` under ``name`` (names need not be identifiers: "0", "1", ...)."""
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: {name!r} must be a Module, got {type(module).__name__}")
+        if not name or "." in name:
+            raise ValueError(f"{type(self).__name__}: invalid module name {name!r}")
+        if name.isidentifier():
+            setattr(self, name, module)
+        else:
+            self._modules[name] = module
+
+    # ---------------------------------------------------------------- computation
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy: Tensor, need_dx: bool = True):
+        """d(loss)/d(input) from d(loss)/d(output); accumulates parameter gradients.
+
+        ``need_dx=False`` skips the input gradient (returns None) where that saves work.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+    def _saved_for_backward(self):
+        if self._saved is None:
+            raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        return self._saved
+
+    def _check_tensor(self, x) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self!r}: expected an nncore Tensor, got {type(x).__name__} "
+                            "(convert with nncore.tensor(x, device=...))")
+
+    # ---------------------------------------------------------------- traversal
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        return iter(self._modules.items())
+
+    def children(self) -> Iterator["Module"]:
+        return iter(self._modules.values())
+
+    def modules(self) -> Iterator["Module"]:
+        """This module, then every sub-module, depth first."""
+        yield self
+        for child in self._modules.values():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """("name", Parameter) pairs, own parameters first, then each child's as "child.name"."""
+        for name, param in self._parameters.items():
+            yield prefix + name, param
+        for child_name, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}{child_name}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [param for _, param in self.named_parameters()]
+
+    # ---------------------------------------------------------------- modes and devices
+
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout active) for this module and all sub-modules; returns self."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    @property
+    def device(self) -> str:
+        """The device of the parameters ("cpu" for a module without any)."""
+        for param in self.parameters():
+            return param.device
+        return "cpu"
+
+    def to(self, device: str) -> "Module":
+        """Moves all parameters (and their gradients) to ``device``, in place; returns self."""
+        for module in self.modules():
+            module._saved = None
+        for param in self.parameters():
+            param.to(device)
+        return self
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.grad.zero_()
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameter name -> a NumPy copy of its value (a snapshot, on the host)."""
+        return OrderedDict((name, np.array(param.data.numpy(), copy=True))
+                           for name, param in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copies values from ``state_dict`` (name -> array) into the parameters, on their device.
+
+        Shapes must match; with ``strict`` every parameter must be present and no other key.
+        Nothing is changed unless the whole dict checks out.
+        """
+        own = OrderedDict(self.named_parameters())
+        missing = [name for name in own if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in own]
+        if strict and (missing or unexpected):
+            problems = []
+            if missing:
+                problems.append(f"missing keys {missing}")
+            if unexpected:
+                problems.append(f"unexpected keys {unexpected}")
+            raise ValueError(f"load_state_dict: {type(self).__name__}: {'; '.join(problems)}")
+        arrays = {}
+        for name, param in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if tuple(array.shape) != tuple(param.shape):
+                raise ValueError(f"load_state_dict: {name}: shape {tuple(array.shape)} in the state dict, "
+                                 f"{tuple(param.shape)} in the model")
+            if array.dtype.kind != "f":
+                raise TypeError(f"load_state_dict: {name}: expected floating-point values, got {array.dtype}")
+            arrays[name] = array
+        for name, array in arrays.items():
+            own[name].data = nncore.tensor(array, device=own[name].device, dtype="float32")
+        for module in self.modules():
+            module._saved = None
+
+    # ---------------------------------------------------------------- printing
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")"
+        lines = [head]
+        for name, child in self._modules.items():
+            child_lines = repr(child).split("\n")
+            lines.append(f"  ({name}): " + "\n  ".join(child_lines))
+        return "\n".join(lines) + "\n)"

@@ -1,0 +1,168 @@
+"""Optimizers (SGD with momentum/Nesterov/weight decay, Adam) and learning-rate schedules.
+
+Each update is one fused kernel per parameter (``ops.sgd_step_`` / ``ops.adam_step_``), with the
+same arithmetic as PyTorch's. State (momentum buffers, Adam moments) lives on the parameter's
+device. Schedules change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` after it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import nncore
+from nncore import ops
+
+__all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR"]
+
+
+def _check_non_negative(name: str, **values) -> None:
+    for key, value in values.items():
+        if not value >= 0.0:
+            raise ValueError(f"{name}: {key} must be non-negative, got {value}")
+
+
+class Optimizer:
+    """Holds the parameters and per-parameter state; ``step()`` updates them from their ``.grad``."""
+
+    def __init__(self, params, lr: float):
+        self.params = list(params.parameters() if hasattr(params, "parameters") else params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for param in self.params:
+            if not (hasattr(param, "data") and hasattr(param, "grad")):
+                raise TypeError(f"{type(self).__name__}: expected Parameters, got {type(param).__name__}")
+        _check_non_negative(type(self).__name__, lr=lr)
+        self.lr = float(lr)
+        self.state: list[dict] = [{} for _ in self.params]
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad.zero_()
+
+    def step(self) -> None:
+        self.step_count += 1
+        for param, state in zip(self.params, self.state):
+            for name, buffer in state.items():  # follow a parameter moved to another device
+                if buffer.device != param.device:
+                    state[name] = buffer.to(param.device)
+            self._update(param, state)
+
+    def _update(self, param, state: dict) -> None:
+        raise NotImplementedError
+
+    def _buffer(self, param, state: dict, name: str):
+        """state[name], created as zeros like ``param`` on first use."""
+        if name not in state:
+            state[name] = nncore.zeros(param.shape, device=param.device)
+        return state[name]
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters, step count and per-parameter buffers as NumPy arrays."""
+        return {"lr": self.lr, "step_count": self.step_count,
+                "state": [{name: np.array(t.numpy(), copy=True) for name, t in s.items()}
+                          for s in self.state]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if len(state_dict["state"]) != len(self.params):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(state_dict['state'])} parameter "
+                             f"states for {len(self.params)} parameters")
+        for param, saved in zip(self.params, state_dict["state"]):
+            for name, array in saved.items():
+                if tuple(array.shape) != tuple(param.shape):
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: {name} of shape "
+                                     f"{tuple(array.shape)} for a parameter of shape {tuple(param.shape)}")
+        self.lr = float(state_dict["lr"])
+        self.step_count = int(state_dict["step_count"])
+        self.state = [{name: nncore.tensor(array, device=param.device, dtype="float32")
+                       for name, array in saved.items()}
+                      for param, saved in zip(self.params, state_dict["state"])]
+
+
+class SGD(Optimizer):
+    """p -= lr * d, with d = g + weight_decay * p, optionally through momentum (PyTorch's rule):
+    buf = momentum * buf + (1 - dampening) * d (buf = d on the first step); d = buf, or
+    d + momentum * buf with Nesterov."""
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        _check_non_negative("SGD", momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening = 0")
+        self.momentum, self.dampening = float(momentum), float(dampening)
+        self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
+
+    def _update(self, param, state: dict) -> None:
+        first_step = self.momentum != 0 and "momentum_buffer" not in state
+        buffer = self._buffer(param, state, "momentum_buffer") if self.momentum != 0 else None
+        ops.sgd_step_(param.data, param.grad, buffer, self.lr, self.momentum, self.dampening,
+                      self.weight_decay, self.nesterov, first_step)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight_decay adds L2 to the gradient (not AdamW)."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        beta1, beta2 = betas
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        _check_non_negative("Adam", eps=eps, weight_decay=weight_decay)
+        self.betas, self.eps, self.weight_decay = (float(beta1), float(beta2)), float(eps), float(weight_decay)
+
+    def _update(self, param, state: dict) -> None:
+        m = self._buffer(param, state, "exp_avg")
+        v = self._buffer(param, state, "exp_avg_sq")
+        ops.adam_step_(param.data, param.grad, m, v, self.lr, *self.betas, self.eps, self.weight_decay,
+                       self.step_count)
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+
+
+class LRScheduler:
+    """Sets ``optimizer.lr`` from the epoch count; ``step()`` once per epoch, after training it."""
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+
+    def lr_at(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+    def get_last_lr(self) -> float:
+        return self.optimizer.lr
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
+        super().__init__(optimizer)
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
+        super().__init__(optimizer)
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

@@ -1,0 +1,138 @@
+"""python -m nncore train / evaluate / predict, end to end in subprocesses on the embedded sample."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from nncore.cli import read_image
+from nncore.data import load_mnist_sample
+
+
+def nncore_cli(*args, cwd):
+    """Runs `python -m nncore ARGS` offline; returns the CompletedProcess."""
+    env = {**os.environ, "NNCORE_DATA": str(cwd / "no-data-here"), "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "nncore", *args, "--no-download"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def trained(device, tmp_path):
+    """A one-epoch MLP trained by the CLI on 600 sample digits; (checkpoint folder, stdout)."""
+    result = nncore_cli("train", "--model", "mlp", "--epochs", "1", "--limit", "600", "--batch-size", "32",
+                        "--device", device, "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "run", result
+
+
+def test_train_writes_checkpoint_metrics_and_reports(trained, device):
+    out, result = trained
+    assert "embedded 5,000-digit MNIST sample" in result.stderr  # the fallback is announced
+    assert f"device {device}" in result.stdout
+    assert re.search(r"epoch 1/1 - loss [\d.]+ - accuracy [\d.]+ - val_loss [\d.]+ - val_accuracy [\d.]+", result.stdout)
+    assert re.search(r"test accuracy 0\.\d{4} \(loss [\d.]+\) - total time [\d.]+s", result.stdout)
+    assert (out / "model.npz").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_images"] == 600 and len(metrics["history"]["loss"]) == 1
+    assert metrics["test"]["accuracy"] > 0.5  # one epoch on 540 digits: well above chance
+    if (out / "curves.png").exists():
+        assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert "matplotlib is not installed: skipping curves.png" in result.stdout
+
+
+def test_evaluate_and_predict_reload_the_checkpoint(trained, device, tmp_path):
+    out, train_result = trained
+    checkpoint = str(out / "model.npz")
+    test_accuracy = re.search(r"test accuracy (0\.\d{4})", train_result.stdout).group(1)
+
+    evaluated = nncore_cli("evaluate", "--checkpoint", checkpoint, "--limit", "600", "--device", device,
+                           cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test accuracy {test_accuracy}" in evaluated.stdout  # the same model, the same 600 test digits
+
+    by_index = nncore_cli("predict", "--checkpoint", checkpoint, "--index", "7", "--device", device, cwd=tmp_path)
+    assert by_index.returncode == 0, by_index.stderr
+    truth = int(load_mnist_sample("test").labels[7])
+    assert f"true label {truth} (class {truth})" in by_index.stdout
+    predicted = re.search(r"predicted (\d) \(class \d, p=[\d.]+\)", by_index.stdout).group(1)
+
+    image = load_mnist_sample("test").images[7]
+    np.save(tmp_path / "digit.npy", image)
+    write_pgm(tmp_path / "digit.pgm", image)
+    write_png(tmp_path / "digit.png", image)
+    for name in ("digit.npy", "digit.pgm", "digit.png"):
+        from_file = nncore_cli("predict", "--checkpoint", checkpoint, "--image", str(tmp_path / name),
+                               "--device", device, cwd=tmp_path)
+        assert from_file.returncode == 0, from_file.stderr
+        assert f"predicted {predicted} (class {predicted}" in from_file.stdout
+
+
+def test_corrupt_checkpoint_is_a_clear_cli_error(device, tmp_path):
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    result = nncore_cli("evaluate", "--checkpoint", str(bad), "--device", device, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"nncore evaluate: error: checkpoint {bad} is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- image files
+
+
+def write_pgm(path, image):
+    path.write_bytes(b"P5\n# a digit\n28 28\n255\n" + image.astype(np.uint8).tobytes())
+
+
+def write_png(path, image, channels=1):
+    """An 8-bit PNG; row y uses filter type y % 5, so the reader's every filter is exercised."""
+    pixels = np.repeat(image.astype(np.int64)[..., None], channels, axis=2).reshape(image.shape[0], -1)
+    height, stride = pixels.shape
+    raw = bytearray()
+    for y in range(height):
+        kind, line = y % 5, pixels[y]
+        above = pixels[y - 1] if y else np.zeros(stride, np.int64)
+        left = np.concatenate([np.zeros(channels, np.int64), line[:-channels]])
+        upper_left = np.concatenate([np.zeros(channels, np.int64), above[:-channels]])
+        if kind == 0:
+            predictor = np.zeros(stride, np.int64)
+        elif kind == 1:
+            predictor = left
+        elif kind == 2:
+            predictor = above
+        elif kind == 3:
+            predictor = (left + above) // 2
+        else:
+            estimate = left + above - upper_left
+            distances = np.stack([abs(estimate - left), abs(estimate - above), abs(estimate - upper_left)])
+            predictor = np.choose(np.argmin(distances, axis=0), [left, above, upper_left])
+        raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    color = {1: 0, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", image.shape[1], height, 8, color, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw)))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_read_image_png_pgm_npy(device, tmp_path, channels):
+    image = load_mnist_sample("test").images[0]
+    write_png(tmp_path / "digit.png", image, channels)
+    write_pgm(tmp_path / "digit.pgm", image)
+    np.save(tmp_path / "digit.npy", image.astype(np.float32) / 255)
+    np.testing.assert_array_equal(read_image(tmp_path / "digit.png"), image)
+    np.testing.assert_array_equal(read_image(tmp_path / "digit.pgm"), image)
+    np.testing.assert_array_equal(read_image(tmp_path / "digit.npy"), image)
+    np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"expected a 28x28 grayscale image, got shape \(32, 32\)"):
+        read_image(tmp_path / "big.npy")

@@ -1,0 +1,542 @@
+"""nncore.nn layers and losses, nncore.optim: gradient checks by central differences, equivalence
+with PyTorch (when installed), the Module API, initialisation and bad-input errors."""
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import nncore as nc
+from nncore import models, nn, optim
+
+
+def as_tensor(array, device):
+    return nc.tensor(np.asarray(array, dtype=np.float32), device=device)
+
+
+# ---------------------------------------------------------------- gradient checks
+
+
+def sampled_indices(shape, rng, count=24):
+    flat = rng.choice(int(np.prod(shape)), size=min(count, int(np.prod(shape))), replace=False)
+    return [np.unravel_index(i, shape) for i in flat]
+
+
+def numeric_grad(f, array, indices, eps):
+    """Central differences of the scalar f at the given indices of array (float64)."""
+    grads = []
+    for index in indices:
+        bumped = array.copy()
+        bumped[index] += eps
+        plus = f(bumped)
+        bumped[index] -= 2 * eps
+        minus = f(bumped)
+        grads.append((plus - minus) / (2 * eps))
+    return np.array(grads)
+
+
+def assert_grad_close(analytic, numeric_at, indices, what, rtol=2e-2):
+    analytic = np.asarray(analytic, dtype=np.float64)
+    assert np.abs(analytic).max() > 0, f"{what}: gradient is all zeros (vacuous check)"
+    picked = np.array([analytic[i] for i in indices])
+    error = np.linalg.norm(picked - numeric_at) / max(np.linalg.norm(numeric_at), 1e-3)
+    assert error < rtol, f"{what}: relative error {error:.3g}\nanalytic {picked}\nnumeric  {numeric_at}"
+
+
+def check_gradients(layer, x, device, rng, eps=1e-2, rtol=2e-2):
+    """d(sum(y * r))/d(input) and /d(each parameter) from backward vs central differences."""
+    y = layer.forward(as_tensor(x, device))
+    r = rng.standard_normal(y.shape)
+    layer.zero_grad()
+    layer.forward(as_tensor(x, device))
+    dx = layer.backward(as_tensor(r, device), need_dx=True).numpy()
+
+    def objective_of_input(x_value):
+        return float((layer.forward(as_tensor(x_value, device)).numpy().astype(np.float64) * r).sum())
+
+    indices = sampled_indices(x.shape, rng)
+    assert_grad_close(dx, numeric_grad(objective_of_input, x.astype(np.float64), indices, eps),
+                      indices, f"{layer!r} dx", rtol)
+    for name, param in layer.named_parameters():
+        analytic = param.grad.numpy().copy()
+        original = param.data
+
+        def objective_of_param(value, param=param):
+            param.data = as_tensor(value, device)
+            return objective_of_input(x)
+
+        indices = sampled_indices(param.shape, rng)
+        numeric = numeric_grad(objective_of_param, original.numpy().astype(np.float64), indices, eps)
+        param.data = original
+        assert_grad_close(analytic, numeric, indices, f"{layer!r} d{name}", rtol)
+
+
+def away_from_zero(rng, shape, gap=0.2):
+    """Values with |x| >= gap, so a kink at 0 is never within a finite-difference step."""
+    return (rng.choice([-1.0, 1.0], size=shape) * rng.uniform(gap, 1.0, size=shape)).astype(np.float32)
+
+
+def distinct_grid(rng, shape, spacing=0.05):
+    """All values distinct and spacing apart, so a max never changes within a step."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) * spacing - 1.0).astype(np.float32)
+
+
+def test_linear_gradients(device, rng):
+    nc.manual_seed(1)
+    check_gradients(nn.Linear(7, 5, device=device), rng.standard_normal((4, 7)), device, rng)
+    check_gradients(nn.Linear(3, 2, bias=False, device=device), rng.standard_normal((5, 3)), device, rng)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 0), (3, 2, 1), ((3, 2), (2, 1), (1, 0))])
+def test_conv2d_gradients(device, rng, kernel, stride, padding):
+    nc.manual_seed(2)
+    conv = nn.Conv2d(2, 3, kernel, stride=stride, padding=padding, device=device)
+    check_gradients(conv, rng.standard_normal((2, 2, 7, 6)), device, rng)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0))])
+def test_max_pool2d_gradients(device, rng, kernel, stride, padding):
+    check_gradients(nn.MaxPool2d(kernel, stride, padding), distinct_grid(rng, (2, 2, 6, 7)), device, rng)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool2d_gradients(device, rng, count_include_pad):
+    pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=count_include_pad)
+    check_gradients(pool, rng.standard_normal((2, 3, 7, 6)), device, rng)
+
+
+@pytest.mark.parametrize("make_layer", [nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.Sigmoid, nn.Tanh, nn.Softmax,
+                                        nn.Flatten, nn.Identity],
+                         ids=["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "flatten", "identity"])
+def test_activation_gradients(device, rng, make_layer):
+    check_gradients(make_layer(), away_from_zero(rng, (3, 4, 5)), device, rng)
+
+
+def test_sequential_gradients(device, rng):
+    """conv -> relu -> pool -> flatten -> linear, input and every parameter gradient."""
+    nc.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(3 * 3 * 3, 4, device=device))
+    # a smaller step: relu and max kinks inside the network are hard to keep 2*eps away from
+    check_gradients(model, rng.standard_normal((2, 1, 6, 6)), device, rng, eps=1e-3, rtol=3e-2)
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "probabilities"])
+def test_cross_entropy_gradient(device, rng, target_kind):
+    logits = rng.standard_normal((5, 4))
+    target = rng.integers(0, 4, 5) if target_kind == "labels" else rng.dirichlet(np.ones(4), 5)
+    loss = nn.CrossEntropyLoss()
+    loss.forward(as_tensor(logits, device), target)
+    analytic = loss.backward().numpy()
+    indices = sampled_indices(logits.shape, rng, 20)
+    numeric = numeric_grad(lambda z: loss.forward(as_tensor(z, device), target), logits, indices, 1e-2)
+    assert_grad_close(analytic, numeric, indices, "CrossEntropyLoss")
+
+
+def test_mse_gradient(device, rng):
+    pred, target = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)).astype(np.float32)
+    loss = nn.MSELoss()
+    loss.forward(as_tensor(pred, device), target)
+    analytic = loss.backward().numpy()
+    indices = sampled_indices(pred.shape, rng, 12)
+    numeric = numeric_grad(lambda p: loss.forward(as_tensor(p, device), target), pred, indices, 1e-2)
+    assert_grad_close(analytic, numeric, indices, "MSELoss")
+
+
+# ---------------------------------------------------------------- dropout
+
+
+def test_dropout_masks_scales_and_is_identity_in_eval(device, rng):
+    x = rng.uniform(1.0, 2.0, (100, 100)).astype(np.float32)
+    dropout = nn.Dropout(0.3)
+    nc.manual_seed(7)
+    y = dropout.forward(as_tensor(x, device)).numpy()
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 5 * math.sqrt(0.21 / x.size)
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_allclose(dropout.backward(as_tensor(dy, device)).numpy(), dy * kept / 0.7, rtol=1e-6)
+
+    nc.manual_seed(7)
+    np.testing.assert_array_equal(dropout.forward(as_tensor(x, device)).numpy(), y)  # reproducible
+    assert not np.array_equal(dropout.forward(as_tensor(x, device)).numpy(), y)  # next call: new mask
+
+    dropout.eval()
+    np.testing.assert_array_equal(dropout.forward(as_tensor(x, device)).numpy(), x)
+    np.testing.assert_array_equal(dropout.backward(as_tensor(dy, device)).numpy(), dy)
+
+
+# ---------------------------------------------------------------- Module API
+
+
+def test_state_dict_names_shapes_and_round_trip(device):
+    nc.manual_seed(0)
+    model = models.lenet5(device=device)
+    state = model.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
+                           "9.weight", "9.bias", "11.weight", "11.bias"]
+    assert state["0.weight"].shape == (6, 1, 5, 5) and state["7.weight"].shape == (120, 400)
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in state.values())
+    other = models.lenet5(device=device)
+    other.load_state_dict(state)
+    for name, value in other.state_dict().items():
+        np.testing.assert_array_equal(value, state[name])
+        assert dict(other.named_parameters())[name].device == device
+
+
+def test_state_dict_is_a_snapshot(device):
+    layer = nn.Linear(3, 2, device=device)
+    before = layer.state_dict()
+    layer.weight.data.fill_(5.0)
+    assert not np.any(before["weight"] == 5.0)
+
+
+def test_load_state_dict_errors(device):
+    model = nn.Sequential(nn.Linear(4, 3, device=device), nn.ReLU(), nn.Linear(3, 2, device=device))
+    state = model.state_dict()
+    with pytest.raises(ValueError, match=re.escape("missing keys ['2.bias']")):
+        model.load_state_dict({k: v for k, v in state.items() if k != "2.bias"})
+    with pytest.raises(ValueError, match=re.escape("unexpected keys ['3.weight']")):
+        model.load_state_dict({**state, "3.weight": np.zeros((2, 2), np.float32)})
+    with pytest.raises(ValueError, match=re.escape("0.weight: shape (4, 3) in the state dict, (3, 4) in the model")):
+        model.load_state_dict({**state, "0.weight": np.zeros((4, 3), np.float32)})
+    model.load_state_dict({"0.weight": np.ones((3, 4), np.float32)}, strict=False)
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], 1.0)
+
+
+def test_sequential_named_children_and_container_api(device):
+    model = nn.Sequential(OrderedDict([("hidden", nn.Linear(4, 3, device=device)), ("act", nn.Tanh()),
+                                       ("out", nn.Linear(3, 2, device=device))]))
+    assert [name for name, _ in model.named_parameters()] == ["hidden.weight", "hidden.bias",
+                                                               "out.weight", "out.bias"]
+    assert len(model) == 3 and isinstance(model[1], nn.Tanh) and len(model[1:]) == 2
+    keras_style = nn.Sequential()
+    keras_style.add(nn.Linear(4, 3))
+    keras_style.add(nn.ReLU())
+    assert list(keras_style.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_backward_accumulates_and_zero_grad_clears(device, rng):
+    layer = nn.Linear(3, 2, device=device)
+    x, dy = as_tensor(rng.standard_normal((4, 3)), device), as_tensor(rng.standard_normal((4, 2)), device)
+    layer.forward(x)
+    layer.backward(dy)
+    once = layer.weight.grad.numpy().copy()
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.weight.grad.numpy(), 2 * once, rtol=1e-6)
+    layer.zero_grad()
+    assert not layer.weight.grad.numpy().any() and not layer.bias.grad.numpy().any()
+
+
+def test_need_dx(device, rng):
+    model = nn.Sequential(nn.Linear(3, 4, device=device), nn.ReLU(), nn.Linear(4, 2, device=device))
+    x = as_tensor(rng.standard_normal((5, 3)), device)
+    dy = as_tensor(rng.standard_normal((5, 2)), device)
+    model.forward(x)
+    assert model.backward(dy) is None  # a network's input needs no gradient by default
+    assert model[0].weight.grad.numpy().any()
+    assert model.backward(dy, need_dx=True).shape == (5, 3)
+    assert model[0].backward(dy=as_tensor(np.ones((5, 4)), device), need_dx=False) is None
+
+
+def test_train_eval_and_to(device, rng):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    assert model.training and model[1].training
+    model.eval()
+    assert not model.training and not model[1].training
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    expected = model.forward(nc.tensor(x)).numpy().copy()
+    model.to(device)
+    assert all(p.device == device and p.grad.device == device for p in model.parameters())
+    np.testing.assert_allclose(model.forward(as_tensor(x, device)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert model.train() is model and model[1].training
+
+
+def test_backward_without_forward_raises(device):
+    with pytest.raises(RuntimeError, match=r"Linear\(3, 2\): backward called without a forward"):
+        nn.Linear(3, 2, device=device).backward(nc.zeros((1, 2), device=device))
+    with pytest.raises(RuntimeError, match="CrossEntropyLoss: backward called without a forward"):
+        nn.CrossEntropyLoss().backward()
+
+
+# ---------------------------------------------------------------- initialisation
+
+
+def test_default_init_is_pytorch_uniform_and_seeded(device):
+    nc.manual_seed(123)
+    layer = nn.Linear(400, 300, device=device)
+    conv = nn.Conv2d(6, 16, 5, device=device)
+    bound = 1 / math.sqrt(400)
+    weight = layer.weight.data.numpy()
+    assert np.abs(weight).max() <= bound and np.abs(layer.bias.data.numpy()).max() <= bound
+    assert abs(weight.std() - bound / math.sqrt(3)) < 0.02 * bound  # uniform on [-bound, bound]
+    assert np.abs(conv.weight.data.numpy()).max() <= 1 / math.sqrt(6 * 25)
+    assert not layer.weight.grad.numpy().any()
+    nc.manual_seed(123)
+    np.testing.assert_array_equal(nn.Linear(400, 300, device=device).weight.data.numpy(), weight)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_wrong_input_shape_names_the_layer(device):
+    with pytest.raises(ValueError, match=re.escape("Linear(784, 800): expected input (N, 784), got (32, 100)")):
+        nn.Linear(784, 800, device=device).forward(nc.zeros((32, 100), device=device))
+    with pytest.raises(ValueError, match=re.escape(
+            "Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2)): expected input (N, 1, H, W), "
+            "got (8, 3, 28, 28)")):
+        models.lenet5(device=device).forward(nc.zeros((8, 3, 28, 28), device=device))
+    with pytest.raises(ValueError, match=re.escape("Conv2d(1, 2, kernel_size=(5, 5), stride=(1, 1)): input "
+                                                   "(1, 1, 3, 3) is too small")):
+        nn.Conv2d(1, 2, 5, device=device).forward(nc.zeros((1, 1, 3, 3), device=device))
+    with pytest.raises(ValueError, match=re.escape("MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)): "
+                                                   "expected input (N, C, H, W), got (4, 10)")):
+        nn.MaxPool2d(2).forward(nc.zeros((4, 10), device=device))
+    with pytest.raises(TypeError, match=r"Linear\(2, 2\): expected an nncore Tensor, got ndarray"):
+        nn.Linear(2, 2, device=device).forward(np.zeros((1, 2), np.float32))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\), got 1.0"):
+        nn.Dropout(1.0)
+    with pytest.raises(ValueError, match="padding"):
+        nn.MaxPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        models.lenet5(activation="gelu")
+
+
+def test_labels_out_of_range(device):
+    logits = nc.zeros((3, 4), device=device)
+    loss = nn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match=r"label 4 at row 2 is out of range for 4 classes"):
+        loss.forward(logits, np.array([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"label -1 at row 0 is out of range for 4 classes"):
+        loss.forward(logits, nc.tensor(np.array([-1, 1, 2]), device=device))
+    with pytest.raises(ValueError, match=r"cross_entropy"):
+        loss.forward(logits, np.array([0, 1]))  # wrong number of labels
+
+
+def test_mse_shape_mismatch(device):
+    with pytest.raises(ValueError, match="mse"):
+        nn.MSELoss().forward(nc.zeros((3, 2), device=device), np.zeros((2, 3), np.float32))
+
+
+# ---------------------------------------------------------------- optimizers and schedules
+
+
+def test_optimizer_argument_errors(device):
+    params = nn.Linear(2, 2, device=device).parameters()
+    with pytest.raises(ValueError, match="Nesterov momentum requires momentum > 0 and dampening = 0"):
+        optim.SGD(params, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="lr must be non-negative"):
+        optim.SGD(params, lr=-1)
+    with pytest.raises(ValueError, match="betas"):
+        optim.Adam(params, betas=(1.0, 0.999))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
+
+
+def test_schedules(device):
+    opt = optim.SGD(nn.Linear(2, 2, device=device).parameters(), lr=1.0)
+    step = optim.StepLR(opt, step_size=2, gamma=0.5)
+    lrs = []
+    for _ in range(5):
+        step.step()
+        lrs.append(opt.lr)
+    assert lrs == [1.0, 0.5, 0.5, 0.25, 0.25]
+    opt.lr = 0.1
+    cosine = optim.CosineAnnealingLR(opt, T_max=4, eta_min=0.01)
+    for epoch in range(1, 5):
+        cosine.step()
+        assert opt.lr == pytest.approx(0.01 + 0.09 * (1 + math.cos(math.pi * epoch / 4)) / 2)
+    assert opt.lr == pytest.approx(0.01)
+
+
+def test_optimizer_state_dict_round_trip(device, rng):
+    layer = nn.Linear(3, 2, device=device)
+    opt = optim.Adam(layer.parameters(), lr=0.01)
+    for param in layer.parameters():
+        param.grad = as_tensor(rng.standard_normal(param.shape), device)
+    opt.step()
+    saved = opt.state_dict()
+    clone = optim.Adam(layer.parameters(), lr=0.5)
+    clone.load_state_dict(saved)
+    assert clone.lr == 0.01 and clone.step_count == 1
+    np.testing.assert_array_equal(clone.state[0]["exp_avg"].numpy(), opt.state[0]["exp_avg"].numpy())
+
+
+# ---------------------------------------------------------------- equivalence with PyTorch
+
+
+def torch_or_skip():
+    return pytest.importorskip("torch", reason="PyTorch is not installed: equivalence tests skipped")
+
+
+def compare_layer_with_torch(ours, theirs, x, device, rng, atol=1e-5, rtol=1e-4):
+    """Copy theirs' parameters into ours; compare forward, input gradient and parameter gradients."""
+    torch = torch_or_skip()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = np.asarray(x, dtype=np.float32)
+    x_torch = torch.tensor(x, requires_grad=True)
+    y_torch = theirs(x_torch)
+    dy = rng.standard_normal(tuple(y_torch.shape)).astype(np.float32)
+    y_torch.backward(torch.tensor(dy))
+    ours.zero_grad()
+    y = ours.forward(as_tensor(x, device))
+    dx = ours.backward(as_tensor(dy, device), need_dx=True)
+    np.testing.assert_allclose(y.numpy(), y_torch.detach().numpy(), atol=atol, rtol=rtol)
+    np.testing.assert_allclose(dx.numpy(), x_torch.grad.numpy(), atol=atol, rtol=rtol)
+    torch_params = dict(theirs.named_parameters())
+    for name, param in ours.named_parameters():
+        np.testing.assert_allclose(param.grad.numpy(), torch_params[name].grad.numpy(), atol=atol, rtol=rtol,
+                                   err_msg=f"{ours!r}: d{name}")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(device, rng, bias):
+    torch = torch_or_skip()
+    compare_layer_with_torch(nn.Linear(13, 7, bias=bias, device=device), torch.nn.Linear(13, 7, bias=bias),
+                             rng.standard_normal((9, 13)), device, rng)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(5, 1, 2), (3, 2, 1), ((3, 2), (2, 1), (0, 1)), (1, 1, 0)])
+def test_conv2d_matches_torch(device, rng, kernel, stride, padding):
+    torch = torch_or_skip()
+    compare_layer_with_torch(nn.Conv2d(3, 5, kernel, stride, padding, device=device),
+                             torch.nn.Conv2d(3, 5, kernel, stride, padding),
+                             rng.standard_normal((2, 3, 11, 9)), device, rng, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 1))])
+def test_max_pool2d_matches_torch(device, rng, kernel, stride, padding):
+    torch = torch_or_skip()
+    compare_layer_with_torch(nn.MaxPool2d(kernel, stride, padding), torch.nn.MaxPool2d(kernel, stride, padding),
+                             rng.standard_normal((2, 3, 8, 9)), device, rng)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1)])
+def test_avg_pool2d_matches_torch(device, rng, kernel, stride, padding, count_include_pad):
+    torch = torch_or_skip()
+    compare_layer_with_torch(nn.AvgPool2d(kernel, stride, padding, count_include_pad),
+                             torch.nn.AvgPool2d(kernel, stride, padding, count_include_pad=count_include_pad),
+                             rng.standard_normal((2, 3, 8, 9)), device, rng)
+
+
+@pytest.mark.parametrize("name", ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten"])
+def test_activation_matches_torch(device, rng, name):
+    torch = torch_or_skip()
+    ours, theirs = {
+        "ReLU": (nn.ReLU(), torch.nn.ReLU()),
+        "LeakyReLU": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2)),
+        "Sigmoid": (nn.Sigmoid(), torch.nn.Sigmoid()),
+        "Tanh": (nn.Tanh(), torch.nn.Tanh()),
+        "Softmax": (nn.Softmax(), torch.nn.Softmax(dim=-1)),
+        "Flatten": (nn.Flatten(), torch.nn.Flatten()),
+    }[name]
+    compare_layer_with_torch(ours, theirs, 3 * rng.standard_normal((4, 3, 5)), device, rng)
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "probabilities", "one_hot"])
+def test_cross_entropy_matches_torch(device, rng, target_kind):
+    torch = torch_or_skip()
+    logits = (4 * rng.standard_normal((16, 10))).astype(np.float32)
+    if target_kind == "labels":
+        target = rng.integers(0, 10, 16)
+        target_torch = torch.tensor(target)
+    else:
+        target = (rng.dirichlet(np.ones(10), 16) if target_kind == "probabilities"
+                  else np.eye(10)[rng.integers(0, 10, 16)]).astype(np.float32)
+        target_torch = torch.tensor(target)
+    logits_torch = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(logits_torch, target_torch)
+    expected.backward()
+    loss = nn.CrossEntropyLoss()
+    assert loss.forward(as_tensor(logits, device), target) == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(loss.backward().numpy(), logits_torch.grad.numpy(), atol=1e-6, rtol=1e-4)
+    value = loss.forward_tensor(as_tensor(logits, device), target)
+    assert value.shape == () and value.device == device
+
+
+def test_mse_matches_torch(device, rng):
+    torch = torch_or_skip()
+    pred, target = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    pred_torch = torch.tensor(pred, requires_grad=True)
+    expected = torch.nn.functional.mse_loss(pred_torch, torch.tensor(target))
+    expected.backward()
+    loss = nn.MSELoss()
+    assert loss.forward(as_tensor(pred, device), target) == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(loss.backward().numpy(), pred_torch.grad.numpy(), atol=1e-7, rtol=1e-5)
+
+
+def run_optimizer_pair(ours_cls, theirs_cls, kwargs, device, rng, steps=6):
+    """Same start, same gradient sequence: the parameter trajectories must agree."""
+    torch = torch_or_skip()
+    start = [rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+    ours = [nn.Parameter(as_tensor(value, device)) for value in start]
+    theirs = [torch.nn.Parameter(torch.tensor(value)) for value in start]
+    ours_opt, theirs_opt = ours_cls(ours, **kwargs), theirs_cls(theirs, **kwargs)
+    for _ in range(steps):
+        for param, torch_param in zip(ours, theirs):
+            grad = rng.standard_normal(param.shape).astype(np.float32)
+            param.grad = as_tensor(grad, device)
+            torch_param.grad = torch.tensor(grad)
+        ours_opt.step()
+        theirs_opt.step()
+        for param, torch_param in zip(ours, theirs):
+            np.testing.assert_allclose(param.data.numpy(), torch_param.detach().numpy(), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, nesterov=True),
+    dict(lr=0.1, momentum=0.9, dampening=0.3), dict(lr=0.1, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1),
+], ids=["plain", "momentum", "nesterov", "dampening", "weight_decay", "nesterov_wd"])
+def test_sgd_matches_torch(device, rng, kwargs):
+    torch = torch_or_skip()
+    run_optimizer_pair(optim.SGD, torch.optim.SGD, kwargs, device, rng)
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.01), dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.05)],
+                         ids=["default", "custom"])
+def test_adam_matches_torch(device, rng, kwargs):
+    torch = torch_or_skip()
+    run_optimizer_pair(optim.Adam, torch.optim.Adam, kwargs, device, rng)
+
+
+def test_lenet5_matches_torch_end_to_end(device, rng):
+    """PyTorch's state dict loads as is; logits, loss, every gradient and 3 SGD steps agree."""
+    torch = torch_or_skip()
+    torch.manual_seed(0)
+    tnn = torch.nn
+    theirs = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+                            tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                            tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+    ours = models.lenet5(device=device)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    ours_opt = optim.SGD(ours.parameters(), lr=0.05, momentum=0.9)
+    theirs_opt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+    loss = nn.CrossEntropyLoss()
+    for step in range(3):
+        x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+        y = rng.integers(0, 10, 8)
+        logits_torch = theirs(torch.tensor(x))
+        loss_torch = torch.nn.functional.cross_entropy(logits_torch, torch.tensor(y))
+        theirs_opt.zero_grad()
+        loss_torch.backward()
+        logits = ours.forward(as_tensor(x, device))
+        np.testing.assert_allclose(logits.numpy(), logits_torch.detach().numpy(), atol=1e-4, rtol=1e-3)
+        assert loss.forward(logits, y) == pytest.approx(loss_torch.item(), rel=1e-4)
+        ours.backward(loss.backward())
+        torch_params = dict(theirs.named_parameters())
+        for name, param in ours.named_parameters():
+            np.testing.assert_allclose(param.grad.numpy(), torch_params[name].grad.numpy(), atol=1e-5, rtol=1e-3,
+                                       err_msg=f"step {step}: d{name}")
+        ours_opt.step()
+        ours_opt.zero_grad()
+        theirs_opt.step()
+    for name, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), atol=1e-5, rtol=1e-4, err_msg=name)
