@@ -1,19 +1,15 @@
 // The CUDA runtime as the rest of nncore sees it (src/include/nncore/device.h): device queries,
 // the one library stream, the caching device allocator and host<->device copies.
 //
-// Allocator design
-//   * Requests are rounded to a size class: multiples of 512 B up to 1 MiB, multiples of 2 MiB
-//     above. A freed block goes onto the free list of its class and is handed out again, without
-//     cudaMalloc, to the next request of the same class; once a training step has run once,
-//     every later step allocates from the cache.
+// Allocator: the caching allocator of src/include/nncore/caching_allocator.h over cudaMalloc.
 //   * Stream ordering: all kernels and copies run on the one library stream, so a block freed
 //     on the host while kernels that use it are still queued can be reused at once: any new
 //     user of the block is enqueued after them. No events are needed.
-//   * cudaMalloc failing with cudaErrorMemoryAllocation: clear the error, synchronize the stream,
-//     cudaFree every cached block, retry once; a second failure throws nncore::OutOfMemoryError
-//     naming the request. The allocator is untouched by the failure and stays usable.
-//   * One std::mutex guards all of it. The allocator, stream and staging buffers are created on
-//     first use and deliberately never destroyed: at process exit the driver may already be gone.
+//   * Out of memory: the error is cleared, the stream synchronized, every cached block freed and
+//     the request retried once; a second failure throws nncore::OutOfMemoryError naming the
+//     request. The allocator stays usable.
+//   * The allocator, stream and staging buffers are created on first use and deliberately never
+//     destroyed: at process exit the driver may already be gone.
 //
 // Copies
 //   * host->device: the source is copied into a pinned staging slot (2 slots x 4 MiB, reused,
@@ -96,74 +92,41 @@ void* current_stream() { return static_cast<void*>(detail::stream()); }
 
 void synchronize() { NNCORE_CUDA_CHECK(cudaStreamSynchronize(detail::stream())); }
 
-// ---- caching allocator ----------------------------------------------------------------------
+// ---- caching allocator (src/include/nncore/caching_allocator.h) -----------------------------
 
 namespace {
 
-constexpr size_t kSmallLimit = size_t(1) << 20;   // 1 MiB
-constexpr size_t kSmallRound = 512;
-constexpr size_t kLargeRound = size_t(2) << 20;   // 2 MiB
-
-size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-size_t size_class(size_t n) {
-  return n <= kSmallLimit ? round_up(n, kSmallRound) : round_up(n, kLargeRound);
-}
-
-struct Allocator {
-  std::mutex mutex;
-  std::unordered_map<void*, size_t> live;                   // block -> its size class
-  std::unordered_map<size_t, std::vector<void*>> free_lists;  // size class -> cached blocks
-  size_t allocated = 0;  // bytes in live blocks
-  size_t cached = 0;     // bytes in free lists
-  size_t peak = 0;
-  uint64_t device_mallocs = 0;
-
-  // Gives every cached block back to the driver. Caller holds the mutex.
-  void release_cached_locked() {
-    if (cached == 0) return;
-    // Blocks freed on the host may still be in use by queued kernels; let them finish.
-    NNCORE_CUDA_CHECK(cudaStreamSynchronize(detail::stream()));
-    for (auto& entry : free_lists) {
-      std::vector<void*>& blocks = entry.second;
-      while (!blocks.empty()) {  // pop before freeing: an error leaves no dangling entry
-        void* block = blocks.back();
-        blocks.pop_back();
-        cached -= entry.first;
-        NNCORE_CUDA_CHECK(cudaFree(block));
-      }
-    }
-    free_lists.clear();
-  }
-
-  // cudaMalloc with one retry after emptying the cache. Caller holds the mutex.
-  void* device_malloc_locked(size_t bytes, size_t requested) {
+struct DeviceMemory {
+  void* allocate(size_t bytes) {
     void* ptr = nullptr;
-    cudaError_t err = cudaMalloc(&ptr, bytes);
+    const cudaError_t err = cudaMalloc(&ptr, bytes);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
-      release_cached_locked();
-      err = cudaMalloc(&ptr, bytes);
-    }
-    if (err == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      size_t free_bytes = 0, total_bytes = 0;
-      if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
-      throw OutOfMemoryError(concat(
-          "nncore: CUDA out of memory: tried to allocate ", requested, " bytes (",
-          requested / double(1 << 20), " MiB); nncore holds ", allocated, " bytes in tensors; "
-          "the device has ", free_bytes, " of ", total_bytes, " bytes free"));
+      return nullptr;
     }
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
       detail::throw_cuda_error(concat("cudaMalloc(", bytes, " bytes)"), err);
     }
-    ++device_mallocs;
     return ptr;
+  }
+  void deallocate(void* ptr) {
+    if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
+  }
+  // Blocks freed on the host may still be used by queued kernels: let them finish first.
+  void wait_idle() { NNCORE_CUDA_CHECK(cudaStreamSynchronize(detail::stream())); }
+  [[noreturn]] void out_of_memory(size_t requested, size_t held) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+    throw OutOfMemoryError(concat(
+        "nncore: CUDA out of memory: tried to allocate ", requested, " bytes (",
+        requested / double(1 << 20), " MiB); nncore holds ", held, " bytes in tensors; "
+        "the device has ", free_bytes, " of ", total_bytes, " bytes free"));
   }
 };
 
-Allocator& allocator() {
-  static Allocator* instance = new Allocator();  // never destroyed (see the header comment)
+CachingAllocator<DeviceMemory>& allocator() {
+  static auto* instance = new CachingAllocator<DeviceMemory>();  // never destroyed (see above)
   return *instance;
 }
 
@@ -175,67 +138,13 @@ void* device_malloc(size_t nbytes) {
     throw OutOfMemoryError(concat("nncore: CUDA out of memory: tried to allocate ", nbytes,
                                   " bytes"));
   detail::stream();  // makes sure a device exists (throws the clear message otherwise)
-  const size_t bytes = size_class(nbytes);
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  void* ptr = nullptr;
-  auto it = a.free_lists.find(bytes);
-  if (it != a.free_lists.end() && !it->second.empty()) {
-    ptr = it->second.back();
-    it->second.pop_back();
-    a.cached -= bytes;
-  } else {
-    ptr = a.device_malloc_locked(bytes, nbytes);
-  }
-  try {
-    a.live.emplace(ptr, bytes);
-  } catch (...) {  // host bookkeeping failed (bad_alloc): give the block back, report
-    if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
-    throw;
-  }
-  a.allocated += bytes;
-  a.peak = std::max(a.peak, a.allocated);
-  return ptr;
+  return allocator().allocate(nbytes);
 }
 
-// Never throws (it runs in destructors). A pointer the allocator does not know is ignored.
-void device_free(void* ptr) {
-  if (ptr == nullptr) return;
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  auto it = a.live.find(ptr);
-  if (it == a.live.end()) {
-    std::fprintf(stderr, "nncore: warning: device_free of an unknown pointer %p ignored\n", ptr);
-    return;
-  }
-  const size_t bytes = it->second;
-  a.live.erase(it);
-  a.allocated -= bytes;
-  try {
-    a.free_lists[bytes].push_back(ptr);
-    a.cached += bytes;
-  } catch (...) {  // no host memory for the free list: give the block back instead
-    if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
-  }
-}
-
-void empty_cache() {
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  a.release_cached_locked();
-}
-
-AllocatorStats allocator_stats() {
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  return AllocatorStats{a.allocated, a.allocated + a.cached, a.peak, a.device_mallocs};
-}
-
-void reset_peak_stats() {
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  a.peak = a.allocated;
-}
+void device_free(void* ptr) { allocator().deallocate(ptr); }
+void empty_cache() { allocator().empty_cache(); }
+AllocatorStats allocator_stats() { return allocator().stats(); }
+void reset_peak_stats() { allocator().reset_peak(); }
 
 // ---- copies ---------------------------------------------------------------------------------
 

@@ -240,6 +240,15 @@ void bind_ops(py::module_& m) {
         arg("offset") = 0);
 }
 
+py::dict stats_dict(const AllocatorStats& s) {
+  py::dict d;
+  d["allocated_bytes"] = s.allocated_bytes;
+  d["reserved_bytes"] = s.reserved_bytes;
+  d["peak_allocated_bytes"] = s.peak_allocated_bytes;
+  d["num_system_allocs"] = s.num_system_allocs;
+  return d;
+}
+
 void bind_cuda(py::module_& m) {
   py::module_ c = m.def_submodule("cuda", "CUDA runtime queries");
 #ifdef NNCORE_WITH_CUDA
@@ -249,15 +258,7 @@ void bind_cuda(py::module_& m) {
   c.def("synchronize", &cuda::synchronize);
   c.def("empty_cache", &cuda::empty_cache);
   c.def("reset_peak_memory_stats", &cuda::reset_peak_stats);
-  c.def("memory_stats", [] {
-    const cuda::AllocatorStats s = cuda::allocator_stats();
-    py::dict d;
-    d["allocated_bytes"] = s.allocated_bytes;
-    d["reserved_bytes"] = s.reserved_bytes;
-    d["peak_allocated_bytes"] = s.peak_allocated_bytes;
-    d["num_device_mallocs"] = s.num_device_mallocs;
-    return d;
-  });
+  c.def("memory_stats", [] { return stats_dict(cuda::allocator_stats()); });
 #else
   c.def("is_compiled", [] { return false; });
   c.def("device_count", [] { return 0; });
@@ -360,6 +361,10 @@ PYBIND11_MODULE(_C, m) {
         "The CPU GEMM micro-kernel picked for this machine (avx512, avx2 or generic)");
   m.def("_force_cpu_gemm_kernel", [](const std::string& name) { cpu::sgemm_force_kernel(name.c_str()); },
         py::arg("name"));
+
+  m.def("cpu_memory_stats", [] { return stats_dict(host_allocator_stats()); });
+  m.def("cpu_reset_peak_memory_stats", &host_reset_peak_stats);
+  m.def("cpu_empty_cache", &host_empty_cache);
 
   bind_ops(m);
   bind_cuda(m);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 
+#include "nncore/caching_allocator.h"
 #include "nncore/check.h"
 #ifdef NNCORE_WITH_CUDA
 #include "nncore/device.h"
@@ -31,7 +32,19 @@ int64_t shape_numel(const Shape& shape) {
 }
 
 namespace {
-constexpr size_t kCpuAlignment = 64;  // a cache line, and the widest vector load (AVX-512)
+
+struct HostMemory {
+  static constexpr size_t kAlignment = 64;  // a cache line, and the widest vector load (AVX-512)
+  void* allocate(size_t bytes) { return std::aligned_alloc(kAlignment, bytes); }  // bytes: x512
+  void deallocate(void* ptr) { std::free(ptr); }
+  void wait_idle() {}
+  [[noreturn]] void out_of_memory(size_t, size_t) { throw std::bad_alloc(); }
+};
+
+CachingAllocator<HostMemory>& host_allocator() {
+  static auto* instance = new CachingAllocator<HostMemory>();  // outlives every tensor
+  return *instance;
+}
 
 void* allocate(size_t nbytes, Device device) {
   if (device == Device::cuda) {
@@ -41,13 +54,14 @@ void* allocate(size_t nbytes, Device device) {
     throw ValueError("nncore was built without CUDA: device 'cuda' is not available");
 #endif
   }
-  // aligned_alloc needs a size that is a multiple of the alignment, and never 0.
-  const size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-  void* ptr = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
-  if (ptr == nullptr) throw std::bad_alloc();
-  return ptr;
+  return host_allocator().allocate(nbytes);
 }
+
 }  // namespace
+
+AllocatorStats host_allocator_stats() { return host_allocator().stats(); }
+void host_reset_peak_stats() { host_allocator().reset_peak(); }
+void host_empty_cache() { host_allocator().empty_cache(); }
 
 Storage::Storage(size_t nbytes, Device device)
     : data_(allocate(nbytes, device)), nbytes_(nbytes), device_(device) {}
@@ -59,7 +73,7 @@ Storage::~Storage() {
   if (release_) {
     release_();
   } else if (device_ == Device::cpu) {
-    std::free(data_);
+    host_allocator().deallocate(data_);
   } else {
 #ifdef NNCORE_WITH_CUDA
     cuda::device_free(data_);

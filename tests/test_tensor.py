@@ -330,3 +330,22 @@ def test_row_slice_errors():
         t.narrow(0, 3, 2)
     with pytest.raises(ValueError, match="only axis 0"):
         t.narrow(1, 0, 1)
+
+
+def test_caching_allocator_reuses_freed_blocks(device):
+    nc.empty_cache(device)
+    first = nc.zeros((1000, 1000), device=device)
+    del first
+    gc.collect()
+    before = nc.memory_stats(device)
+    assert before["reserved_bytes"] >= 4_000_000  # the freed block stays cached
+    again = nc.zeros((1000, 1000), device=device)  # same size class: no new system allocation
+    after = nc.memory_stats(device)
+    assert after["num_system_allocs"] == before["num_system_allocs"]
+    assert after["allocated_bytes"] >= 4_000_000
+    nc.reset_peak_memory_stats(device)
+    assert nc.memory_stats(device)["peak_allocated_bytes"] == nc.memory_stats(device)["allocated_bytes"]
+    del again
+    gc.collect()
+    nc.empty_cache(device)
+    assert nc.memory_stats(device)["reserved_bytes"] == nc.memory_stats(device)["allocated_bytes"]

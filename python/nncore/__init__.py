@@ -17,7 +17,8 @@ from . import cuda, ops
 from .random import manual_seed
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "cuda"]
+__all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "cuda",
+           "memory_stats", "reset_peak_memory_stats", "empty_cache"]
 
 
 def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
@@ -51,3 +52,27 @@ def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
 def from_dlpack(obj) -> Tensor:
     """A tensor sharing memory with ``obj`` (any object with ``__dlpack__``), without a copy."""
     return _C.from_dlpack(obj)
+
+
+def memory_stats(device: str = "cpu") -> dict:
+    """The caching allocator's counters for ``device``: allocated, reserved (allocated + cached)
+    and peak bytes, and how many raw allocations (malloc / cudaMalloc) it has made."""
+    return cuda.memory_stats() if device.startswith("cuda") else dict(_C.cpu_memory_stats())
+
+
+def reset_peak_memory_stats(device: str = "cpu") -> None:
+    if device.startswith("cuda"):
+        cuda.reset_peak_memory_stats()
+    else:
+        _C.cpu_reset_peak_memory_stats()
+
+
+def empty_cache(device: str = "cpu") -> None:
+    """Returns cached, unused blocks of ``device`` to the system."""
+    if device.startswith("cuda"):
+        cuda.empty_cache()
+    else:
+        _C.cpu_empty_cache()
+
+
+from . import nn, optim, models  # noqa: E402  (they build on the names above)

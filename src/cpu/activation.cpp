@@ -1,6 +1,7 @@
 // Elementwise activations and their derivatives over n floats. y may alias x and dx may alias
 // dy exactly, so the pointers are not restrict; each iteration reads its element before it
 // writes it, which keeps `omp simd` valid under that aliasing.
+#include <algorithm>
 #include <cmath>
 
 #include "nncore/kernels.h"
@@ -16,25 +17,38 @@ constexpr int64_t kParallelMinTranscendental = 1 << 12;
 // y = max(x, 0); NaN stays NaN, like PyTorch.
 void relu_forward(const float* x, float* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];      // a local, not a reference into x: the max then vectorizes
+    y[i] = std::max(v, 0.0f);  // (v < 0) ? 0 : v, so NaN passes through
+  }
 }
 
 // dx = dy * [x > 0]
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i];  // loaded unconditionally so the select vectorizes
+    dx[i] = x[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 // y = x if x > 0 else slope * x
 void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    // One of the two terms is 0; GCC vectorizes max/min but not a select of two products.
+    y[i] = std::max(v, 0.0f) + slope * std::min(v, 0.0f);
+  }
 }
 
 // dx = dy if x > 0 else slope * dy
 void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, float slope) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i], v = x[i];
+    dx[i] = (v > 0.0f ? g : 0.0f) + slope * (v > 0.0f ? 0.0f : g);  // selects against 0 vectorize
+  }
 }
 
 // y = 1/(1+e^-x), computed from e = e^-|x| <= 1 so nothing overflows:

@@ -13,7 +13,7 @@
 // valid m x n part (short edge tiles get row-count-specialized kernels, no wasted FMAs).
 // The first K block applies beta (beta == 0: C write-only), the later ones accumulate.
 //
-// Micro-kernels are picked at run time (see sgemm.h): avx512 14x32, avx2 6x16, generic 4x16.
+// Micro-kernels are picked at run time (see sgemm.h): avx512 14x32, avx2 6x16, generic 6x8.
 // Force one with NNCORE_CPU_KERNEL=avx512|avx2|generic or nncore::cpu::sgemm_force_kernel().
 // Threads: OpenMP over a tm x tn grid (rows of A slivers x columns of C), single-threaded for
 // small problems or when called from inside a parallel region.
@@ -37,17 +37,21 @@ namespace {
 
 using sgemm_detail::MicroKernel;
 
-// ---- portable micro-kernel: 4 x 16 plain C++ (the compiler vectorizes the j loops) ---------
-constexpr int kGenericMR = 4;
-constexpr int kGenericNR = 16;
+// ---- portable micro-kernel: 6 x 8 plain C++ -------------------------------------------------
+// The compiler vectorizes the j loop; 6 x 8 floats of accumulators are 12 SSE registers, so the
+// tile stays in the 16 registers of baseline x86-64 (a 4 x 16 tile spilled).
+constexpr int kGenericMR = 6;
+constexpr int kGenericNR = 8;
 
 template <int MROWS>
 void tile_generic_rows(int64_t kc, const float* a, const float* b, int64_t b_stride, float* c,
                        int64_t ldc, int n, float alpha, float beta) {
   float acc[MROWS][kGenericNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 8
     for (int r = 0; r < MROWS; ++r) {
       const float av = a[r];
+#pragma GCC unroll 8
       for (int j = 0; j < kGenericNR; ++j) acc[r][j] += av * b[j];
     }
     a += kGenericMR;
@@ -63,9 +67,11 @@ void tile_generic_rows(int64_t kc, const float* a, const float* b, int64_t b_str
   }
 }
 
-void sgemm_tile_generic_4x16(int64_t kc, const float* a, const float* b, int64_t bs, float* c,
-                             int64_t ldc, int m, int n, float alpha, float beta) {
+void sgemm_tile_generic_6x8(int64_t kc, const float* a, const float* b, int64_t bs, float* c,
+                            int64_t ldc, int m, int n, float alpha, float beta) {
   switch (m) {
+    case 6: tile_generic_rows<6>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
+    case 5: tile_generic_rows<5>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
     case 4: tile_generic_rows<4>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
     case 3: tile_generic_rows<3>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
     case 2: tile_generic_rows<2>(kc, a, b, bs, c, ldc, n, alpha, beta); break;
@@ -159,13 +165,17 @@ void pack_b_sliver(bool trans_b, const float* B, int64_t ldb, int64_t j0, int n,
   }
 }
 
-void pack_a_portable_4(bool trans, const float* src, int64_t ld, int64_t i0, int m, int64_t p0,
-                       int64_t kc, float* dst) {
+void pack_a_portable_generic(bool trans, const float* src, int64_t ld, int64_t i0, int m,
+                             int64_t p0, int64_t kc, float* dst) {
   pack_a_sliver<kGenericMR>(trans, src, ld, i0, m, p0, kc, dst);
 }
+void pack_b_portable_generic(bool trans, const float* src, int64_t ld, int64_t j0, int n,
+                             int64_t p0, int64_t kc, float* dst) {
+  pack_b_sliver<kGenericNR>(trans, src, ld, j0, n, p0, kc, dst);
+}
 
-const MicroKernel kGenericKernel{"generic", kGenericMR, kGenericNR, &sgemm_tile_generic_4x16,
-                                 &pack_a_portable_4, &sgemm_detail::pack_b_portable_16};
+const MicroKernel kGenericKernel{"generic", kGenericMR, kGenericNR, &sgemm_tile_generic_6x8,
+                                 &pack_a_portable_generic, &pack_b_portable_generic};
 
 // ---- run-time kernel selection -------------------------------------------------------------
 enum KernelLevel { kLevelGeneric = 0, kLevelAvx2 = 1, kLevelAvx512 = 2 };

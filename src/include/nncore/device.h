@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "nncore/caching_allocator.h"
+
 namespace nncore::cuda {
 
 // Number of usable devices; 0 (never an exception) when there is no driver or no GPU.
@@ -21,12 +23,6 @@ void require_device();
 void* device_malloc(size_t nbytes);
 void device_free(void* ptr);
 void empty_cache();  // gives cached free blocks back to the driver
-struct AllocatorStats {
-  size_t allocated_bytes;       // live blocks handed out
-  size_t reserved_bytes;        // allocated + cached
-  size_t peak_allocated_bytes;  // high-water mark of allocated_bytes since the last reset
-  uint64_t num_device_mallocs;  // cudaMalloc calls made so far
-};
 AllocatorStats allocator_stats();
 void reset_peak_stats();
 

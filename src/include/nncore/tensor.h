@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "nncore/caching_allocator.h"
+
 namespace nncore {
 
 enum class DType { float32, int32 };
@@ -20,6 +22,11 @@ const char* device_name(Device device);
 std::string shape_str(const Shape& shape);  // "(2, 3)"
 int64_t shape_numel(const Shape& shape);
 inline size_t dtype_size(DType) { return 4; }  // both dtypes are 4 bytes wide
+
+// The CPU tensors' caching allocator (the CUDA one is in device.h).
+AllocatorStats host_allocator_stats();
+void host_reset_peak_stats();
+void host_empty_cache();
 
 class Storage {
  public:
