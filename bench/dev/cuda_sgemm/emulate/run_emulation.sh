@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds and runs the CPU emulation check of variants 01-08 (g++ >= 11, no GPU, no nvcc).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${BUILD_DIR:-$HERE/../build}
+mkdir -p "$OUT"
+"${CXX:-g++}" -std=c++20 -O1 -g -fno-strict-aliasing -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
+  -Wno-unused-parameter -Wno-unknown-pragmas -I"$HERE/include" "$HERE/emulate_check.cpp" -o "$OUT/emulate_check"
+"$OUT/emulate_check"
