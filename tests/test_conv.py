@@ -230,3 +230,15 @@ if given is not None:
         rng = np.random.default_rng(seed)
         check_conv_forward(device, rng, case)
         check_conv_backward(device, rng, case)
+
+
+# Batches large enough that the CPU splits them into several im2col + GEMM passes (each pass
+# keeps about 1 MiB of columns in cache), the last pass partial: 23 images of 60 KB of
+# columns each -> passes of 17 + 6; 29 images of 78 KB -> 13 + 13 + 3.
+MULTI_PASS_CASES = [(23, 6, 14, 14, 5, 5, 5, 1, 1, 0, 0), (29, 1, 28, 28, 3, 5, 5, 1, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("case", MULTI_PASS_CASES, ids=["lenet-conv2-like", "lenet-conv1-like"])
+def test_conv2d_batches_spanning_several_passes(device, rng, case):
+    check_conv_forward(device, rng, case)
+    check_conv_backward(device, rng, case)

@@ -2,7 +2,11 @@
 //   col  = im2col(x)                      (C*kh*kw, N*OH*OW)
 //   y_cn = W col                          (Cout, N*OH*OW), then swapped to NCHW
 //   dW  += dy_cn col^T,  dcol = W^T dy_cn,  dx = col2im(dcol),  db += sum dy
-// One GEMM per pass for the whole batch: large, efficient GEMMs and no per-image launches.
+// On the GPU one pass covers the whole batch: large GEMMs and no per-image launches. On the CPU a
+// pass covers as many images as keep the column buffer in L2, so the GEMM reads what im2col just
+// wrote from cache rather than from memory.
+#include <algorithm>
+
 #include "dispatch.h"
 #include "nncore/ops.h"
 
@@ -57,12 +61,13 @@ Tensor col2im_of(const Tensor& col, const ConvGeometry& g) {
   return x;
 }
 
-// (A, B, inner) -> (B, A, inner); a no-op view when either outer axis has length 1.
-Tensor swap_outer(const Tensor& x, int64_t A, int64_t B, int64_t inner) {
-  if (A == 1 || B == 1) return x.reshape({B, A, inner});
-  Tensor y = Tensor::empty({B, A, inner}, DType::float32, x.device());
-  NNCORE_DISPATCH(x.device(), swap_outer_axes, x.f32(), y.f32(), A, B, inner);
-  return y;
+constexpr int64_t kCpuColumnBytes = int64_t(1) << 20;  // half of a 2 MiB L2
+
+// Images per im2col + GEMM pass (see the top of the file).
+int64_t images_per_pass(Device device, const ConvGeometry& g) {
+  if (device == Device::cuda || g.N <= 1) return std::max<int64_t>(g.N, 1);
+  const int64_t bytes_per_image = std::max<int64_t>(g.col_rows() * g.OH * g.OW * 4, 1);
+  return std::clamp<int64_t>(kCpuColumnBytes / bytes_per_image, 1, g.N);
 }
 
 }  // namespace
@@ -88,16 +93,27 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
                       int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
   const ConvGeometry g = conv_geometry("conv2d", x, w, sh, sw, ph, pw);
   const Device device = common_device("conv2d", {&x, &w});
-  const int64_t cout = w.size(0), spatial = g.OH * g.OW;
+  const int64_t cout = w.size(0), spatial = g.OH * g.OW, image = g.C * g.H * g.W;
   if (b) {
     require_bias("conv2d", "bias", *b, cout, {g.N, cout, g.OH, g.OW});
     common_device("conv2d", {&x, &*b});
   }
-  const Tensor col = im2col_of(x, g);
-  Tensor y_cn = Tensor::empty({cout, g.N, spatial}, DType::float32, device);
-  NNCORE_DISPATCH(device, sgemm, false, false, cout, g.col_cols(), g.col_rows(), 1.0f, w.f32(),
-                  g.col_rows(), col.f32(), g.col_cols(), 0.0f, y_cn.f32(), g.col_cols());
-  Tensor y = swap_outer(y_cn, cout, g.N, spatial).reshape({g.N, cout, g.OH, g.OW});
+  Tensor y = Tensor::empty({g.N, cout, g.OH, g.OW}, DType::float32, device);
+  if (y.numel() == 0) return y;
+  const int64_t chunk = images_per_pass(device, g);
+  const Tensor col = Tensor::empty({g.col_rows(), chunk * spatial}, DType::float32, device);
+  const Tensor y_cn = Tensor::empty({cout, chunk * spatial}, DType::float32, device);
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t images = std::min(chunk, g.N - n0), cols = images * spatial;
+    float* y_images = y.f32() + n0 * cout * spatial;
+    // (Cout, images, OH*OW) is already NCHW when either outer axis has length 1.
+    const bool nchw = images == 1 || cout == 1;
+    NNCORE_DISPATCH(device, im2col, x.f32() + n0 * image, images, g.C, g.H, g.W, g.kh, g.kw, g.ph,
+                    g.pw, g.sh, g.sw, col.f32());
+    NNCORE_DISPATCH(device, sgemm, false, false, cout, cols, g.col_rows(), 1.0f, w.f32(),
+                    g.col_rows(), col.f32(), cols, 0.0f, nchw ? y_images : y_cn.f32(), cols);
+    if (!nchw) NNCORE_DISPATCH(device, swap_outer_axes, y_cn.f32(), y_images, cout, images, spatial);
+  }
   if (b) bias_add_(y, *b);
   return y;
 }
@@ -108,29 +124,43 @@ Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
   const ConvGeometry g = conv_geometry("conv2d_backward", x, w, sh, sw, ph, pw);
   require_float("conv2d_backward", "dy", dy);
   require_float("conv2d_backward", "dw", dw);
-  const int64_t cout = w.size(0), spatial = g.OH * g.OW;
+  const int64_t cout = w.size(0), spatial = g.OH * g.OW, image = g.C * g.H * g.W;
   NNCORE_CHECK(dy.shape() == Shape({g.N, cout, g.OH, g.OW}), "conv2d_backward: dy ",
                shape_str(dy.shape()), " must be ", shape_str({g.N, cout, g.OH, g.OW}));
   require_same_shape("conv2d_backward", "dw", dw, "weight", w);
   const Device device = common_device("conv2d_backward", {&x, &w, &dy, &dw});
-
-  const Tensor dy_cn = swap_outer(dy, g.N, cout, spatial);  // (Cout, N*OH*OW)
-  const Tensor col = im2col_of(x, g);
-  // dW (Cout, C*kh*kw) += dy_cn col^T
-  NNCORE_DISPATCH(device, sgemm, false, true, cout, g.col_rows(), g.col_cols(), 1.0f,
-                  dy_cn.f32(), g.col_cols(), col.f32(), g.col_cols(), 1.0f, dw.f32(),
-                  g.col_rows());
   if (db) {
     require_bias("conv2d_backward", "dbias", *db, cout, dy.shape());
     common_device("conv2d_backward", {&dy, &*db});
     bias_grad_(dy, *db);
   }
-  if (!need_dx) return Tensor();
-  // dcol (C*kh*kw, N*OH*OW) = W^T dy_cn, reusing col's memory (col is no longer needed).
-  Tensor dcol = col;
-  NNCORE_DISPATCH(device, sgemm, true, false, g.col_rows(), g.col_cols(), cout, 1.0f, w.f32(),
-                  g.col_rows(), dy_cn.f32(), g.col_cols(), 0.0f, dcol.f32(), g.col_cols());
-  return col2im_of(dcol, g);
+  Tensor dx = need_dx ? Tensor::empty(x.shape(), DType::float32, device) : Tensor();
+  if (dy.numel() == 0 || g.col_rows() == 0) {
+    if (need_dx) fill_(dx, 0.0f);
+    return dx;
+  }
+  const int64_t chunk = images_per_pass(device, g);
+  const Tensor col = Tensor::empty({g.col_rows(), chunk * spatial}, DType::float32, device);
+  const Tensor dy_cn = Tensor::empty({cout, chunk * spatial}, DType::float32, device);
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t images = std::min(chunk, g.N - n0), cols = images * spatial;
+    const float* dy_images = dy.f32() + n0 * cout * spatial;
+    const bool nchw = images == 1 || cout == 1;
+    if (!nchw) NNCORE_DISPATCH(device, swap_outer_axes, dy_images, dy_cn.f32(), images, cout, spatial);
+    const float* dy_c = nchw ? dy_images : dy_cn.f32();  // (Cout, images*OH*OW)
+    NNCORE_DISPATCH(device, im2col, x.f32() + n0 * image, images, g.C, g.H, g.W, g.kh, g.kw, g.ph,
+                    g.pw, g.sh, g.sw, col.f32());
+    // dW (Cout, C*kh*kw) += dy_c col^T
+    NNCORE_DISPATCH(device, sgemm, false, true, cout, g.col_rows(), cols, 1.0f, dy_c, cols,
+                    col.f32(), cols, 1.0f, dw.f32(), g.col_rows());
+    if (!need_dx) continue;
+    // dcol = W^T dy_c into col's memory (col is used up), then dx = col2im(dcol).
+    NNCORE_DISPATCH(device, sgemm, true, false, g.col_rows(), cols, cout, 1.0f, w.f32(),
+                    g.col_rows(), dy_c, cols, 0.0f, col.f32(), cols);
+    NNCORE_DISPATCH(device, col2im, col.f32(), images, g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh,
+                    g.sw, dx.f32() + n0 * image);
+  }
+  return dx;
 }
 
 }  // namespace nncore::ops
