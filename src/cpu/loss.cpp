@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "nncore/kernels.h"
+#include "softmax_row.h"
 
 namespace nncore::cpu {
 
@@ -29,22 +30,6 @@ double blocked_sum(int64_t count, int64_t work, RangeSum range_sum) {
   double total = 0.0;
   for (int64_t blk = 0; blk < kSumBlocks; ++blk) total += partial[blk];
   return total;
-}
-
-// probs_row = softmax(logits_row); returns log(sum exp(x - max)) and the max through `m`.
-inline double softmax_row(const float* x, float* probs, int64_t cols, float& m) {
-  m = x[0];
-  for (int64_t c = 1; c < cols; ++c) m = x[c] > m ? x[c] : m;
-  double sum = 0.0;
-  for (int64_t c = 0; c < cols; ++c) {
-    const float e = std::exp(x[c] - m);
-    probs[c] = e;
-    sum += e;
-  }
-  const float inv_sum = static_cast<float>(1.0 / sum);
-#pragma omp simd
-  for (int64_t c = 0; c < cols; ++c) probs[c] *= inv_sum;
-  return std::log(sum);
 }
 
 }  // namespace

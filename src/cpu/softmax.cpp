@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "nncore/kernels.h"
+#include "softmax_row.h"
 
 namespace nncore::cpu {
 
@@ -11,30 +12,14 @@ namespace {
 
 constexpr int64_t kParallelMin = 1 << 12;
 
-inline float row_max(const float* x, int64_t cols) {
-  float m = x[0];
-  for (int64_t c = 1; c < cols; ++c) m = x[c] > m ? x[c] : m;
-  return m;
-}
-
 }  // namespace
 
 // y = exp(x - max) / sum exp(x - max)
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* in = x + r * cols;
-    float* out = y + r * cols;
-    const float m = row_max(in, cols);
-    double sum = 0.0;
-    for (int64_t c = 0; c < cols; ++c) {
-      const float e = std::exp(in[c] - m);
-      out[c] = e;
-      sum += e;
-    }
-    const float inv_sum = static_cast<float>(1.0 / sum);
-#pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) out[c] *= inv_sum;
+    float m;
+    softmax_row(x + r * cols, y + r * cols, cols, m);
   }
 }
 
