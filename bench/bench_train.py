@@ -10,6 +10,7 @@ Writes bench/results/train.json and bench/results/train.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -101,7 +102,16 @@ def worker_torch(model: str, batch: int, device: str, min_time: float, threads: 
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """Peak resident set of this process. VmHWM belongs to the process image; getrusage's
+    ru_maxrss would carry the parent's peak across fork + exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _run_worker(framework, model, batch, device, min_time, threads) -> dict | None:
@@ -142,10 +152,9 @@ def main(argv=None) -> int:
     if "cuda" in devices and not nc.cuda.is_available():
         print("no CUDA device: GPU rows skipped")
         devices.remove("cuda")
-    try:
-        import torch  # noqa: F401
+    if importlib.util.find_spec("torch") is not None:  # not imported here: workers measure memory
         frameworks = ["nncore", "torch"]
-    except ImportError:
+    else:
         print("PyTorch not installed: nncore rows only (pip install torch for the comparison)")
         frameworks = ["nncore"]
     rows = []
