@@ -197,8 +197,32 @@ static void check_im2col() {
       {2, 1, 28, 28, 5, 5, 0, 0, 1, 1}, // LeNet conv1
       {3, 6, 14, 14, 5, 5, 0, 0, 1, 1}, // LeNet conv2
       {2, 1, 2, 70, 1, 66, 0, 1, 1, 2}, // kw > 64 (taps past the kernels' cached ranges)
+      // large enough for the parallel paths (> 2^15 col entries):
+      {13, 1, 28, 28, 5, 5, 2, 2, 1, 1},  // LeNet conv1 pass ("same" padding, few planes)
+      {17, 6, 14, 14, 5, 5, 0, 0, 1, 1},  // LeNet conv2 pass
+      {5, 1, 61, 50, 5, 3, 2, 1, 2, 3},   // few planes (row blocks), padded, strided
+      {3, 2, 40, 9, 3, 1, 1, 0, 1, 1},    // kw 1: contiguous rows
   };
   for (const auto& g : fixed) check_conv_cfg(g);
+  // col2im must not depend on the thread count (bitwise)
+  const ConvCfg det[] = {{13, 1, 28, 28, 5, 5, 2, 2, 1, 1},
+                         {17, 6, 14, 14, 5, 5, 0, 0, 1, 1},
+                         {5, 1, 61, 50, 5, 3, 2, 1, 2, 3}};
+  const int threads = omp_get_max_threads();
+  for (const auto& g : det) {
+    const int64_t OH = (g.H + 2 * g.ph - g.kh) / g.sh + 1,
+                  OW = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+    const auto c_in = randn(g.C * g.kh * g.kw * g.N * OH * OW);
+    vector<float> a(g.N * g.C * g.H * g.W), b(a.size());
+    omp_set_num_threads(1);
+    k::col2im(c_in.data(), g.N, g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, a.data());
+    omp_set_num_threads(std::max(threads, 2));
+    k::col2im(c_in.data(), g.N, g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, b.data());
+    omp_set_num_threads(threads);
+    report(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0,
+           fmt("col2im deterministic across thread counts N%lld C%lld %lldx%lld",
+               (long long)g.N, (long long)g.C, (long long)g.H, (long long)g.W));
+  }
   for (int t = 0; t < 200; ++t) {  // random configurations
     ConvCfg g;
     g.N = rand_int(1, 3), g.C = rand_int(1, 4), g.H = rand_int(1, 12), g.W = rand_int(1, 12);

@@ -1,7 +1,22 @@
 // im2col / col2im in Caffe's batched layout: col is (C*kh*kw, N*OH*OW), row r = (c*kh + i)*kw + j,
 // column (n*OH + oh)*OW + ow, with OH = (H + 2ph - kh)/sh + 1 (likewise OW).
+//
+// Both kernels work on (n, c) planes and walk the taps (i, j) in the outer loops, so the inner
+// loop is one output row: OW contiguous floats of col against a shifted row of the plane.
+// Padding is handled once per plane rather than per element: im2col copies the plane into a
+// zero-bordered buffer, col2im accumulates into a buffer with zero column borders (rows outside
+// the image are simply never visited). For stride 1 the row copies/adds are 4-float vector
+// chunks (fixed-size memcpy, which GCC turns into SSE loads/stores at baseline x86-64).
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "nncore/kernels.h"
 
@@ -9,104 +24,214 @@ namespace nncore::cpu {
 
 namespace {
 
+// Below this many col elements a call runs on one thread (a fork/join costs a few us).
 constexpr int64_t kParallelMin = 1 << 15;
 
-// Output positions o in [lo, hi) whose input coordinate o*stride - pad + tap lies in [0, size).
-struct ValidRange {
-  int64_t lo, hi;
-};
-inline ValidRange valid_outputs(int64_t size, int64_t pad, int64_t tap, int64_t stride,
-                                int64_t out) {
-  const int64_t first = pad - tap;  // o*stride >= pad - tap
-  int64_t lo = first > 0 ? (first + stride - 1) / stride : 0;
-  const int64_t limit = size + pad - tap;  // o*stride < size + pad - tap
-  int64_t hi = limit > 0 ? (limit - 1) / stride + 1 : 0;
-  lo = std::min(lo, out);
-  hi = std::max(lo, std::min(hi, out));
-  return {lo, hi};
+// [begin, end) of `items` for thread t of nt: contiguous, sizes differ by at most one.
+inline void static_split(int64_t items, int t, int nt, int64_t& begin, int64_t& end) {
+  const int64_t q = items / nt, r = items % nt;
+  begin = t * q + std::min<int64_t>(t, r);
+  end = begin + q + (t < r ? 1 : 0);
+}
+
+// Fixed 4-float moves (SSE2 intrinsics where available, else fixed-size memcpy).
+#if defined(__SSE2__)
+inline void copy4(float* dst, const float* src) { _mm_storeu_ps(dst, _mm_loadu_ps(src)); }
+inline void add4(float* dst, const float* src) {
+  _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), _mm_loadu_ps(src)));
+}
+#else
+inline void copy4(float* dst, const float* src) { std::memcpy(dst, src, 4 * sizeof(float)); }
+inline void add4(float* dst, const float* src) {
+  float a[4], b[4];
+  std::memcpy(a, dst, sizeof a);
+  std::memcpy(b, src, sizeof b);
+  for (int k = 0; k < 4; ++k) a[k] += b[k];
+  std::memcpy(dst, a, sizeof a);
+}
+#endif
+
+// dst[0, n) = src[0, n). For n >= 4 the last chunk overlaps the previous one instead of a
+// scalar tail (both write the same values).
+inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+  if (n < 4) {
+    for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
+    return;
+  }
+  // One loop whose last step is pulled back to n - 4: a plain chunked loop would be recognized
+  // as a memcpy idiom and become a library call per (short) row.
+  for (int64_t t = 0;; t = std::min(t + 4, n - 4)) {
+    copy4(dst + t, src + t);
+    if (t + 4 >= n) break;
+  }
+}
+
+// dst[0, n) += src[0, n). For n >= 4 the last chunk [n - 4, n) is summed from the original dst
+// before the loop and stored after it: the lanes it shares with the loop's last chunk get the
+// same value dst + src twice, so each element is still added exactly once, with no scalar tail.
+inline void add_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+  if (n < 4) {
+    for (int64_t t = 0; t < n; ++t) dst[t] += src[t];
+    return;
+  }
+#if defined(__SSE2__)
+  const __m128 last = _mm_add_ps(_mm_loadu_ps(dst + n - 4), _mm_loadu_ps(src + n - 4));
+  for (int64_t t = 0; t + 4 < n; t += 4) add4(dst + t, src + t);
+  _mm_storeu_ps(dst + n - 4, last);
+#else
+  float last[4];
+  for (int k = 0; k < 4; ++k) last[k] = dst[n - 4 + k] + src[n - 4 + k];
+  for (int64_t t = 0; t + 4 < n; t += 4) add4(dst + t, src + t);
+  std::memcpy(dst + n - 4, last, sizeof last);
+#endif
+}
+
+// ceil(a / b) for b > 0 and any sign of a.
+inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+inline int team_size_if(bool parallel) {
+#ifdef _OPENMP
+  return parallel ? omp_get_max_threads() : 1;
+#else
+  (void)parallel;
+  return 1;
+#endif
 }
 
 }  // namespace
 
 // col[r, n, oh, ow] = x[n, c, oh*sh - ph + i, ow*sw - pw + j], 0 outside the image.
+// Work item = (n, c, i): the kw rows r = (c*kh + i)*kw + j of image n's column block.
 void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw,
             int64_t ph, int64_t pw, int64_t sh, int64_t sw, float* col) {
   const int64_t OH = (H + 2 * ph - kh) / sh + 1;
   const int64_t OW = (W + 2 * pw - kw) / sw + 1;
   const int64_t rows = C * kh * kw;
   const int64_t cols = N * OH * OW;
-#pragma omp parallel for collapse(2) schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
-      const float* __restrict plane = x + (n * C + c) * H * W;
-      float* __restrict out = col + r * cols + n * OH * OW;
-      const ValidRange ow_range = valid_outputs(W, pw, j, sw, OW);
-      const int64_t lo = ow_range.lo, hi = ow_range.hi;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        float* __restrict out_row = out + oh * OW;
-        const int64_t h = oh * sh - ph + i;
-        if (h < 0 || h >= H) {
-          std::memset(out_row, 0, static_cast<size_t>(OW) * sizeof(float));
-          continue;
+  const int64_t spatial = OH * OW;
+  if (rows <= 0 || cols <= 0) return;
+  const bool padded = ph > 0 || pw > 0;
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+  const int64_t items = N * C * kh;
+  const bool parallel = rows * cols > kParallelMin;
+#pragma omp parallel if (parallel)
+  {
+    int t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    int64_t begin, end;
+    static_split(items, t, nt, begin, end);
+    std::vector<float> buf;  // zero-bordered copy of the current plane (padded case)
+    if (padded && begin < end) buf.assign(static_cast<size_t>(Hp * Wp), 0.0f);
+    int64_t buffered = -1;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t p = item / kh, i = item % kh;
+      const int64_t n = p / C, c = p % C;
+      const float* src = x + p * H * W;
+      int64_t ld = W;
+      if (padded) {
+        if (p != buffered) {  // the borders stay zero; only the interior is rewritten
+          for (int64_t h = 0; h < H; ++h) copy_row(&buf[(h + ph) * Wp + pw], src + h * W, W);
+          buffered = p;
         }
-        const float* __restrict in_row = plane + h * W;
-        const int64_t shift = j - pw;  // w = ow*sw + shift
-        for (int64_t ow = 0; ow < lo; ++ow) out_row[ow] = 0.0f;
-        if (sw == 1) {  // a contiguous segment of the input row
-          if (hi > lo)
-            std::memcpy(out_row + lo, in_row + lo + shift,
-                        static_cast<size_t>(hi - lo) * sizeof(float));
+        src = buf.data();
+        ld = Wp;
+      }
+      // padded coordinates: row oh*sh + i, column ow*sw + j
+      const float* tap_rows = src + i * ld;
+      for (int64_t j = 0; j < kw; ++j) {
+        float* __restrict out = col + ((c * kh + i) * kw + j) * cols + n * spatial;
+        const float* __restrict in = tap_rows + j;
+        if (sw == 1) {
+          if (sh == 1 && OW == ld) {  // kw == 1 unpadded in w: the rows are contiguous
+            copy_row(out, in, spatial);
+          } else {
+            for (int64_t oh = 0; oh < OH; ++oh) copy_row(out + oh * OW, in + oh * sh * ld, OW);
+          }
         } else {
-          for (int64_t ow = lo; ow < hi; ++ow) out_row[ow] = in_row[ow * sw + shift];
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            const float* __restrict in_row = in + oh * sh * ld;
+            float* __restrict out_row = out + oh * OW;
+            for (int64_t ow = 0; ow < OW; ++ow) out_row[ow] = in_row[ow * sw];
+          }
         }
-        for (int64_t ow = hi; ow < OW; ++ow) out_row[ow] = 0.0f;
       }
     }
   }
 }
 
 // x[n, c, h, w] = sum over taps (i, j) with h = oh*sh - ph + i, w = ow*sw - pw + j (oh, ow in
-// range) of col[(c*kh + i)*kw + j, n, oh, ow]. One thread owns a whole (n, c) plane and adds
-// the taps in a fixed (i, j) order, so the result is deterministic and needs no atomics.
+// range) of col[(c*kh + i)*kw + j, n, oh, ow]. Caffe's CPU scheme: zero the plane, then add each
+// tap's col rows into the shifted plane. Work item = (plane, block of image rows); the thread
+// that owns it writes those rows of x and nothing else, so there are no races or atomics, and
+// every pixel sums its taps starting from 0 in (i, j) ascending order whatever the thread
+// count or the row blocking, so the result is deterministic.
 void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh,
             int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, float* x) {
   const int64_t OH = (H + 2 * ph - kh) / sh + 1;
   const int64_t OW = (W + 2 * pw - kw) / sw + 1;
+  const int64_t rows = C * kh * kw;
   const int64_t cols = N * OH * OW;
+  const int64_t spatial = OH * OW;
   const int64_t planes = N * C;
-  // The ow range of each column tap j, computed once (it costs two integer divisions).
-  constexpr int64_t kMaxTaps = 64;
-  ValidRange ow_ranges[kMaxTaps];
-  for (int64_t j = 0; j < std::min(kw, kMaxTaps); ++j)
-    ow_ranges[j] = valid_outputs(W, pw, j, sw, OW);
-#pragma omp parallel for schedule(static) if (planes * H * W * kh * kw > kParallelMin)
-  for (int64_t p = 0; p < planes; ++p) {
-    const int64_t n = p / C, c = p % C;
-    float* __restrict plane = x + p * H * W;
-    for (int64_t h = 0; h < H; ++h) {
-      float* __restrict x_row = plane + h * W;
-      for (int64_t w = 0; w < W; ++w) x_row[w] = 0.0f;
+  if (planes <= 0 || H <= 0 || W <= 0) return;
+  if (rows <= 0 || cols <= 0) {  // nothing reads x: it is all zeros
+    std::memset(x, 0, static_cast<size_t>(planes * H * W) * sizeof(float));
+    return;
+  }
+  const bool parallel = rows * cols > kParallelMin;
+  // Few planes (conv1: one channel) balance badly over the threads: split them into row blocks.
+  const int64_t team = team_size_if(parallel);
+  const int64_t want_items = 8 * team;
+  const int64_t splits =
+      (team > 1 && planes < want_items) ? std::min(H, ceil_div(want_items, planes)) : 1;
+  const int64_t block = ceil_div(H, splits);
+  const int64_t items = planes * splits;
+  const int64_t Wp = W + 2 * pw;
+#pragma omp parallel if (parallel)
+  {
+    int t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    int64_t begin, end;
+    static_split(items, t, nt, begin, end);
+    std::vector<float> buf;  // accumulator with zero column borders (pw > 0)
+    if (pw > 0 && begin < end) buf.resize(static_cast<size_t>(block * Wp));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t p = item / splits, s = item % splits;
+      const int64_t n = p / C, c = p % C;
+      const int64_t h0 = s * block, h1 = std::min(H, h0 + block);
+      if (h0 >= h1) continue;
+      float* const x_rows = x + (p * H + h0) * W;
+      // acc[(h - h0)*ld + wp] accumulates pixel (h, wp - pw) (wp: padded column)
+      float* const acc = pw > 0 ? buf.data() : x_rows;
+      const int64_t ld = pw > 0 ? Wp : W;
+      std::memset(acc, 0, static_cast<size_t>((h1 - h0) * ld) * sizeof(float));
       for (int64_t i = 0; i < kh; ++i) {
-        const int64_t t = h + ph - i;  // = oh*sh
-        if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
-        const int64_t oh = t / sh;
+        // oh with h = oh*sh - ph + i in [h0, h1)
+        const int64_t oh_lo = std::max<int64_t>(0, ceil_div(h0 + ph - i, sh));
+        const int64_t oh_hi = std::min(OH, ceil_div(h1 + ph - i, sh));
+        if (oh_lo >= oh_hi) continue;
         for (int64_t j = 0; j < kw; ++j) {
-          const float* __restrict col_row =
-              col + ((c * kh + i) * kw + j) * cols + (n * OH + oh) * OW;
-          const ValidRange ow_range =
-              j < kMaxTaps ? ow_ranges[j] : valid_outputs(W, pw, j, sw, OW);
-          const int64_t shift = j - pw;  // w = ow*sw + shift
-          if (sw == 1) {
-#pragma omp simd
-            for (int64_t ow = ow_range.lo; ow < ow_range.hi; ++ow)
-              x_row[ow + shift] += col_row[ow];
-          } else {
-            for (int64_t ow = ow_range.lo; ow < ow_range.hi; ++ow)
-              x_row[ow * sw + shift] += col_row[ow];
+          const float* __restrict tap = col + ((c * kh + i) * kw + j) * cols + n * spatial;
+          for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+            const int64_t h = oh * sh - ph + i;
+            float* __restrict acc_row = acc + (h - h0) * ld + j;  // + ow*sw
+            const float* __restrict col_row = tap + oh * OW;
+            if (sw == 1) {
+              add_row(acc_row, col_row, OW);
+            } else {
+              for (int64_t ow = 0; ow < OW; ++ow) acc_row[ow * sw] += col_row[ow];
+            }
           }
         }
       }
+      if (pw > 0)
+        for (int64_t h = h0; h < h1; ++h) copy_row(x_rows + (h - h0) * W, acc + (h - h0) * ld + pw, W);
     }
   }
 }
