@@ -101,7 +101,8 @@ int check() {
   const int64_t big[][3] = {{257, 263, 401}, {129, 1001, 769}, {800, 784, 256}, {256, 800, 784},
                             {256, 10, 800},  {10, 800, 256},   {6, 2000, 25},   {1, 3000, 300},
                             {3000, 1, 300},  {30, 70, 1500},   {700, 1300, 50}, {4200, 40, 20},
-                            {45, 1400, 390}, {2, 5000, 7}};
+                            {45, 1400, 390}, {2, 5000, 7},      {6, 25, 20000},  {13, 3, 90001},
+                            {40, 40, 5000}};
   for (auto& s : big)
     for (int t = 0; t < 4; ++t) {
       const auto& p = ab[(idx++) % 5];
@@ -150,14 +151,14 @@ double time_gflops(bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
   };
   run();
   const double flops = 2.0 * M * N * K;
-  int reps = std::max(3, static_cast<int>(3e9 / flops));
+  // Best single call over ~0.6 s of calls: the dev machine is shared, the minimum is what the
+  // kernel can do (the numpy comparison in the report is timed the same way).
+  const int reps = std::max(10, std::min(3000, static_cast<int>(1.2e11 / flops)));
   double best = 1e30;
-  for (int trial = 0; trial < 3; ++trial) {
+  for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
-    for (int r = 0; r < reps; ++r) run();
-    const double dt =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
-    best = std::min(best, dt);
+    run();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return flops / best / 1e9;
 }
