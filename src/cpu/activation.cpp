@@ -16,7 +16,7 @@ constexpr int64_t kParallelMinTranscendental = 1 << 12;
 
 // y = max(x, 0); NaN stays NaN, like PyTorch.
 void relu_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];      // a local, not a reference into x: the max then vectorizes
     y[i] = std::max(v, 0.0f);  // (v < 0) ? 0 : v, so NaN passes through
@@ -25,7 +25,7 @@ void relu_forward(const float* x, float* y, int64_t n) {
 
 // dx = dy * [x > 0]
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i];  // loaded unconditionally so the select vectorizes
     dx[i] = x[i] > 0.0f ? g : 0.0f;
@@ -34,7 +34,7 @@ void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 
 // y = x if x > 0 else slope * x
 void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     // One of the two terms is 0; GCC vectorizes max/min but not a select of two products.
@@ -44,7 +44,7 @@ void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
 
 // dx = dy if x > 0 else slope * dy
 void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, float slope) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i], v = x[i];
     dx[i] = (v > 0.0f ? g : 0.0f) + slope * (v > 0.0f ? 0.0f : g);  // selects against 0 vectorize
@@ -54,7 +54,7 @@ void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, 
 // y = 1/(1+e^-x), computed from e = e^-|x| <= 1 so nothing overflows:
 // x >= 0: 1/(1+e);  x < 0: e/(1+e).
 void sigmoid_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinTranscendental)
+#pragma omp parallel for schedule(static) if (n > kParallelMinTranscendental)
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float e = std::exp(-std::fabs(v));
@@ -65,19 +65,19 @@ void sigmoid_forward(const float* x, float* y, int64_t n) {
 
 // dx = dy * y * (1 - y)
 void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
 // y = tanh(x)
 void tanh_forward(const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinTranscendental)
+#pragma omp parallel for schedule(static) if (n > kParallelMinTranscendental)
   for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
 
 // dx = dy * (1 - y^2)
 void tanh_backward(const float* y, const float* dy, float* dx, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMinCheap)
+#pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 

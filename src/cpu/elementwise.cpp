@@ -40,25 +40,25 @@ void dropout_forward(const float* x, float* y, float* mask, int64_t n, float p, 
 
 // y = a * b
 void mul(const float* a, const float* b, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
 }
 
 // y = value
 void fill(float* y, float value, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = value;
 }
 
 // y += alpha * x
 void axpy(float alpha, const float* x, float* y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 // y *= alpha
 void scale(float* y, float alpha, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
 }
 

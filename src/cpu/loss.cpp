@@ -119,7 +119,7 @@ void mse_forward(const float* pred, const float* target, int64_t n, float* loss)
 // dpred = scale * 2 * (pred - target)
 void mse_backward(const float* pred, const float* target, int64_t n, float scale, float* dpred) {
   const float twice_scale = 2.0f * scale;  // exact, so this equals scale * 2 * diff
-#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) dpred[i] = twice_scale * (pred[i] - target[i]);
 }
 

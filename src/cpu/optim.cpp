@@ -17,7 +17,7 @@ void sgd_momentum_loop(float* __restrict param, const float* __restrict grad,
                        float* __restrict momentum_buf, int64_t n, float lr, float momentum,
                        float dampening, float wd) {
   const float keep = 1.0f - dampening;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const float g = kDecay ? grad[i] + wd * param[i] : grad[i];
     const float buf = kFirstStep ? g : momentum * momentum_buf[i] + keep * g;
@@ -36,10 +36,10 @@ void sgd_step(float* __restrict param, const float* __restrict grad,
   const float wd = weight_decay;
   if (momentum == 0.0f) {
     if (wd == 0.0f) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) param[i] -= lr * grad[i];
     } else {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) param[i] -= lr * (grad[i] + wd * param[i]);
     }
     return;
