@@ -91,7 +91,7 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b 
 
 inline int team_size_if(bool parallel) {
 #ifdef _OPENMP
-  return parallel ? omp_get_max_threads() : 1;
+  return parallel && !omp_in_parallel() ? omp_get_max_threads() : 1;
 #else
   (void)parallel;
   return 1;
