@@ -136,3 +136,14 @@ def test_avg_pool2d_gradcheck(rng, case, count_include_pad):
     loss = lambda xx: float((to_numpy(ops.avg_pool2d_forward(
         to_tensor(xx), kh, kw, sh, sw, ph, pw, count_include_pad)) * r).sum())
     ref.check_grad(loss, x, to_numpy(dx), what="avg_pool2d dx")
+
+
+def test_max_pool2d_2x2_stride2_ties_and_nan(device):
+    """LeNet's 2x2/stride-2 pooling has its own CPU path: same tie and NaN rules as the rest."""
+    x = np.array([[[[1.0, np.nan, 3.0, 3.0, 0.0, 0.0],
+                    [np.nan, 2.0, 3.0, 3.0, 0.0, -1.0]]]], np.float32)
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
+    y, arg = to_numpy(y), to_numpy(arg)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1  # the first NaN wins
+    assert y[0, 0, 0, 1] == 3.0 and arg[0, 0, 0, 1] == 2     # ties: first in window order
+    assert y[0, 0, 0, 2] == 0.0 and arg[0, 0, 0, 2] == 4

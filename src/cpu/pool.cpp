@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "nncore/kernels.h"
+#include "vector_math.h"
 
 namespace nncore::cpu {
 
@@ -58,9 +59,52 @@ struct TapRanges {
 // argmax = h*W + w of the first maximum in row-major window order. NaN counts as a maximum
 // (propagates, like PyTorch). A window with no in-image tap (only possible when a padding is
 // >= its kernel size; PyTorch forbids pad > k/2) gives y = -inf, argmax = -1 (backward skips it).
+namespace {
+
+// best, best_idx = v, v_idx when v is greater (or the first NaN). Selects on bit patterns so the
+// row loop below vectorizes (GCC will not if-convert a float ?: at baseline x86-64).
+inline void take_if_greater(float v, int32_t v_idx, float& best, int32_t& best_idx) {
+  const bool take = (v > best) | ((v != v) & (best == best));
+  best = select_bits(take, v, best);
+  const uint32_t mask = 0u - static_cast<uint32_t>(take);
+  best_idx = static_cast<int32_t>((static_cast<uint32_t>(v_idx) & mask) |
+                                  (static_cast<uint32_t>(best_idx) & ~mask));
+}
+
+// One output row of a 2x2, stride-2, unpadded max pool (LeNet's): every window is inside the
+// image, so the four taps are read directly, in window order.
+void max_pool_row_2x2(const float* __restrict top, const float* __restrict bottom, int64_t OW,
+                      int32_t top_index, int32_t W, float* __restrict out,
+                      int32_t* __restrict out_index) {
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const int32_t w0 = static_cast<int32_t>(2 * ow);
+    float best = top[2 * ow];
+    int32_t best_idx = top_index + w0;
+    take_if_greater(top[2 * ow + 1], top_index + w0 + 1, best, best_idx);
+    take_if_greater(bottom[2 * ow], top_index + W + w0, best, best_idx);
+    take_if_greater(bottom[2 * ow + 1], top_index + W + w0 + 1, best, best_idx);
+    out[ow] = best;
+    out_index[ow] = best_idx;
+  }
+}
+
+}  // namespace
+
 void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, float* y, int32_t* argmax) {
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) {
+#pragma omp parallel for schedule(static) if (planes * OH * OW * 4 > kParallelMin)
+    for (int64_t p = 0; p < planes; ++p) {
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* top = x + (p * H + 2 * oh) * W;
+        max_pool_row_2x2(top, top + W, OW, static_cast<int32_t>(2 * oh * W),
+                         static_cast<int32_t>(W), y + (p * OH + oh) * OW,
+                         argmax + (p * OH + oh) * OW);
+      }
+    }
+    return;
+  }
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int32_t stride_w = static_cast<int32_t>(sw);
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
