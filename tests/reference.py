@@ -72,17 +72,8 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
     col = np.zeros((C, kh, kw, N, OH, OW))
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                for oh in range(OH):
-                    h = oh * sh - ph + i
-                    if not 0 <= h < H:
-                        continue
-                    for ow in range(OW):
-                        w = ow * sw - pw + j
-                        if 0 <= w < W:
-                            col[c, i, j, :, oh, ow] = x[:, c, h, w]
+    for c, i, j, oh, ow, h, w in _in_image_taps(C, H, W, kh, kw, sh, sw, ph, pw):
+        col[c, i, j, :, oh, ow] = x[:, c, h, w]
     return col.reshape(C * kh * kw, N * OH * OW)
 
 
@@ -92,6 +83,15 @@ def col2im(col, x_shape, kh, kw, sh, sw, ph, pw):
     OH, OW = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
     col = f64(col).reshape(C, kh, kw, N, OH, OW)
     x = np.zeros((N, C, H, W))
+    for c, i, j, oh, ow, h, w in _in_image_taps(C, H, W, kh, kw, sh, sw, ph, pw):
+        x[:, c, h, w] += col[c, i, j, :, oh, ow]
+    return x
+
+
+def _in_image_taps(C, H, W, kh, kw, sh, sw, ph, pw):
+    """(c, i, j, oh, ow, h, w) for every kernel tap (i, j) of every window (oh, ow) that lands on
+    an image pixel (h, w) = (oh*sh - ph + i, ow*sw - pw + j)."""
+    OH, OW = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
@@ -102,8 +102,7 @@ def col2im(col, x_shape, kh, kw, sh, sw, ph, pw):
                     for ow in range(OW):
                         w = ow * sw - pw + j
                         if 0 <= w < W:
-                            x[:, c, h, w] += col[c, i, j, :, oh, ow]
-    return x
+                            yield c, i, j, oh, ow, h, w
 
 
 def _pad(x, ph, pw, value=0.0):
