@@ -161,11 +161,14 @@ def cpu_gemm_kernel(request):
 
 
 # Per kernel (mr x nr = 14x32, 6x16, 4x16): full tiles, every row remainder, partial N slivers,
-# several K blocks, direct-B path (M <= 4*mr, B not transposed) and the packed path.
+# several K blocks, direct-B path (M <= 4*mr, B not transposed) and the packed path. With
+# trans_b and not trans_a, K >= 256 and N <= 32 or M*N <= 4096 take the inner-product path
+# (tiles 6x4 / 4x3): row and column remainders, K tails off the vector width, several K blocks.
 KERNEL_SHAPES = [
     (1, 1, 1), (3, 5, 2), (4, 16, 8), (6, 16, 16), (14, 32, 32), (5, 15, 7), (13, 31, 9),
     (15, 33, 17), (17, 47, 300), (29, 65, 385), (56, 97, 13), (57, 97, 13), (43, 255, 260),
     (97, 130, 515), (200, 100, 50), (1, 300, 1), (300, 1, 300), (127, 1100, 3),
+    (6, 25, 1031), (16, 150, 1700), (23, 31, 257), (1, 1, 2500), (61, 64, 263),
 ]
 
 

@@ -427,6 +427,50 @@ void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
   }
 }
 
+// Inner-product form of C = alpha * A B^T + beta * C, A (M x K) and B (N x K) both read in
+// place along K: nothing is packed, so it wins where the packed path would spend as long
+// transposing B as multiplying (small C, long K: convolution weight gradients dW = dY col^T,
+// thin linear layers). K is cut into blocks so a tile's A rows stay in L1 while the B rows of
+// the following tiles stream past them. Each thread owns one fixed range of C tiles for every
+// K block, so the threads never wait for each other.
+constexpr int64_t kDotKc = 1024;  // A block: 6 rows x 1024 x 4 B = 24 KiB of the 48 KiB L1
+
+// Measured side by side on AVX-512, 1 and 2 threads: the inner-product form is 1.1-3x faster
+// for thin C (N <= 32) or small C (M*N <= 4096) once K >= 256, and 0.5-0.9x for larger C,
+// where the packed 14x32 tile's register reuse wins.
+bool prefer_dot_form(int64_t M, int64_t N, int64_t K) {
+  return K >= 256 && (N <= 32 || M * N <= 4096);
+}
+
+void sgemm_dot(const Problem& p, const MicroKernel& kern, int threads) {
+  const int mr = kern.dot_mr, nr = kern.dot_nr;
+  const int64_t tiles_n = ceil_div(p.N, nr), tiles = ceil_div(p.M, mr) * tiles_n;
+  const int64_t kc_even = round_up(ceil_div(p.K, ceil_div(p.K, kDotKc)), 16);
+  auto run = [&](int part, int parts) {
+    int64_t t0, t1;
+    split_range(tiles, parts, part, &t0, &t1);
+    for (int64_t p0 = 0; p0 < p.K; p0 += kc_even) {
+      const int64_t kc = std::min(kc_even, p.K - p0);
+      const float beta = p0 == 0 ? p.beta : 1.0f;
+      for (int64_t t = t0; t < t1; ++t) {  // row-major over tiles: runs of tiles share A rows
+        const int64_t i = (t / tiles_n) * mr, j = (t % tiles_n) * nr;
+        kern.dot_tile(kc, p.A + i * p.lda + p0, p.lda, p.B + j * p.ldb + p0, p.ldb,
+                      p.C + i * p.ldc + j, p.ldc, static_cast<int>(std::min<int64_t>(mr, p.M - i)),
+                      static_cast<int>(std::min<int64_t>(nr, p.N - j)), p.alpha, beta);
+      }
+    }
+  };
+  threads = static_cast<int>(std::min<int64_t>(threads, tiles));
+  if (threads <= 1) {
+    run(0, 1);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  run(omp_get_thread_num(), omp_get_num_threads());
+#endif
+}
+
 }  // namespace
 
 namespace sgemm_detail {
@@ -496,6 +540,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       best_tm = tm;
       best_tn = tn;
     }
+  }
+  if (!trans_a && trans_b && plan.kern->dot_tile != nullptr && prefer_dot_form(M, N, K)) {
+    sgemm_dot(prob, *plan.kern, threads);
+    return;
   }
   if (threads > 1 && best_eff < 0.5 && K >= 8 * plan.kc_max && M * N <= (int64_t{1} << 16)) {
     sgemm_split_k(prob, plan, threads);

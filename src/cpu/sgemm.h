@@ -36,6 +36,12 @@ using TileFn = void (*)(int64_t kc, const float* a, const float* b, int64_t b_st
 using PackFn = void (*)(bool trans, const float* src, int64_t ld, int64_t idx0, int count,
                         int64_t p0, int64_t kc, float* dst);
 
+// Inner-product tile, for A (m x kc) and B (n x kc) both contiguous along k (C = A B^T):
+//   C[i, j] = alpha * sum_{k < kc} a[i*lda + k] * b[j*ldb + k] + beta * C[i, j]
+// for i < m <= dot_mr, j < n <= dot_nr; beta == 0: C is not read. Vectors run along k.
+using DotTileFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                           float* c, int64_t ldc, int m, int n, float alpha, float beta);
+
 struct MicroKernel {
   const char* name;
   int mr;  // rows of the register tile (broadcast dimension)
@@ -43,6 +49,8 @@ struct MicroKernel {
   TileFn tile;
   PackFn pack_a;
   PackFn pack_b;
+  int dot_mr = 0, dot_nr = 0;  // inner-product tile (nullptr: the family has none)
+  DotTileFn dot_tile = nullptr;
 };
 
 // Portable packing routines (sgemm.cpp), for the families without their own.

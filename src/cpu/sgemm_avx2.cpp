@@ -108,6 +108,68 @@ void sgemm_tile_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t bs
     tile_rows<1>(kc, a, b, bs, c, ldc, m, n, alpha, beta);
 }
 
+// ---- inner-product tile (C = A B^T with A and B both contiguous along k) -----------------
+// 4 x 3 accumulators (12 ymm + 3 for the B rows + 1 for the A row = all 16 registers), each an
+// 8-lane partial sum of A[i, k] * B[j, k] over k = lane (mod 8), summed across lanes at the
+// end: per 8 values of k, 4 + 3 loads feed 12 FMAs. Rows past m (columns past n) repeat the
+// last valid one and are not stored.
+constexpr int kDotMR = 4;
+constexpr int kDotNR = 3;
+
+inline float sum_lanes(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((noinline)) void dot_tile_avx2_4x3(int64_t kc, const float* a, int64_t lda,
+                                                 const float* b, int64_t ldb, float* c,
+                                                 int64_t ldc, int m, int n, float alpha,
+                                                 float beta) {
+  const float* ar[kDotMR];
+  const float* br[kDotNR];
+  for (int i = 0; i < kDotMR; ++i) ar[i] = a + (i < m ? i : m - 1) * lda;
+  for (int j = 0; j < kDotNR; ++j) br[j] = b + (j < n ? j : n - 1) * ldb;
+  __m256 acc[kDotMR][kDotNR];
+#pragma GCC unroll 4
+  for (int i = 0; i < kDotMR; ++i) {
+#pragma GCC unroll 3
+    for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 bv[kDotNR];
+#pragma GCC unroll 3
+    for (int j = 0; j < kDotNR; ++j) bv[j] = _mm256_loadu_ps(br[j] + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < kDotMR; ++i) {
+      const __m256 av = _mm256_loadu_ps(ar[i] + k);
+#pragma GCC unroll 3
+      for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  if (k < kc) {  // the last kc - k < 8 values, masked (masked-off lanes load as 0)
+    const __m256i tail = column_mask(static_cast<int>(kc - k), 0);
+    __m256 bv[kDotNR];
+#pragma GCC unroll 3
+    for (int j = 0; j < kDotNR; ++j) bv[j] = _mm256_maskload_ps(br[j] + k, tail);
+#pragma GCC unroll 4
+    for (int i = 0; i < kDotMR; ++i) {
+      const __m256 av = _mm256_maskload_ps(ar[i] + k, tail);
+#pragma GCC unroll 3
+      for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      const float sum = alpha * sum_lanes(acc[i][j]);
+      float* cp = c + i * ldc + j;
+      *cp = beta == 0.0f ? sum : sum + beta * *cp;
+    }
+  }
+}
+
 }  // namespace
 
 #pragma GCC pop_options
@@ -116,8 +178,9 @@ namespace nncore {
 namespace cpu {
 namespace sgemm_detail {
 const MicroKernel* microkernel_avx2() {
-  static const MicroKernel k{"avx2", kMR, kNR, &sgemm_tile_avx2_6x16,
-                                &pack_a_portable_6, &pack_b_portable_16};
+  static const MicroKernel k{"avx2",          kMR,     kNR,     &sgemm_tile_avx2_6x16,
+                             &pack_a_portable_6, &pack_b_portable_16, kDotMR, kDotNR,
+                             &dot_tile_avx2_4x3};
   return &k;
 }
 }  // namespace sgemm_detail

@@ -219,6 +219,60 @@ void sgemm_tile_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t
     tile_rows<1>(kc, a, b, bs, c, ldc, m, n, alpha, beta);
 }
 
+// ---- inner-product tile (C = A B^T with A and B both contiguous along k) -----------------
+// 6 x 4 accumulators, each a 16-lane partial sum of A[i, k] * B[j, k] over k = lane (mod 16),
+// summed across lanes at the end: per 16 values of k, 6 + 4 vector loads feed 24 FMAs. Rows
+// past m (columns past n) repeat the last valid one and are not stored.
+constexpr int kDotMR = 6;
+constexpr int kDotNR = 4;
+
+__attribute__((noinline)) void dot_tile_avx512_6x4(int64_t kc, const float* a, int64_t lda,
+                                                   const float* b, int64_t ldb, float* c,
+                                                   int64_t ldc, int m, int n, float alpha,
+                                                   float beta) {
+  const float* ar[kDotMR];
+  const float* br[kDotNR];
+  for (int i = 0; i < kDotMR; ++i) ar[i] = a + (i < m ? i : m - 1) * lda;
+  for (int j = 0; j < kDotNR; ++j) br[j] = b + (j < n ? j : n - 1) * ldb;
+  __m512 acc[kDotMR][kDotNR];
+#pragma GCC unroll 8
+  for (int i = 0; i < kDotMR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= kc; k += 16) {
+    __m512 bv[kDotNR];
+#pragma GCC unroll 4
+    for (int j = 0; j < kDotNR; ++j) bv[j] = _mm512_loadu_ps(br[j] + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < kDotMR; ++i) {
+      const __m512 av = _mm512_loadu_ps(ar[i] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  if (k < kc) {  // the last kc - k < 16 values, masked (masked-off lanes load as 0)
+    const __mmask16 tail = first_lanes(kc - k);
+    __m512 bv[kDotNR];
+#pragma GCC unroll 4
+    for (int j = 0; j < kDotNR; ++j) bv[j] = _mm512_maskz_loadu_ps(tail, br[j] + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < kDotMR; ++i) {
+      const __m512 av = _mm512_maskz_loadu_ps(tail, ar[i] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < kDotNR; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      const float sum = alpha * _mm512_reduce_add_ps(acc[i][j]);
+      float* cp = c + i * ldc + j;
+      *cp = beta == 0.0f ? sum : sum + beta * *cp;
+    }
+  }
+}
+
 }  // namespace
 
 #pragma GCC pop_options
@@ -227,8 +281,9 @@ namespace nncore {
 namespace cpu {
 namespace sgemm_detail {
 const MicroKernel* microkernel_avx512() {
-  static const MicroKernel k{"avx512", kMR, kNR, &sgemm_tile_avx512_14x32,
-                                &pack_a_avx512_14, &pack_b_avx512_32};
+  static const MicroKernel k{"avx512",          kMR,     kNR,     &sgemm_tile_avx512_14x32,
+                             &pack_a_avx512_14, &pack_b_avx512_32, kDotMR, kDotNR,
+                             &dot_tile_avx512_6x4};
   return &k;
 }
 }  // namespace sgemm_detail
