@@ -76,7 +76,7 @@ Tensor col2im(const Tensor& col, const Shape& x_shape, int64_t kh, int64_t kw, i
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
-                      int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                      int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool relu) {
   const ConvGeometry g = conv_geometry("conv2d", x, w, sh, sw, ph, pw);
   const Device device = common_device("conv2d", {&x, &w});
   const int64_t cout = w.size(0);
@@ -89,15 +89,15 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
   const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
                                                  g.W, cout, g.kh, g.kw, g.OH, g.OW, false);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
-  NNCORE_DISPATCH(device, conv2d_forward, x.f32(), w.f32(), g.N, g.C, g.H, g.W, cout, g.kh, g.kw,
-                  g.ph, g.pw, g.sh, g.sw, g.OH, g.OW, y.f32(), scratch.f32());
-  if (b) bias_add_(y, *b);
+  NNCORE_DISPATCH(device, conv2d_forward, x.f32(), w.f32(), b ? b->f32() : nullptr, g.N, g.C,
+                  g.H, g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW, relu, y.f32(),
+                  scratch.f32());
   return y;
 }
 
 Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
                        std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                       bool need_dx) {
+                       bool need_dx, const std::optional<Tensor>& relu_y) {
   const ConvGeometry g = conv_geometry("conv2d_backward", x, w, sh, sw, ph, pw);
   require_float("conv2d_backward", "dy", dy);
   require_float("conv2d_backward", "dw", dw);
@@ -109,18 +109,27 @@ Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
   if (db) {
     require_bias("conv2d_backward", "dbias", *db, cout, dy.shape());
     common_device("conv2d_backward", {&dy, &*db});
-    bias_grad_(dy, *db);
+  }
+  if (relu_y) {
+    require_float("conv2d_backward", "relu_y", *relu_y);
+    require_same_shape("conv2d_backward", "relu_y", *relu_y, "dy", dy);
+    common_device("conv2d_backward", {&dy, &*relu_y});
   }
   Tensor dx = need_dx ? Tensor::empty(x.shape(), DType::float32, device) : Tensor();
-  if (dy.numel() == 0 || g.col_rows() == 0) {
+  if (dy.numel() == 0) {
     if (need_dx) fill_(dx, 0.0f);
+    return dx;
+  }
+  if (g.col_rows() == 0) {  // no input channels: y was the bias alone, only db has a gradient
+    if (db) bias_grad_(relu_y ? relu_backward(*relu_y, dy) : dy, *db);
     return dx;
   }
   const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
                                                  g.W, cout, g.kh, g.kw, g.OH, g.OW, true);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
-  NNCORE_DISPATCH(device, conv2d_backward, x.f32(), w.f32(), dy.f32(), g.N, g.C, g.H, g.W, cout,
-                  g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW, dw.f32(),
+  NNCORE_DISPATCH(device, conv2d_backward, x.f32(), w.f32(), dy.f32(),
+                  relu_y ? relu_y->f32() : nullptr, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
+                  g.pw, g.sh, g.sw, g.OH, g.OW, dw.f32(), db ? db->f32() : nullptr,
                   need_dx ? dx.f32() : nullptr, scratch.f32());
   return dx;
 }

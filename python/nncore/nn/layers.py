@@ -92,20 +92,24 @@ class Conv2d(Module):
         self.weight = _uniform_parameter((out_channels, in_channels, *self.kernel_size), bound, device)
         self.bias = _uniform_parameter((out_channels,), bound, device) if bias else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """``relu=True`` also applies max(., 0), inside the convolution's own passes over the
+        data (Sequential does this for a Conv2d followed by a ReLU); backward then applies
+        the ReLU's mask too."""
         self._check_tensor(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected input (N, {self.in_channels}, H, W), got {x.shape}")
         _window_output_size(self, x, self.kernel_size, self.stride, self.padding)
-        self._saved = x
-        return ops.conv2d_forward(x, self.weight.data, self.bias.data if self.bias else None,
-                                  *self.stride, *self.padding)
+        y = ops.conv2d_forward(x, self.weight.data, self.bias.data if self.bias else None,
+                               *self.stride, *self.padding, relu=relu)
+        self._saved = (x, y if relu else None)
+        return y
 
     def backward(self, dy: Tensor, need_dx: bool = True):
-        x = self._saved_for_backward()
+        x, relu_y = self._saved_for_backward()
         return ops.conv2d_backward(x, self.weight.data, dy, self.weight.grad,
                                    self.bias.grad if self.bias else None, *self.stride, *self.padding,
-                                   need_dx)
+                                   need_dx, relu_y=relu_y)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -331,12 +335,28 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self._modules.values():
-            x = layer.forward(x)
+        layers = list(self._modules.values())
+        # A ReLU right after a Conv2d runs inside the convolution (one pass over the output
+        # instead of two); its position is remembered so backward does not apply it twice.
+        self._fused_relus = set()
+        position = 0
+        while position < len(layers):
+            layer = layers[position]
+            fuse = (type(layer) is Conv2d and position + 1 < len(layers)
+                    and type(layers[position + 1]) is ReLU)
+            x = layer.forward(x, relu=True) if fuse else layer.forward(x)
+            if fuse:
+                layers[position + 1]._saved = x  # [y > 0] == [x > 0]: its own backward still works
+                self._fused_relus.add(position + 1)
+                position += 1
+            position += 1
         return x
 
     def backward(self, dy: Tensor, need_dx: bool = False):
         layers = list(self._modules.values())
+        fused = getattr(self, "_fused_relus", set())
         for position in range(len(layers) - 1, -1, -1):
+            if position in fused:  # the Conv2d before it applies its mask
+                continue
             dy = layers[position].backward(dy, need_dx=need_dx or position > 0)
         return dy

@@ -41,12 +41,14 @@ Tensor im2col(const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, i
 // col (C*kh*kw, N*OH*OW) -> image gradient of shape (N, C, H, W).
 Tensor col2im(const Tensor& col, const Shape& x_shape, int64_t kh, int64_t kw, int64_t sh,
               int64_t sw, int64_t ph, int64_t pw);
+// y = conv(x, w) + b, then max(y, 0) when relu (the ReLU fused into the convolution's passes).
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
-                      int64_t sh, int64_t sw, int64_t ph, int64_t pw);
-// Returns dx (undefined when need_dx is false); dw += ..., db += ... .
+                      int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool relu = false);
+// Returns dx (undefined when need_dx is false); dw += ..., db += ... . relu_y: the output of a
+// forward with relu, whose mask [relu_y > 0] is applied to dy first (the fused ReLU's backward).
 Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
                        std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                       bool need_dx);
+                       bool need_dx, const std::optional<Tensor>& relu_y = std::nullopt);
 
 // ---- pooling (input (N, C, H, W) or (C, H, W)) ----------------------------------------------
 std::tuple<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kh, int64_t kw,
