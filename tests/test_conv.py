@@ -82,29 +82,39 @@ def test_col2im_is_adjoint_of_im2col(device, rng):
     assert abs(rl - rr) <= 1e-10 * (abs(rl) + 1)
 
 
-def check_conv_forward(device, rng, case, with_bias=True):
+def check_conv_forward(device, rng, case, with_bias=True, relu=False):
     N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
     x, w, b, _ = conv_data(rng, *case)
     b = b if with_bias else None
     y = ops.conv2d_forward(to_tensor(x, device), to_tensor(w, device),
-                           None if b is None else to_tensor(b, device), sh, sw, ph, pw)
+                           None if b is None else to_tensor(b, device), sh, sw, ph, pw, relu=relu)
     expected = ref.conv2d_forward(x, w, b, sh, sw, ph, pw)
     scale = ref.conv2d_forward(np.abs(x), np.abs(w), None if b is None else np.abs(b),
                                sh, sw, ph, pw)
+    if relu:
+        expected = np.maximum(expected, 0.0)
     assert y.shape == expected.shape
     assert_close(y, expected, rtol=dot_tol(Cin * kh * kw), scale=scale, what=f"conv fwd {case}")
 
 
-def check_conv_backward(device, rng, case):
+def relu_output_like(rng, shape):
+    """A stand-in for the output of a fused ReLU: about half zeros, the rest positive."""
+    return np.maximum(rng.standard_normal(shape), 0.0).astype(np.float32)
+
+
+def check_conv_backward(device, rng, case, relu=False):
     N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
     x, w, _, dy = conv_data(rng, *case)
+    relu_y = relu_output_like(rng, dy.shape) if relu else None
     dw0 = rng.standard_normal(w.shape).astype(np.float32)
     db0 = rng.standard_normal(Cout).astype(np.float32)
     dw, db = to_tensor(dw0, device), to_tensor(db0, device)
     dx = ops.conv2d_backward(to_tensor(x, device), to_tensor(w, device), to_tensor(dy, device),
-                             dw, db, sh, sw, ph, pw, True)
-    rdx, rdw, rdb = ref.conv2d_backward(x, w, dy, sh, sw, ph, pw)
-    sdx, sdw, sdb = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), sh, sw, ph, pw)
+                             dw, db, sh, sw, ph, pw, True,
+                             relu_y=None if relu_y is None else to_tensor(relu_y, device))
+    g = dy * (relu_y > 0) if relu else dy  # the fused ReLU's backward comes first
+    rdx, rdw, rdb = ref.conv2d_backward(x, w, g, sh, sw, ph, pw)
+    sdx, sdw, sdb = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(g), sh, sw, ph, pw)
     OH, OW = dy.shape[2:]
     assert dx.shape == x.shape
     assert_close(dx, rdx, rtol=dot_tol(Cout * kh * kw), scale=sdx, what=f"conv dx {case}")
@@ -127,6 +137,54 @@ def test_conv2d_forward_no_bias(device, rng, case):
 @pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
 def test_conv2d_backward(device, rng, case):
     check_conv_backward(device, rng, case)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_conv2d_fused_relu_forward(device, rng, case):
+    check_conv_forward(device, rng, case, relu=True)
+    if case in CONV_CASES[:6]:
+        check_conv_forward(device, rng, case, with_bias=False, relu=True)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_conv2d_fused_relu_backward(device, rng, case):
+    check_conv_backward(device, rng, case, relu=True)
+
+
+def test_conv2d_fused_relu_matches_separate_ops_exactly(device, rng):
+    """Fused bias + ReLU give the very bits of conv, then relu; NaN stays NaN, like relu."""
+    case = (3, 2, 9, 8, 5, 3, 3, 1, 1, 1, 1)
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, b, dy = conv_data(rng, *case)
+    x[1, 0, 4, 4] = np.nan
+    xt, wt, bt = to_tensor(x, device), to_tensor(w, device), to_tensor(b, device)
+    fused = to_numpy(ops.conv2d_forward(xt, wt, bt, sh, sw, ph, pw, relu=True))
+    separate = to_numpy(ops.relu_forward(ops.conv2d_forward(xt, wt, bt, sh, sw, ph, pw)))
+    assert np.isnan(fused[1]).any() and not np.isnan(fused[0]).any()
+    np.testing.assert_array_equal(fused, separate)
+    # Backward: the mask of relu_y, then the plain backward of the masked gradient.
+    y = to_tensor(np.nan_to_num(fused), device)
+    dw1, db1 = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+    dw2, db2 = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+    xt = to_tensor(np.nan_to_num(x), device)
+    dyt = to_tensor(dy, device)
+    dx1 = ops.conv2d_backward(xt, wt, dyt, dw1, db1, sh, sw, ph, pw, True, relu_y=y)
+    dx2 = ops.conv2d_backward(xt, wt, ops.relu_backward(y, dyt), dw2, db2, sh, sw, ph, pw, True)
+    np.testing.assert_array_equal(to_numpy(dx1), to_numpy(dx2))
+    np.testing.assert_array_equal(to_numpy(dw1), to_numpy(dw2))
+    assert_close(db1, db2, rtol=1e-6, what="db fused vs separate")
+
+
+def test_conv2d_relu_y_is_validated(device, rng):
+    x, w, _, dy = conv_data(rng, 2, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1)
+    xt, wt, dyt = to_tensor(x, device), to_tensor(w, device), to_tensor(dy, device)
+    dw = nc.zeros(w.shape, device=device)
+    with pytest.raises(ValueError, match="relu_y"):
+        ops.conv2d_backward(xt, wt, dyt, dw, None, 1, 1, 1, 1, True,
+                            relu_y=to_tensor(dy[:1], device))
+    with pytest.raises(TypeError, match="relu_y"):
+        ops.conv2d_backward(xt, wt, dyt, dw, None, 1, 1, 1, 1, True,
+                            relu_y=to_tensor(dy.astype(np.int32), device))
 
 
 def test_conv2d_backward_accumulates_and_options(device, rng):
@@ -242,3 +300,20 @@ MULTI_PASS_CASES = [(23, 6, 14, 14, 5, 5, 5, 1, 1, 0, 0), (29, 1, 28, 28, 3, 5, 
 def test_conv2d_batches_spanning_several_passes(device, rng, case):
     check_conv_forward(device, rng, case)
     check_conv_backward(device, rng, case)
+    check_conv_forward(device, rng, case, relu=True)
+    check_conv_backward(device, rng, case, relu=True)
+
+
+def test_conv2d_no_input_channels(device):
+    """Cin == 0: y is the bias (then the ReLU), and only the bias has a gradient."""
+    x = nc.zeros((2, 0, 5, 5), device=device)
+    w = nc.zeros((3, 0, 3, 3), device=device)
+    b = to_tensor(np.array([1.0, -2.0, 3.0], np.float32), device)
+    y = ops.conv2d_forward(x, w, b, 1, 1, 1, 1, relu=True)
+    np.testing.assert_array_equal(to_numpy(y), np.broadcast_to([1.0, 0.0, 3.0], (2, 5, 5, 3))
+                                  .transpose(0, 3, 1, 2))
+    dy = to_tensor(np.ones(y.shape, np.float32), device)
+    dw, db = nc.zeros(w.shape, device=device), nc.zeros((3,), device=device)
+    dx = ops.conv2d_backward(x, w, dy, dw, db, 1, 1, 1, 1, True, relu_y=y)
+    assert dx.shape == (2, 0, 5, 5)
+    np.testing.assert_array_equal(to_numpy(db), [50.0, 0.0, 50.0])

@@ -124,6 +124,39 @@ def test_sequential_gradients(device, rng):
     check_gradients(model, rng.standard_normal((2, 1, 6, 6)), device, rng, eps=1e-3, rtol=3e-2)
 
 
+def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
+    """Sequential runs Conv2d + ReLU as one fused op; the result is the layer-by-layer one."""
+    nc.manual_seed(5)
+    layers = [nn.Conv2d(2, 4, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Conv2d(4, 3, 3, device=device), nn.ReLU(), nn.Flatten(),
+              nn.Linear(3 * 2 * 2, 5, device=device), nn.ReLU()]
+    model = nn.Sequential(*layers)
+    x = as_tensor(rng.standard_normal((3, 2, 8, 8)), device)
+    dy = as_tensor(rng.standard_normal((3, 5)), device)
+
+    h = x
+    for position, layer in enumerate(layers):  # one by one: nothing fused
+        h = layer.forward(h)
+        if position == 1:
+            relu1_mask = (h.numpy() > 0).astype(np.float32)
+    expected = h.numpy().copy()
+    g = dy
+    for position in range(len(layers) - 1, -1, -1):
+        g = layers[position].backward(g, need_dx=True)
+    expected_dx = g.numpy().copy()
+    expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
+
+    model.zero_grad()
+    np.testing.assert_array_equal(model.forward(x).numpy(), expected)
+    dx = model.backward(dy, need_dx=True)
+    np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model.parameters(), expected_grads):
+        np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
+    # A fused ReLU still answers its own backward (the mask of its output is the same).
+    relu_dx = layers[1].backward(as_tensor(np.ones((3, 4, 8, 8)), device)).numpy()
+    np.testing.assert_array_equal(relu_dx, relu1_mask)
+
+
 @pytest.mark.parametrize("target_kind", ["labels", "probabilities"])
 def test_cross_entropy_gradient(device, rng, target_kind):
     logits = rng.standard_normal((5, 4))
