@@ -5,17 +5,14 @@
 // loop is one output row: OW contiguous floats of col against a shifted row of the plane.
 // Padding is handled once per plane rather than per element: im2col copies the plane into a
 // zero-bordered buffer, col2im accumulates into a buffer with zero column borders (rows outside
-// the image are simply never visited). For stride 1 the row copies/adds are 4-float vector
-// chunks (fixed-size memcpy, which GCC turns into SSE loads/stores at baseline x86-64).
+// the image are simply never visited). For stride 1 the row copies/adds are vector chunks, as
+// wide as the CPU has (the per-row functions are compiled for AVX-512, AVX2 and baseline).
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-#if defined(__SSE2__)
-#include <emmintrin.h>
 #endif
 
 #include "nncore/kernels.h"
@@ -34,56 +31,76 @@ inline void static_split(int64_t items, int t, int nt, int64_t& begin, int64_t& 
   end = begin + q + (t < r ? 1 : 0);
 }
 
-// Fixed 4-float moves (SSE2 intrinsics where available, else fixed-size memcpy).
-#if defined(__SSE2__)
-inline void copy4(float* dst, const float* src) { _mm_storeu_ps(dst, _mm_loadu_ps(src)); }
-inline void add4(float* dst, const float* src) {
-  _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), _mm_loadu_ps(src)));
-}
+// Rows are moved in vector chunks of GCC/Clang vector types, so each target clone of the
+// functions marked NNCORE_WIDEST_VECTORS (AVX-512, AVX2, baseline) moves 64, 32 or 16 bytes
+// per instruction. Loads and stores go through fixed-size memcpy: unaligned moves, no
+// strict-aliasing questions.
+typedef float Floats4 __attribute__((vector_size(16)));
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef float Floats16 __attribute__((vector_size(64)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define NNCORE_WIDEST_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-inline void copy4(float* dst, const float* src) { std::memcpy(dst, src, 4 * sizeof(float)); }
-inline void add4(float* dst, const float* src) {
-  float a[4], b[4];
-  std::memcpy(a, dst, sizeof a);
-  std::memcpy(b, src, sizeof b);
-  for (int k = 0; k < 4; ++k) a[k] += b[k];
-  std::memcpy(dst, a, sizeof a);
-}
+#define NNCORE_WIDEST_VECTORS
 #endif
 
-// dst[0, n) = src[0, n). For n >= 4 the last chunk overlaps the previous one instead of a
-// scalar tail (both write the same values).
+// dst[0, n) = src[0, n), n >= lanes of Vec: the last chunk is pulled back to end at n and
+// overlaps the previous one (both write the same values), so there is no scalar tail. (A plain
+// chunked loop would be recognized as a memcpy idiom and become a library call per short row.)
+template <typename Vec>
+inline void copy_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
+  constexpr int64_t L = sizeof(Vec) / sizeof(float);
+  Vec v;
+  for (int64_t t = 0;; t = std::min(t + L, n - L)) {
+    std::memcpy(&v, src + t, sizeof v);
+    std::memcpy(dst + t, &v, sizeof v);
+    if (t + L >= n) break;
+  }
+}
+
+// dst[0, n) += src[0, n), n >= lanes of Vec: the last chunk [n - L, n) is summed from the
+// original dst before the loop and stored after it; the lanes it shares with the loop's last
+// chunk get the same value dst + src twice, so each element is still added exactly once.
+template <typename Vec>
+inline void add_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
+  constexpr int64_t L = sizeof(Vec) / sizeof(float);
+  Vec last, d, s;
+  std::memcpy(&last, dst + n - L, sizeof last);
+  std::memcpy(&s, src + n - L, sizeof s);
+  last += s;
+  for (int64_t t = 0; t + L < n; t += L) {
+    std::memcpy(&d, dst + t, sizeof d);
+    std::memcpy(&s, src + t, sizeof s);
+    d += s;
+    std::memcpy(dst + t, &d, sizeof d);
+  }
+  std::memcpy(dst + n - L, &last, sizeof last);
+}
+
+// The widest chunks that fit in n: rows of 10 (LeNet conv2) move as two 8-float chunks.
 inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
-  if (n < 4) {
+  if (n >= 16) {
+    copy_chunks<Floats16>(dst, src, n);
+  } else if (n >= 8) {
+    copy_chunks<Floats8>(dst, src, n);
+  } else if (n >= 4) {
+    copy_chunks<Floats4>(dst, src, n);
+  } else {
     for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
-    return;
-  }
-  // One loop whose last step is pulled back to n - 4: a plain chunked loop would be recognized
-  // as a memcpy idiom and become a library call per (short) row.
-  for (int64_t t = 0;; t = std::min(t + 4, n - 4)) {
-    copy4(dst + t, src + t);
-    if (t + 4 >= n) break;
   }
 }
 
-// dst[0, n) += src[0, n). For n >= 4 the last chunk [n - 4, n) is summed from the original dst
-// before the loop and stored after it: the lanes it shares with the loop's last chunk get the
-// same value dst + src twice, so each element is still added exactly once, with no scalar tail.
 inline void add_row(float* __restrict dst, const float* __restrict src, int64_t n) {
-  if (n < 4) {
+  if (n >= 16) {
+    add_chunks<Floats16>(dst, src, n);
+  } else if (n >= 8) {
+    add_chunks<Floats8>(dst, src, n);
+  } else if (n >= 4) {
+    add_chunks<Floats4>(dst, src, n);
+  } else {
     for (int64_t t = 0; t < n; ++t) dst[t] += src[t];
-    return;
   }
-#if defined(__SSE2__)
-  const __m128 last = _mm_add_ps(_mm_loadu_ps(dst + n - 4), _mm_loadu_ps(src + n - 4));
-  for (int64_t t = 0; t + 4 < n; t += 4) add4(dst + t, src + t);
-  _mm_storeu_ps(dst + n - 4, last);
-#else
-  float last[4];
-  for (int k = 0; k < 4; ++k) last[k] = dst[n - 4 + k] + src[n - 4 + k];
-  for (int64_t t = 0; t + 4 < n; t += 4) add4(dst + t, src + t);
-  std::memcpy(dst + n - 4, last, sizeof last);
-#endif
 }
 
 // ceil(a / b) for b > 0 and any sign of a.
@@ -96,6 +113,57 @@ inline int team_size_if(bool parallel) {
   (void)parallel;
   return 1;
 #endif
+}
+
+// The kw col rows of one (image, channel, tap row i): for j < kw,
+//   out[j*cols + oh*OW + ow] = tap_rows[oh*sh*ld + ow*sw + j]
+// where tap_rows is row i of the (padded) plane and ld its row length.
+NNCORE_WIDEST_VECTORS
+void im2col_tap_row(const float* tap_rows, int64_t ld, int64_t kw, int64_t OH, int64_t OW,
+                    int64_t sh, int64_t sw, float* out, int64_t cols) {
+  for (int64_t j = 0; j < kw; ++j, out += cols) {
+    const float* __restrict in = tap_rows + j;
+    if (sw == 1) {
+      if (sh == 1 && OW == ld) {  // kw == 1 unpadded in w: the rows are contiguous
+        copy_row(out, in, OH * OW);
+      } else {
+        for (int64_t oh = 0; oh < OH; ++oh) copy_row(out + oh * OW, in + oh * sh * ld, OW);
+      }
+    } else {
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* __restrict in_row = in + oh * sh * ld;
+        float* __restrict out_row = out + oh * OW;
+        for (int64_t ow = 0; ow < OW; ++ow) out_row[ow] = in_row[ow * sw];
+      }
+    }
+  }
+}
+
+// Adds every tap of one plane's col rows that lands in image rows [h0, h1) into acc, where
+// acc[(h - h0)*ld + ow*sw + j] is pixel (h, ow*sw + j - pw): taps in (i, j) ascending order.
+// taps = col + (c*kh*kw)*cols + n*OH*OW, the plane's first col row.
+NNCORE_WIDEST_VECTORS
+void col2im_add_taps(const float* taps, int64_t cols, int64_t kh, int64_t kw, int64_t OH,
+                     int64_t OW, int64_t sh, int64_t sw, int64_t ph, int64_t h0, int64_t h1,
+                     float* acc, int64_t ld) {
+  for (int64_t i = 0; i < kh; ++i) {
+    // oh with h = oh*sh - ph + i in [h0, h1)
+    const int64_t oh_lo = std::max<int64_t>(0, ceil_div(h0 + ph - i, sh));
+    const int64_t oh_hi = std::min(OH, ceil_div(h1 + ph - i, sh));
+    if (oh_lo >= oh_hi) continue;
+    for (int64_t j = 0; j < kw; ++j) {
+      const float* __restrict tap = taps + (i * kw + j) * cols;
+      for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+        float* __restrict acc_row = acc + (oh * sh - ph + i - h0) * ld + j;  // + ow*sw
+        const float* __restrict col_row = tap + oh * OW;
+        if (sw == 1) {
+          add_row(acc_row, col_row, OW);
+        } else {
+          for (int64_t ow = 0; ow < OW; ++ow) acc_row[ow * sw] += col_row[ow];
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -139,25 +207,8 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
         src = buf.data();
         ld = Wp;
       }
-      // padded coordinates: row oh*sh + i, column ow*sw + j
-      const float* tap_rows = src + i * ld;
-      for (int64_t j = 0; j < kw; ++j) {
-        float* __restrict out = col + ((c * kh + i) * kw + j) * cols + n * spatial;
-        const float* __restrict in = tap_rows + j;
-        if (sw == 1) {
-          if (sh == 1 && OW == ld) {  // kw == 1 unpadded in w: the rows are contiguous
-            copy_row(out, in, spatial);
-          } else {
-            for (int64_t oh = 0; oh < OH; ++oh) copy_row(out + oh * OW, in + oh * sh * ld, OW);
-          }
-        } else {
-          for (int64_t oh = 0; oh < OH; ++oh) {
-            const float* __restrict in_row = in + oh * sh * ld;
-            float* __restrict out_row = out + oh * OW;
-            for (int64_t ow = 0; ow < OW; ++ow) out_row[ow] = in_row[ow * sw];
-          }
-        }
-      }
+      im2col_tap_row(src + i * ld, ld, kw, OH, OW, sh, sw,
+                     col + (c * kh + i) * kw * cols + n * spatial, cols);
     }
   }
 }
@@ -211,25 +262,8 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
       float* const acc = pw > 0 ? buf.data() : x_rows;
       const int64_t ld = pw > 0 ? Wp : W;
       std::memset(acc, 0, static_cast<size_t>((h1 - h0) * ld) * sizeof(float));
-      for (int64_t i = 0; i < kh; ++i) {
-        // oh with h = oh*sh - ph + i in [h0, h1)
-        const int64_t oh_lo = std::max<int64_t>(0, ceil_div(h0 + ph - i, sh));
-        const int64_t oh_hi = std::min(OH, ceil_div(h1 + ph - i, sh));
-        if (oh_lo >= oh_hi) continue;
-        for (int64_t j = 0; j < kw; ++j) {
-          const float* __restrict tap = col + ((c * kh + i) * kw + j) * cols + n * spatial;
-          for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-            const int64_t h = oh * sh - ph + i;
-            float* __restrict acc_row = acc + (h - h0) * ld + j;  // + ow*sw
-            const float* __restrict col_row = tap + oh * OW;
-            if (sw == 1) {
-              add_row(acc_row, col_row, OW);
-            } else {
-              for (int64_t ow = 0; ow < OW; ++ow) acc_row[ow * sw] += col_row[ow];
-            }
-          }
-        }
-      }
+      col2im_add_taps(col + c * kh * kw * cols + n * spatial, cols, kh, kw, OH, OW, sh, sw, ph,
+                      h0, h1, acc, ld);
       if (pw > 0)
         for (int64_t h = h0; h < h1; ++h) copy_row(x_rows + (h - h0) * W, acc + (h - h0) * ld + pw, W);
     }

@@ -226,6 +226,20 @@ void sgemm_tile_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t
 constexpr int kDotMR = 6;
 constexpr int kDotNR = 4;
 
+// Sum of the 16 lanes: halves added pairwise down to one lane (GCC 12's _mm512_reduce_add_ps
+// and _mm512_castps512_ps256 trip -Wmaybe-uninitialized through _mm512_undefined, like the
+// transposes above; the maskz extracts do not).
+inline float sum_lanes(__m512 v) {
+  const __mmask8 all = static_cast<__mmask8>(0xFF);
+  const __m512d d = _mm512_castps_pd(v);
+  const __m256 h = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(all, d, 0)),
+                                 _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(all, d, 1)));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));
+  return _mm_cvtss_f32(q);
+}
+
 __attribute__((noinline)) void dot_tile_avx512_6x4(int64_t kc, const float* a, int64_t lda,
                                                    const float* b, int64_t ldb, float* c,
                                                    int64_t ldc, int m, int n, float alpha,
@@ -266,7 +280,7 @@ __attribute__((noinline)) void dot_tile_avx512_6x4(int64_t kc, const float* a, i
   }
   for (int i = 0; i < m; ++i) {
     for (int j = 0; j < n; ++j) {
-      const float sum = alpha * _mm512_reduce_add_ps(acc[i][j]);
+      const float sum = alpha * sum_lanes(acc[i][j]);
       float* cp = c + i * ldc + j;
       *cp = beta == 0.0f ? sum : sum + beta * *cp;
     }
