@@ -39,10 +39,13 @@ typedef float Floats4 __attribute__((vector_size(16)));
 typedef float Floats8 __attribute__((vector_size(32)));
 typedef float Floats16 __attribute__((vector_size(64)));
 
+// (bench/dev/cpu_kernels_check.cpp defines it empty to check one width at a time.)
+#ifndef NNCORE_WIDEST_VECTORS
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define NNCORE_WIDEST_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NNCORE_WIDEST_VECTORS
+#endif
 #endif
 
 // dst[0, n) = src[0, n), n >= lanes of Vec: the last chunk is pulled back to end at n and
