@@ -17,13 +17,14 @@ from reference import assert_close, dot_tol, to_numpy, to_tensor
 TRANSPOSES = list(itertools.product([False, True], repeat=2))
 
 # (M, N, K): size 1, primes, non-multiples of every tile (mr 14/6/4, nr 32/16), K across the
-# K-block boundary (kc 256/384), several N chunks (nb 512/640), the direct-B regime (M <= 4*mr)
+# K-block boundary (kc 256/512), several N chunks (nb 512/640), the direct-B regime (M <= 4*mr)
 # on both sides, M beyond one A panel (4096 rows), tall-skinny and short-wide.
 GEMM_SHAPES = [
     (1, 1, 1), (1, 7, 13), (7, 1, 13), (13, 31, 1), (2, 3, 4), (31, 65, 127), (65, 127, 31),
     (127, 257, 65), (257, 13, 7), (14, 32, 384), (15, 33, 385), (28, 64, 769), (6, 16, 256),
     (5, 17, 257), (4, 16, 17), (56, 129, 11), (57, 129, 11), (24, 47, 3), (25, 48, 5),
     (1, 1000, 3), (1000, 1, 3), (3, 5, 1000), (9, 700, 9), (70, 1300, 5), (4100, 3, 5),
+    (14, 32, 512), (15, 33, 513), (28, 64, 1025),
 ]
 
 
