@@ -4,7 +4,8 @@ CPU rows: SGEMM vs numpy.matmul (OpenBLAS), conv2d/pooling vs PyTorch CPU (when 
 GPU rows (when nncore has a CUDA device): SGEMM vs cuBLAS FP32 (TF32 off) through PyTorch or
 CuPy, conv2d/pooling vs cuDNN through PyTorch.
 
-    python bench/bench_kernels.py [--quick] [--json out.json] [--markdown out.md] [--device cpu|cuda|all]
+    python bench/bench_kernels.py [--quick] [--json out.json] [--markdown out.md] [--plot out.png]
+                                  [--device cpu|cuda|all]
 
 Absolute times drift on shared machines; the ratio to the peer in the same run is the figure.
 """
@@ -260,26 +261,64 @@ def markdown_table(rows: list[dict], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_sgemm(rows: list[dict], env: dict, path: str) -> bool:
+    """GFLOP/s against size for the square SGEMM rows, a panel per device, nncore beside its
+    peer; False (nothing written) without matplotlib or without such rows."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    square = [r for r in rows if r["op"] == "sgemm" and r["case"].startswith("square")]
+    devices = sorted({r["device"] for r in square})
+    if not devices:
+        return False
+    fig, axes = plt.subplots(1, len(devices), figsize=(6.5 * len(devices), 4.2), squeeze=False)
+    for ax, device in zip(axes[0], devices):
+        mine = [r for r in square if r["device"] == device]
+        sizes = [r["m"] for r in mine]
+        ax.plot(sizes, [r["nncore_gflops"] for r in mine], "o-", label="nncore")
+        ax.plot(sizes, [r["peer_gflops"] for r in mine], "s--", label=mine[0]["peer"])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(size) for size in sizes], rotation=45)
+        ax.set_xlabel("M = N = K")
+        ax.set_ylabel("GFLOP/s")
+        name = env["processor"] + f", {env['cpus']} CPUs" if device == "cpu" else env.get("gpu", "GPU")
+        ax.set_title(f"{device.upper()} SGEMM (FP32), {name}", fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes (a smoke run)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--json", default="bench/results/kernels.json", help="JSON output path")
     parser.add_argument("--markdown", default="bench/results/kernels.md", help="Markdown table path")
+    parser.add_argument("--plot", default="bench/results/sgemm_gflops.png",
+                        help="GFLOP/s-vs-size plot of the square SGEMM rows (needs matplotlib)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     env = environment()
     print("environment:", json.dumps(env))
     rows: list[dict] = []
     if args.device in ("cpu", "all"):
-        sizes = [128, 512, 1024] if args.quick else [128, 256, 512, 1024, 2048]
+        sizes = [128, 512, 1024] if args.quick else [64, 128, 192, 256, 384, 512, 768, 1024,
+                                                     1536, 2048]
         print("CPU SGEMM, nncore vs numpy.matmul (same run):")
         rows += bench_cpu_sgemm(sizes, [256] if args.quick else [64, 256], rng)
         print("CPU conv2d / pooling, nncore vs PyTorch:")
         rows += bench_layers("cpu", args.quick, rng)
     if args.device in ("cuda", "all"):
         if nc.cuda.is_available():
-            sizes = [512, 1024, 4096] if args.quick else [512, 1024, 2048, 4096, 8192]
+            sizes = [512, 1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
             print("GPU SGEMM, nncore vs cuBLAS (same run):")
             rows += bench_gpu_sgemm(sizes, [256] if args.quick else [64, 256, 1024], rng)
             print("GPU conv2d / pooling, nncore vs PyTorch (cuDNN):")
@@ -293,6 +332,11 @@ def main(argv=None) -> int:
             with open(path, "w") as f:
                 f.write(text)
     print(f"wrote {args.json} and {args.markdown}")
+    if args.plot:
+        if plot_sgemm(rows, env, args.plot):
+            print(f"wrote {args.plot}")
+        else:
+            print("no plot: needs matplotlib (pip install .[plot]) and SGEMM rows")
     return 0
 
 

@@ -291,8 +291,8 @@ if given is not None:
 
 
 # Batches large enough that the CPU splits them into several im2col + GEMM passes (each pass
-# keeps about 1 MiB of columns in cache), the last pass partial: 23 images of 60 KB of
-# columns each -> passes of 17 + 6; 29 images of 78 KB -> 13 + 13 + 3.
+# keeps about 512 KiB of columns in cache), the last pass partial: 23 images of 60 KB of
+# columns each -> passes of 8 + 8 + 7; 29 images of 78 KB -> 4 x 6 + 5.
 MULTI_PASS_CASES = [(23, 6, 14, 14, 5, 5, 5, 1, 1, 0, 0), (29, 1, 28, 28, 3, 5, 5, 1, 1, 2, 2)]
 
 
