@@ -184,7 +184,7 @@ void conv2d_backward(const float* x, const float* w, const float* dy, const floa
   float* dw_partials = scratch + layout.dw_partials;  // used when passes run on several threads
   double* db_partials = reinterpret_cast<double*>(scratch + layout.db_partials);
   if (p.threads > 1) std::memset(dw_partials, 0, sizeof(float) * p.threads * dw_stride);
-  std::memset(db_partials, 0, sizeof(double) * p.threads * db_stride);
+  if (db != nullptr) std::memset(db_partials, 0, sizeof(double) * p.threads * db_stride);
   run_passes(p, [&](int64_t i, int thread) {
     float* col = scratch + thread * layout.per_thread;
     float* dw_sum = p.threads > 1 ? dw_partials + thread * dw_stride : dw;

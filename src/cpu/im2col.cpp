@@ -24,8 +24,14 @@ namespace {
 // Below this many col elements a call runs on one thread (a fork/join costs a few us).
 constexpr int64_t kParallelMin = 1 << 15;
 
-// [begin, end) of `items` for thread t of nt: contiguous, sizes differ by at most one.
-inline void static_split(int64_t items, int t, int nt, int64_t& begin, int64_t& end) {
+// [begin, end) of `items` for the calling thread of the current team: contiguous, sizes differ
+// by at most one.
+inline void this_thread_range(int64_t items, int64_t& begin, int64_t& end) {
+  int t = 0, nt = 1;
+#ifdef _OPENMP
+  t = omp_get_thread_num();
+  nt = omp_get_num_threads();
+#endif
   const int64_t q = items / nt, r = items % nt;
   begin = t * q + std::min<int64_t>(t, r);
   end = begin + q + (t < r ? 1 : 0);
@@ -187,13 +193,8 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
   const bool parallel = rows * cols > kParallelMin;
 #pragma omp parallel if (parallel)
   {
-    int t = 0, nt = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    nt = omp_get_num_threads();
-#endif
     int64_t begin, end;
-    static_split(items, t, nt, begin, end);
+    this_thread_range(items, begin, end);
     std::vector<float> buf;  // zero-bordered copy of the current plane (padded case)
     if (padded && begin < end) buf.assign(static_cast<size_t>(Hp * Wp), 0.0f);
     int64_t buffered = -1;
@@ -246,13 +247,8 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   const int64_t Wp = W + 2 * pw;
 #pragma omp parallel if (parallel)
   {
-    int t = 0, nt = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    nt = omp_get_num_threads();
-#endif
     int64_t begin, end;
-    static_split(items, t, nt, begin, end);
+    this_thread_range(items, begin, end);
     std::vector<float> buf;  // accumulator with zero column borders (pw > 0)
     if (pw > 0 && begin < end) buf.resize(static_cast<size_t>(block * Wp));
     for (int64_t item = begin; item < end; ++item) {

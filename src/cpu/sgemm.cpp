@@ -523,6 +523,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
                                    static_cast<int>(macs / kMinMacsPerThread)));
   }
 #endif
+  if (!trans_a && trans_b && plan.kern->dot_tile != nullptr && prefer_dot_form(M, N, K)) {
+    sgemm_dot(prob, *plan.kern, threads);
+    return;
+  }
   // Thread grid tm x tn: the factorization that splits the slivers most evenly, preferring
   // columns (each thread then packs only its own B; the A panel is shared either way).
   const int64_t slivers_m = ceil_div(std::min(M, plan.mb_max), mr);
@@ -541,10 +545,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       best_tm = tm;
       best_tn = tn;
     }
-  }
-  if (!trans_a && trans_b && plan.kern->dot_tile != nullptr && prefer_dot_form(M, N, K)) {
-    sgemm_dot(prob, *plan.kern, threads);
-    return;
   }
   if (threads > 1 && best_eff < 0.5 && K >= 8 * plan.kc_max && M * N <= (int64_t{1} << 16)) {
     sgemm_split_k(prob, plan, threads);

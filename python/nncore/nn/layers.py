@@ -308,6 +308,7 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
+        self._fused_relus = set()  # positions of ReLUs the last forward ran inside a Conv2d
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             for name, layer in layers[0].items():
                 self.add_module(str(name), layer)
@@ -354,9 +355,8 @@ class Sequential(Module):
 
     def backward(self, dy: Tensor, need_dx: bool = False):
         layers = list(self._modules.values())
-        fused = getattr(self, "_fused_relus", set())
         for position in range(len(layers) - 1, -1, -1):
-            if position in fused:  # the Conv2d before it applies its mask
+            if position in self._fused_relus:  # the Conv2d before it applies its mask
                 continue
             dy = layers[position].backward(dy, need_dx=need_dx or position > 0)
         return dy
