@@ -11,7 +11,8 @@ namespace nncore::cuda {
 // Scratch: col (C*kh*kw x N*OH*OW), y_cn / g_cn (Cout x N*OH*OW) and, backward, the masked
 // gradient g (N, Cout, OH, OW) of a fused ReLU.
 int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t, int64_t, int64_t cout, int64_t kh,
-                              int64_t kw, int64_t OH, int64_t OW, bool backward) {
+                              int64_t kw, int64_t, int64_t, int64_t, int64_t, int64_t OH,
+                              int64_t OW, bool backward) {
   return (C * kh * kw + cout * (backward ? 2 : 1)) * N * OH * OW;
 }
 

@@ -13,6 +13,7 @@
 #ifdef NNCORE_WITH_CUDA
 #include "nncore/device.h"
 #endif
+#include "cpu/conv_direct.h"
 #include "cpu/sgemm.h"
 
 namespace py = pybind11;
@@ -361,6 +362,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_gemm_kernel", [] { return std::string(cpu::sgemm_kernel_name()); },
         "The CPU GEMM micro-kernel picked for this machine (avx512, avx2 or generic)");
   m.def("_force_cpu_gemm_kernel", [](const std::string& name) { cpu::sgemm_force_kernel(name.c_str()); },
+        py::arg("name"));
+  m.def("cpu_conv_algorithm", &cpu::conv2d_algorithm,
+        "The CPU conv2d algorithm ('direct' or 'im2col') for input channels C, input H x W, "
+        "Cout, kernel kh x kw, padding ph, pw and stride sh, sw: forward, or backward with or "
+        "without the input gradient",
+        py::arg("C"), py::arg("H"), py::arg("W"), py::arg("cout"), py::arg("kh"), py::arg("kw"),
+        py::arg("ph"), py::arg("pw"), py::arg("sh"), py::arg("sw"), py::arg("backward") = false,
+        py::arg("need_dx") = true);
+  m.def("_force_cpu_conv_algorithm",
+        [](const std::string& name) { cpu::conv2d_force_algorithm(name.c_str()); },
         py::arg("name"));
 
   m.def("cpu_memory_stats", [] { return stats_dict(host_allocator_stats()); });

@@ -1,6 +1,8 @@
 """im2col/col2im and conv2d forward/backward against direct (window-sum) NumPy references."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -102,7 +104,7 @@ def relu_output_like(rng, shape):
     return np.maximum(rng.standard_normal(shape), 0.0).astype(np.float32)
 
 
-def check_conv_backward(device, rng, case, relu=False):
+def check_conv_backward(device, rng, case, relu=False, need_dx=True):
     N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
     x, w, _, dy = conv_data(rng, *case)
     relu_y = relu_output_like(rng, dy.shape) if relu else None
@@ -110,14 +112,17 @@ def check_conv_backward(device, rng, case, relu=False):
     db0 = rng.standard_normal(Cout).astype(np.float32)
     dw, db = to_tensor(dw0, device), to_tensor(db0, device)
     dx = ops.conv2d_backward(to_tensor(x, device), to_tensor(w, device), to_tensor(dy, device),
-                             dw, db, sh, sw, ph, pw, True,
+                             dw, db, sh, sw, ph, pw, need_dx,
                              relu_y=None if relu_y is None else to_tensor(relu_y, device))
     g = dy * (relu_y > 0) if relu else dy  # the fused ReLU's backward comes first
     rdx, rdw, rdb = ref.conv2d_backward(x, w, g, sh, sw, ph, pw)
     sdx, sdw, sdb = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(g), sh, sw, ph, pw)
     OH, OW = dy.shape[2:]
-    assert dx.shape == x.shape
-    assert_close(dx, rdx, rtol=dot_tol(Cout * kh * kw), scale=sdx, what=f"conv dx {case}")
+    if need_dx:
+        assert dx.shape == x.shape
+        assert_close(dx, rdx, rtol=dot_tol(Cout * kh * kw), scale=sdx, what=f"conv dx {case}")
+    else:
+        assert dx is None
     assert_close(dw, dw0 + rdw, rtol=dot_tol(N * OH * OW), scale=sdw + np.abs(dw0),
                  what=f"conv dw {case}")
     assert_close(db, db0 + rdb, rtol=dot_tol(N * OH * OW), scale=sdb + np.abs(db0),
@@ -255,17 +260,69 @@ def test_reference_conv_backward_matches_central_differences(rng):
     assert np.any(dx != 0)
 
 
+@contextlib.contextmanager
+def cpu_conv_algorithm(name):
+    """Run the CPU convolutions in the block with `name` ("im2col" or "direct"; direct needs
+    stride 1, other strides still run im2col)."""
+    nc._C._force_cpu_conv_algorithm(name)
+    try:
+        yield
+    finally:
+        nc._C._force_cpu_conv_algorithm("auto")
+
+
+CPU_CONV_ALGORITHMS = ["im2col", "direct"]
+
+
 @pytest.mark.parametrize("kernel", ["avx512", "avx2", "generic"])
 def test_conv2d_every_cpu_gemm_kernel(rng, kernel):
+    """Both CPU algorithms through each micro-kernel family (the direct kernels follow the
+    SGEMM's choice)."""
     nc._C._force_cpu_gemm_kernel(kernel)
     try:
         if nc._C.cpu_gemm_kernel() != kernel:
             pytest.skip(f"CPU GEMM kernel {kernel!r} cannot run on this CPU")
-        for case in (CONV_CASES[2], CONV_CASES[4], CONV_CASES[12], CONV_CASES[18]):
-            check_conv_forward("cpu", rng, case)
-            check_conv_backward("cpu", rng, case)
+        for algorithm in CPU_CONV_ALGORITHMS:
+            with cpu_conv_algorithm(algorithm):
+                for case in (CONV_CASES[2], CONV_CASES[4], CONV_CASES[9], CONV_CASES[12],
+                             CONV_CASES[18], MULTI_PASS_CASES[0]):
+                    check_conv_forward("cpu", rng, case, relu=True)
+                    check_conv_backward("cpu", rng, case, relu=True)
     finally:
         ref.restore_cpu_gemm_kernel()
+
+
+@pytest.mark.parametrize("algorithm", CPU_CONV_ALGORITHMS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
+def test_conv2d_each_cpu_algorithm(rng, algorithm, case):
+    """Every case through each CPU algorithm, whichever the shape would pick: forward with and
+    without bias and ReLU, backward with and without dx and the fused ReLU."""
+    with cpu_conv_algorithm(algorithm):
+        check_conv_forward("cpu", rng, case, relu=True)
+        check_conv_forward("cpu", rng, case, with_bias=False)
+        check_conv_backward("cpu", rng, case, relu=True)
+        check_conv_backward("cpu", rng, case, need_dx=False)
+
+
+def test_cpu_conv_algorithm_choice():
+    """The documented choice (src/cpu/conv.cpp): direct forward for stride 1; direct backward
+    for at most 128 taps, and with dx only from 6 input channels up; im2col otherwise."""
+    choose = nc._C.cpu_conv_algorithm
+    lenet_conv1 = (1, 28, 28, 6, 5, 5, 2, 2, 1, 1)   # C, H, W, Cout, kh, kw, ph, pw, sh, sw
+    lenet_conv2 = (6, 14, 14, 16, 5, 5, 0, 0, 1, 1)  # 150 taps
+    assert choose(*lenet_conv1) == "direct"
+    assert choose(*lenet_conv1, backward=True, need_dx=False) == "direct"
+    assert choose(*lenet_conv1, backward=True, need_dx=True) == "im2col"
+    assert choose(*lenet_conv2) == "direct"
+    assert choose(*lenet_conv2, backward=True, need_dx=False) == "im2col"
+    assert choose(8, 28, 28, 8, 3, 3, 1, 1, 1, 1, backward=True) == "direct"
+    strided = (6, 14, 14, 16, 5, 5, 0, 0, 2, 2)
+    assert choose(*strided) == "im2col"
+    with cpu_conv_algorithm("direct"):
+        assert choose(*strided) == "im2col"  # direct needs stride 1
+        assert choose(*lenet_conv2, backward=True) == "direct"
+    with cpu_conv_algorithm("im2col"):
+        assert choose(*lenet_conv1) == "im2col"
 
 
 try:
@@ -302,6 +359,16 @@ def test_conv2d_batches_spanning_several_passes(device, rng, case):
     check_conv_backward(device, rng, case)
     check_conv_forward(device, rng, case, relu=True)
     check_conv_backward(device, rng, case, relu=True)
+    check_conv_backward(device, rng, case, relu=True, need_dx=False)
+
+
+@pytest.mark.parametrize("algorithm", CPU_CONV_ALGORITHMS)
+@pytest.mark.parametrize("case", MULTI_PASS_CASES, ids=["lenet-conv2-like", "lenet-conv1-like"])
+def test_conv2d_several_passes_each_cpu_algorithm(rng, algorithm, case):
+    with cpu_conv_algorithm(algorithm):
+        check_conv_forward("cpu", rng, case, relu=True)
+        check_conv_backward("cpu", rng, case, relu=True)
+        check_conv_backward("cpu", rng, case, need_dx=False)
 
 
 def test_conv2d_no_input_channels(device):

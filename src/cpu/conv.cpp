@@ -1,17 +1,32 @@
-// Convolution as im2col + GEMM in passes of images (Caffe's scheme, batched):
+// Convolution on the CPU, by one of two algorithms, both in passes of images:
+//
+// im2col + GEMM (Caffe's scheme, batched), any stride:
 //   col = im2col(x_pass) (C*kh*kw, images*OH*OW);  y_cn = W col;  y_pass = act(swap(y_cn) + b)
 //   g_cn = swap(dy * act'(y));  db += sum(g);  dW += g_cn col^T;  dcol = W^T g_cn;
 //   dx_pass = col2im(dcol)
-// A pass covers as many images as keep its column buffer (~512 KiB) in L2, so the GEMM reads what
-// im2col just wrote from cache. Passes are spread over the threads, each running the kernels
-// single-threaded on its own pass and scratch, because the per-pass kernels are too small to
-// split across threads well. dW is summed per thread, then the partial sums are added in thread
-// order: deterministic for a given thread count.
+// direct, stride 1 (conv_direct.h): the image is zero-padded once into Hp x Wp planes and
+//   y[o][q] = sum_k W[o][k] xpad[off[k] + q]                     (q = oh*Wp + ow)
+//   dW[o][k] += sum_q g[o][q] xpad[off[k] + q]                   (g zero past OW in each row)
+//   dxpad[c][p] = sum_{o,i,j} W[o][c][i][j] gpad[o][front + p - i*Wp - j]
+// where gpad is g framed by `front` = (kh-1)*Wp + kw-1 zeros, so the input gradient is the same
+// shifted-row GEMM run on g with the taps mirrored. Nothing is expanded kh*kw-fold: with few
+// channels (LeNet: 1 and 6) im2col's copies and GEMMs with 6 or 16 rows cost more than the math.
+//
+// A pass covers as many images as keep its buffers (~512 KiB) in L2. Passes are spread over the
+// threads, each running the kernels single-threaded on its own pass and scratch, because the
+// per-pass kernels are too small to split across threads well. dW (and db) are summed per
+// thread, then the partial sums are added in thread order: deterministic for a given thread
+// count.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <limits>
 #include <vector>
 
+#include "conv_direct.h"
 #include "nncore/kernels.h"
+#include "sgemm.h"
+#include "vector_math.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -39,37 +54,20 @@ struct Passes {
   int64_t threads;  // threads that run passes (1: passes run in turn, kernels go parallel)
 };
 
-Passes plan_passes(int64_t N, int64_t col_rows, int64_t spatial) {
-  const int64_t bytes_per_image = std::max<int64_t>(col_rows * spatial * 4, 1);
+Passes plan_passes(int64_t N, int64_t bytes_per_image) {
   const int64_t threads = max_threads();
-  int64_t images = std::clamp<int64_t>(kColumnBytes / bytes_per_image, 1, std::max<int64_t>(N, 1));
+  int64_t images = std::clamp<int64_t>(kColumnBytes / std::max<int64_t>(bytes_per_image, 1), 1,
+                                       std::max<int64_t>(N, 1));
   // Enough passes to keep every thread busy.
   if (threads > 1) images = std::min(images, std::max<int64_t>(1, (N + threads - 1) / threads));
   const int64_t count = (N + images - 1) / images;
   return {images, count, count >= threads ? threads : 1};
 }
 
-// Scratch layout, each region a whole number of 64-byte lines (threads never share a line):
-//   per thread: col (col_rows x pass) and the (Cout x pass) GEMM output / g_cn;
-//   backward, several threads: per-thread dW partial sums; backward: per-thread db sums
-//   (doubles).
-struct ScratchLayout {
-  int64_t per_thread, dw_partials, db_partials, total;  // offsets/sizes in floats
-};
-
-constexpr int64_t round_line(int64_t floats) { return (floats + 15) / 16 * 16; }
-
-ScratchLayout scratch_layout(const Passes& p, int64_t col_rows, int64_t cout, int64_t spatial,
-                             bool backward) {
-  ScratchLayout s{};
-  s.per_thread = round_line((col_rows + cout) * p.images * spatial);
-  s.dw_partials = p.threads * s.per_thread;
-  const int64_t dw_floats = backward && p.threads > 1 ? p.threads * round_line(cout * col_rows) : 0;
-  s.db_partials = s.dw_partials + dw_floats;
-  const int64_t db_floats = backward ? p.threads * round_line(2 * cout) : 0;
-  s.total = s.db_partials + db_floats;
-  return s;
+constexpr int64_t round_up(int64_t n, int64_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
 }
+constexpr int64_t round_line(int64_t floats) { return round_up(floats, 16); }
 
 // Runs pass(index, thread) for every pass: spread over threads, or in turn.
 template <typename PassFn>
@@ -88,115 +86,148 @@ void run_passes(const Passes& p, PassFn pass) {
   }
 }
 
-// The forward epilogue of one pass: y[n, o, s] = act(y_cn[o, n, s] + b[o]). With images == 1
-// or cout == 1 the two layouts coincide and y_cn may be y itself (elementwise in place).
-void store_output(const float* y_cn, float* y, int64_t cout, int64_t images, int64_t spatial,
-                  const float* b, bool relu) {
-  for (int64_t o = 0; o < cout; ++o) {
-    const float bias = b != nullptr ? b[o] : 0.0f;
-    for (int64_t n = 0; n < images; ++n) {
-      const float* src = y_cn + (o * images + n) * spatial;
-      float* dst = y + (n * cout + o) * spatial;
-      if (relu) {
-        for (int64_t s = 0; s < spatial; ++s) dst[s] = std::max(src[s] + bias, 0.0f);
-      } else {
-        for (int64_t s = 0; s < spatial; ++s) dst[s] = src[s] + bias;
-      }
+// One output plane's epilogue: dst[r*OW + s] = act(src[r*ld + s] + bias) for r < rows, s < OW.
+void store_plane(const float* src, int64_t ld, float* dst, int64_t rows, int64_t OW, float bias,
+                 bool relu) {
+  for (int64_t r = 0; r < rows; ++r, src += ld, dst += OW) {
+    if (relu) {
+      for (int64_t s = 0; s < OW; ++s) dst[s] = std::max(src[s] + bias, 0.0f);
+    } else {
+      for (int64_t s = 0; s < OW; ++s) dst[s] = src[s] + bias;
     }
   }
 }
 
-// The backward prologue of one pass: g = dy * [relu_y > 0] (relu_y null: g = dy) is written to
-// g_cn[o, n, s] unless g_cn is null (then relu_y must be null: g is dy, read in place), and
-// db_sum[o] += the sum of g over the pass's (n, o) planes when db_sum is not null (float
-// within a plane, double across planes, as bias_grad).
-void load_grad(const float* dy, const float* relu_y, float* g_cn, int64_t images, int64_t cout,
-               int64_t spatial, double* db_sum) {
-  for (int64_t o = 0; o < cout; ++o) {
-    double acc = 0.0;
-    for (int64_t n = 0; n < images; ++n) {
-      const float* src = dy + (n * cout + o) * spatial;
-      float* dst = g_cn != nullptr ? g_cn + (o * images + n) * spatial : nullptr;
-      float plane = 0.0f;
-      if (relu_y != nullptr) {
-        const float* y = relu_y + (n * cout + o) * spatial;
-#pragma omp simd reduction(+ : plane)
-        for (int64_t s = 0; s < spatial; ++s) {
-          const float v = src[s];  // loaded unconditionally so the select vectorizes
-          const float g = y[s] > 0.0f ? v : 0.0f;
-          dst[s] = g;
-          plane += g;
-        }
-      } else if (dst != nullptr) {
-#pragma omp simd reduction(+ : plane)
-        for (int64_t s = 0; s < spatial; ++s) {
-          dst[s] = src[s];
-          plane += src[s];
-        }
-      } else {
-#pragma omp simd reduction(+ : plane)
-        for (int64_t s = 0; s < spatial; ++s) plane += src[s];
+// One gradient plane's prologue: g = dy * [relu_y > 0] (relu_y null: g = dy) is written to
+// dst[r*ld + s] (dst null: only summed) for r < rows, s < OW; returns the sum of g (float, as
+// bias_grad sums a plane).
+float load_grad_plane(const float* dy, const float* relu_y, float* dst, int64_t ld, int64_t rows,
+                      int64_t OW) {
+  float sum = 0.0f;
+  for (int64_t r = 0; r < rows; ++r, dy += OW) {
+    float* d = dst != nullptr ? dst + r * ld : nullptr;
+    if (relu_y != nullptr) {
+      const float* y = relu_y + r * OW;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t s = 0; s < OW; ++s) {
+        const float g = select_bits(y[s] > 0.0f, dy[s], 0.0f);  // a ?: here can stay scalar
+        d[s] = g;
+        sum += g;
       }
-      acc += plane;
+    } else if (d != nullptr) {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t s = 0; s < OW; ++s) {
+        d[s] = dy[s];
+        sum += dy[s];
+      }
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t s = 0; s < OW; ++s) sum += dy[s];
     }
-    if (db_sum != nullptr) db_sum[o] += acc;
   }
+  return sum;
 }
 
-}  // namespace
+// Per-thread dW and db partial sums of a backward call (used when passes run on several
+// threads; db partials always, as doubles), added in thread order at the end.
+struct GradPartials {
+  float* dw;       // threads x dw_stride floats, or null (one thread: it adds into dw itself)
+  double* db;      // threads x db_stride doubles
+  int64_t dw_stride, db_stride, threads;
 
-int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t, int64_t, int64_t cout, int64_t kh,
-                              int64_t kw, int64_t OH, int64_t OW, bool backward) {
-  const int64_t col_rows = C * kh * kw, spatial = OH * OW;
-  return scratch_layout(plan_passes(N, col_rows, spatial), col_rows, cout, spatial, backward).total;
-}
+  static int64_t floats(const Passes& p, int64_t weights, int64_t cout) {
+    return (p.threads > 1 ? p.threads * round_line(weights) : 0) + p.threads * round_line(2 * cout);
+  }
+  GradPartials(const Passes& p, int64_t weights, int64_t cout, float* scratch, bool want_db)
+      : dw(p.threads > 1 ? scratch : nullptr),
+        db(reinterpret_cast<double*>(scratch + (p.threads > 1 ? p.threads * round_line(weights) : 0))),
+        dw_stride(round_line(weights)), db_stride(round_line(2 * cout) / 2), threads(p.threads) {
+    if (dw != nullptr) std::memset(dw, 0, sizeof(float) * threads * dw_stride);
+    if (want_db) std::memset(db, 0, sizeof(double) * threads * db_stride);
+  }
+  float* dw_for(int thread, float* dw_out) const { return dw ? dw + thread * dw_stride : dw_out; }
+  double* db_for(int thread) const { return db + thread * db_stride; }
+  // Partial sums added in thread order: deterministic for a given thread count.
+  void finish(float* dw_out, int64_t weights, float* db_out, int64_t cout) const {
+    for (int64_t t = 0; dw != nullptr && t < threads; ++t) axpy(1.0f, dw + t * dw_stride, dw_out, weights);
+    if (db_out == nullptr) return;
+    for (int64_t o = 0; o < cout; ++o) {
+      double sum = 0.0;
+      for (int64_t t = 0; t < threads; ++t) sum += db[t * db_stride + o];
+      db_out[o] += static_cast<float>(sum);
+    }
+  }
+};
 
-void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
+// ---- im2col + GEMM -------------------------------------------------------------------------
+
+// Scratch: per thread the columns (col_rows x pass) and the (Cout x pass) GEMM output / g_cn,
+// each region a whole number of 64-byte lines (threads never share a line); then, backward,
+// the gradient partial sums.
+struct Im2colPlan {
+  Passes p;
+  int64_t per_thread, partials, total;  // offsets/sizes in floats
+  Im2colPlan(int64_t N, int64_t col_rows, int64_t cout, int64_t spatial, bool backward)
+      : p(plan_passes(N, col_rows * spatial * 4)) {
+    per_thread = round_line((col_rows + cout) * p.images * spatial);
+    partials = p.threads * per_thread;
+    total = partials + (backward ? GradPartials::floats(p, cout * col_rows, cout) : 0);
+  }
+};
+
+void im2col_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
                     int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
                     int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, bool relu,
                     float* y, float* scratch) {
   const int64_t col_rows = C * kh * kw, spatial = OH * OW, image = C * H * W;
-  const Passes p = plan_passes(N, col_rows, spatial);
-  const ScratchLayout layout = scratch_layout(p, col_rows, cout, spatial, false);
+  const Im2colPlan plan(N, col_rows, cout, spatial, false);
+  const Passes& p = plan.p;
   run_passes(p, [&](int64_t i, int thread) {
-    float* col = scratch + thread * layout.per_thread;
+    float* col = scratch + thread * plan.per_thread;
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
     float* y_pass = y + n0 * cout * spatial;
     // (Cout, images, OH*OW) is already NCHW when either outer axis has length 1.
     float* y_cn = images == 1 || cout == 1 ? y_pass : col + col_rows * p.images * spatial;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
     sgemm(false, false, cout, cols, col_rows, 1.0f, w, col_rows, col, cols, 0.0f, y_cn, cols);
-    if (y_cn != y_pass || b != nullptr || relu) {
-      store_output(y_cn, y_pass, cout, images, spatial, b, relu);
+    if (y_cn == y_pass && b == nullptr && !relu) return;
+    for (int64_t o = 0; o < cout; ++o) {  // y[n, o, s] = act(y_cn[o, n, s] + b[o])
+      for (int64_t n = 0; n < images; ++n) {
+        store_plane(y_cn + (o * images + n) * spatial, spatial, y_pass + (n * cout + o) * spatial,
+                    1, spatial, b != nullptr ? b[o] : 0.0f, relu);
+      }
     }
   });
 }
 
-void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
+void im2col_backward(const float* x, const float* w, const float* dy, const float* relu_y,
                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
                      int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH,
                      int64_t OW, float* dw, float* db, float* dx, float* scratch) {
   const int64_t col_rows = C * kh * kw, spatial = OH * OW, image = C * H * W;
-  const Passes p = plan_passes(N, col_rows, spatial);
-  const ScratchLayout layout = scratch_layout(p, col_rows, cout, spatial, true);
-  const int64_t weights = cout * col_rows, dw_stride = round_line(weights);
-  const int64_t db_stride = round_line(2 * cout) / 2;  // in doubles
-  float* dw_partials = scratch + layout.dw_partials;  // used when passes run on several threads
-  double* db_partials = reinterpret_cast<double*>(scratch + layout.db_partials);
-  if (p.threads > 1) std::memset(dw_partials, 0, sizeof(float) * p.threads * dw_stride);
-  if (db != nullptr) std::memset(db_partials, 0, sizeof(double) * p.threads * db_stride);
+  const Im2colPlan plan(N, col_rows, cout, spatial, true);
+  const Passes& p = plan.p;
+  const GradPartials partials(p, cout * col_rows, cout, scratch + plan.partials, db != nullptr);
   run_passes(p, [&](int64_t i, int thread) {
-    float* col = scratch + thread * layout.per_thread;
-    float* dw_sum = p.threads > 1 ? dw_partials + thread * dw_stride : dw;
+    float* col = scratch + thread * plan.per_thread;
+    float* dw_sum = partials.dw_for(thread, dw);
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
     const int64_t offset = n0 * cout * spatial;
     // g_c (Cout, images*OH*OW): dy itself when the layouts coincide and nothing is masked.
     const bool in_place = (images == 1 || cout == 1) && relu_y == nullptr;
     float* g_cn = in_place ? nullptr : col + col_rows * p.images * spatial;
-    double* db_sum = db != nullptr ? db_partials + thread * db_stride : nullptr;
-    if (g_cn != nullptr || db_sum != nullptr) {
-      load_grad(dy + offset, relu_y != nullptr ? relu_y + offset : nullptr, g_cn, images, cout,
-                spatial, db_sum);
+    if (g_cn != nullptr || db != nullptr) {
+      double* db_sum = partials.db_for(thread);
+      for (int64_t o = 0; o < cout; ++o) {  // g_cn[o, n, s] = g[n, o, s]
+        double acc = 0.0;
+        for (int64_t n = 0; n < images; ++n) {
+          const int64_t plane = offset + (n * cout + o) * spatial;
+          acc += load_grad_plane(dy + plane, relu_y != nullptr ? relu_y + plane : nullptr,
+                                 g_cn != nullptr ? g_cn + (o * images + n) * spatial : nullptr,
+                                 spatial, 1, spatial);
+        }
+        db_sum[o] += acc;
+      }
     }
     const float* g_c = in_place ? dy + offset : g_cn;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
@@ -207,16 +238,289 @@ void conv2d_backward(const float* x, const float* w, const float* dy, const floa
     sgemm(true, false, col_rows, cols, cout, 1.0f, w, col_rows, g_c, cols, 0.0f, col, cols);
     col2im(col, images, C, H, W, kh, kw, ph, pw, sh, sw, dx + n0 * image);
   });
-  // Partial sums added in thread order: deterministic for a given thread count.
-  for (int64_t t = 0; t < (p.threads > 1 ? p.threads : 0); ++t) {
-    axpy(1.0f, dw_partials + t * dw_stride, dw, weights);
-  }
-  if (db != nullptr) {
-    for (int64_t o = 0; o < cout; ++o) {
-      double sum = 0.0;
-      for (int64_t t = 0; t < p.threads; ++t) sum += db_partials[t * db_stride + o];
-      db[o] += static_cast<float>(sum);
+  partials.finish(dw, cout * col_rows, db, cout);
+}
+
+// ---- direct (stride 1) ---------------------------------------------------------------------
+
+using conv_direct::kGroupRows;
+using conv_direct::kMaxDotTaps;
+using conv_direct::kMaxLanes;
+
+// The kernel family follows the SGEMM's choice (and so NNCORE_CPU_KERNEL / its forcing).
+const conv_direct::Kernels& direct_kernels() {
+  const char* name = sgemm_kernel_name();
+  if (std::strcmp(name, "avx512") == 0 && conv_direct::kernels_avx512() != nullptr)
+    return *conv_direct::kernels_avx512();
+  if (std::strcmp(name, "avx2") == 0 && conv_direct::kernels_avx2() != nullptr)
+    return *conv_direct::kernels_avx2();
+  return *conv_direct::kernels_generic();
+}
+
+// Sizes (in floats) of the direct path's buffers, all rounded to whole 64-byte lines, and the
+// scratch layout: shared packed weights and tap offsets, then per thread a pass of padded
+// images (+ the forward's outputs or the backward's framed gradients and one dx image), then
+// the backward's gradient partial sums.
+struct DirectPlan {
+  int64_t Hp, Wp, plane;  // padded input plane
+  int64_t K;              // taps C*kh*kw
+  int64_t Q;              // output positions per plane, OH*Wp (columns past OW are dropped)
+  int64_t front;          // zeros before each gradient plane: (kh-1)*Wp + kw-1
+  int64_t x_image;        // padded image + what the last vector of a run reads past it
+  int64_t g_plane;        // front + plane + a vector of zeros
+  int64_t out_groups, in_groups;  // Cout and C in groups of kGroupRows
+  int64_t out_ld, dx_ld;  // one forward output row (Q), one padded dx row (plane), in vectors
+  Passes p;
+  // scratch offsets: packed weights (forward: W in groups of Cout rows; backward: W flipped
+  // to rows of C for dx), tap offsets (forward/dW; backward also the flipped ones for dx)
+  int64_t weights, off, off_flip, per_thread_at, per_thread, partials, total;
+
+  DirectPlan(int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw,
+             int64_t ph, int64_t pw, int64_t OH, bool backward)
+      : Hp(H + 2 * ph), Wp(W + 2 * pw), plane(Hp * Wp), K(C * kh * kw), Q(OH * Wp),
+        front((kh - 1) * Wp + kw - 1) {
+    // The last vector of a run at off[k] reads at most kw + kMaxLanes floats past C planes.
+    x_image = round_line(C * plane + kw + kMaxLanes);
+    g_plane = round_line(front + plane + kMaxLanes);
+    out_groups = (cout + kGroupRows - 1) / kGroupRows;
+    in_groups = (C + kGroupRows - 1) / kGroupRows;
+    out_ld = round_up(Q, kMaxLanes);
+    dx_ld = round_up(plane, kMaxLanes);
+    const int64_t g_image = out_groups * kGroupRows * g_plane;
+    if (backward) {
+      p = plan_passes(N, 4 * (x_image + g_image));
+    } else {  // one image at a time: its outputs are final, nothing to share
+      const int64_t threads = max_threads();
+      p = {1, N, N >= threads ? threads : 1};
     }
+    const int64_t flip_taps = cout * kh * kw;
+    weights = 0;
+    off = weights + round_line(backward ? in_groups * kGroupRows * flip_taps
+                                        : out_groups * kGroupRows * K);
+    off_flip = off + round_line(round_up(K, kMaxDotTaps));
+    per_thread_at = off_flip + (backward ? round_line(flip_taps) : 0);
+    per_thread = backward ? p.images * (x_image + g_image) + in_groups * kGroupRows * dx_ld
+                          : x_image + out_groups * kGroupRows * out_ld;
+    partials = per_thread_at + p.threads * per_thread;
+    total = partials + (backward ? GradPartials::floats(p, cout * K, cout) : 0);
+  }
+};
+
+// Which algorithm a call uses. Direct needs stride 1, tap offsets that fit in int32 and (a
+// conservative bound, not measured beyond) a padded image within 256 KiB. Where both apply,
+// by a sweep of stride-1 shapes (N 64/256, C 1-64, H 8-32, k 3/5) on AVX-512:
+//   forward: direct 0.98-1.56x im2col + GEMM, so always direct;
+//   backward, dW: direct 1.1-2.1x for C*kh*kw <= 72, 0.75-1.0x from 144 taps up;
+//   backward, dx: direct computes C rows in groups of 6, so with C < 6 it wastes most of them
+//     (C = 1: 0.45x); from C = 6 up it matched im2col.
+// Forcing (tests): conv2d_force_algorithm.
+enum class Phase { forward, backward, backward_dx };
+std::atomic<int> g_forced_algorithm{-1};  // -1 auto, 0 im2col, 1 direct
+
+bool direct_applies(int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw,
+                    int64_t ph, int64_t pw, int64_t sh, int64_t sw) {
+  if (sh != 1 || sw != 1) return false;
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+  // Bounds on the largest tap offsets (x_image, and Cout rounded up to groups x g_plane).
+  const int64_t g_plane = (kh - 1) * Wp + kw + Hp * Wp + kMaxLanes + 32;
+  const int64_t limit = std::numeric_limits<int32_t>::max() / 2;
+  if (C * Hp * Wp + kw + kMaxLanes > limit || (cout + kGroupRows) * g_plane > limit) return false;
+  return g_forced_algorithm.load(std::memory_order_relaxed) == 1 ||
+         C * Hp * Wp * 4 <= (int64_t(256) << 10);
+}
+
+bool use_direct(int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw,
+                int64_t ph, int64_t pw, int64_t sh, int64_t sw, Phase phase) {
+  if (!direct_applies(C, H, W, cout, kh, kw, ph, pw, sh, sw)) return false;
+  const int forced = g_forced_algorithm.load(std::memory_order_relaxed);
+  if (forced >= 0) return forced == 1;
+  if (phase == Phase::forward) return true;
+  return C * kh * kw <= 128 && (phase == Phase::backward || C >= kGroupRows);
+}
+
+// Copies image x (C x H x W) into the interior of its zero-framed planes (C x Hp x Wp).
+void pad_image(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
+               int64_t Wp, int64_t plane, float* xpad) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(xpad + c * plane + (h + ph) * Wp + pw, x + (c * H + h) * W, sizeof(float) * W);
+}
+
+// off[k] = c*plane + i*Wp + j for tap k = (c*kh + i)*kw + j; zero past K up to a whole dot tile.
+void tap_offsets(const DirectPlan& d, int64_t kh, int64_t kw, int32_t* off) {
+  for (int64_t k = 0; k < round_up(d.K, kMaxDotTaps); ++k) {
+    const int64_t c = k / (kh * kw), i = k / kw % kh, j = k % kw;
+    off[k] = k < d.K ? static_cast<int32_t>(c * d.plane + i * d.Wp + j) : 0;
+  }
+}
+
+// wpack[(grp*taps + k)*kGroupRows + r] = at(grp*kGroupRows + r, k), zero past `count` rows.
+template <typename At>
+void pack_weight_groups(int64_t count, int64_t taps, At at, float* wpack) {
+  const int64_t groups = (count + kGroupRows - 1) / kGroupRows;
+  for (int64_t grp = 0; grp < groups; ++grp)
+    for (int64_t k = 0; k < taps; ++k)
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        const int64_t row = grp * kGroupRows + r;
+        wpack[(grp * taps + k) * kGroupRows + r] = row < count ? at(row, k) : 0.0f;
+      }
+}
+
+// Sets the zero frames of a thread's buffers once per call, before its first pass: everything
+// outside what each pass writes must read as zero.
+void zero_once(std::vector<char>& zeroed, int thread, float* region, int64_t floats) {
+  if (zeroed[thread]) return;
+  std::memset(region, 0, sizeof(float) * floats);
+  zeroed[thread] = 1;
+}
+
+void direct_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
+                    int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
+                    int64_t pw, int64_t OH, int64_t OW, bool relu, float* y, float* scratch) {
+  const conv_direct::Kernels& kern = direct_kernels();
+  const DirectPlan d(N, C, H, W, cout, kh, kw, ph, pw, OH, false);
+  float* wpack = scratch + d.weights;
+  int32_t* off = reinterpret_cast<int32_t*>(scratch + d.off);
+  const int64_t K = d.K;
+  pack_weight_groups(cout, K, [&](int64_t o, int64_t k) { return w[o * K + k]; }, wpack);
+  tap_offsets(d, kh, kw, off);
+  std::vector<char> zeroed(d.p.threads, 0);
+  run_passes(d.p, [&](int64_t n, int thread) {
+    float* xpad = scratch + d.per_thread_at + thread * d.per_thread;
+    float* out = xpad + d.x_image;
+    zero_once(zeroed, thread, xpad, d.x_image);
+    pad_image(x + n * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad);
+    for (int64_t grp = 0; grp < d.out_groups; ++grp) {
+      kern.shifted_gemm(wpack + grp * K * kGroupRows, off, K, xpad, d.Q,
+                        out + grp * kGroupRows * d.out_ld, d.out_ld);
+    }
+    for (int64_t o = 0; o < cout; ++o) {
+      store_plane(out + o * d.out_ld, d.Wp, y + (n * cout + o) * OH * OW, OH, OW,
+                  b != nullptr ? b[o] : 0.0f, relu);
+    }
+  });
+}
+
+void direct_backward(const float* x, const float* w, const float* dy, const float* relu_y,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
+                     int64_t kw, int64_t ph, int64_t pw, int64_t OH, int64_t OW, float* dw,
+                     float* db, float* dx, float* scratch) {
+  const conv_direct::Kernels& kern = direct_kernels();
+  const DirectPlan d(N, C, H, W, cout, kh, kw, ph, pw, OH, true);
+  const Passes& p = d.p;
+  const int64_t K = d.K, flip_taps = cout * kh * kw, taps = kh * kw;
+  const int64_t g_image = d.out_groups * kGroupRows * d.g_plane;
+  float* wflip = scratch + d.weights;
+  int32_t* off = reinterpret_cast<int32_t*>(scratch + d.off);
+  int32_t* off_flip = reinterpret_cast<int32_t*>(scratch + d.off_flip);
+  tap_offsets(d, kh, kw, off);
+  if (dx != nullptr) {
+    // dx rows are input channels c, taps (o, i, j): W[o][c][i][j] against gpad[o] shifted back.
+    pack_weight_groups(C, flip_taps, [&](int64_t c, int64_t t) {
+      return w[(t / taps * C + c) * taps + t % taps];
+    }, wflip);
+    for (int64_t t = 0; t < flip_taps; ++t) {
+      const int64_t o = t / taps, i = t / kw % kh, j = t % kw;
+      off_flip[t] = static_cast<int32_t>(o * d.g_plane + d.front - i * d.Wp - j);
+    }
+  }
+  const GradPartials partials(p, cout * K, cout, scratch + d.partials, db != nullptr);
+  std::vector<char> zeroed(p.threads, 0);
+  run_passes(p, [&](int64_t i, int thread) {
+    float* xpad = scratch + d.per_thread_at + thread * d.per_thread;
+    float* gpad = xpad + p.images * d.x_image;
+    float* dxpad = gpad + p.images * g_image;
+    zero_once(zeroed, thread, xpad, p.images * (d.x_image + g_image));
+    const int64_t n0 = i * p.images, images = std::min(p.images, N - n0);
+    double* db_sum = partials.db_for(thread);
+    for (int64_t n = 0; n < images; ++n) {
+      pad_image(x + (n0 + n) * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad + n * d.x_image);
+      for (int64_t o = 0; o < cout; ++o) {
+        const int64_t at = ((n0 + n) * cout + o) * OH * OW;
+        const float sum = load_grad_plane(dy + at, relu_y != nullptr ? relu_y + at : nullptr,
+                                          gpad + n * g_image + o * d.g_plane + d.front, d.Wp,
+                                          OH, OW);
+        if (db != nullptr) db_sum[o] += sum;
+      }
+    }
+    // dW += g . X^T, g rows in tiles of dot_rows (rows past Cout are zero planes).
+    float* dw_sum = partials.dw_for(thread, dw);
+    const int64_t nvec = (d.Q + kern.lanes - 1) / kern.lanes;
+    for (int64_t o = 0; o < cout; o += kern.dot_rows) {
+      kern.shifted_dot(gpad + o * d.g_plane + d.front, d.g_plane, g_image, xpad, d.x_image, off,
+                       K, nvec, images, dw_sum + o * K, K,
+                       static_cast<int>(std::min<int64_t>(kern.dot_rows, cout - o)));
+    }
+    if (dx == nullptr) return;
+    for (int64_t n = 0; n < images; ++n) {
+      for (int64_t grp = 0; grp < d.in_groups; ++grp) {
+        kern.shifted_gemm(wflip + grp * flip_taps * kGroupRows, off_flip, flip_taps,
+                          gpad + n * g_image, d.plane, dxpad + grp * kGroupRows * d.dx_ld,
+                          d.dx_ld);
+      }
+      float* dx_image = dx + (n0 + n) * C * H * W;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          std::memcpy(dx_image + (c * H + h) * W, dxpad + c * d.dx_ld + (h + ph) * d.Wp + pw,
+                      sizeof(float) * W);
+    }
+  });
+  partials.finish(dw, cout * K, db, cout);
+}
+
+}  // namespace
+
+void conv2d_force_algorithm(const char* name) {
+  int value = -1;
+  if (name != nullptr && std::strcmp(name, "im2col") == 0) value = 0;
+  if (name != nullptr && std::strcmp(name, "direct") == 0) value = 1;
+  g_forced_algorithm.store(value, std::memory_order_relaxed);
+}
+
+const char* conv2d_algorithm(int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
+                             int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                             bool backward, bool need_dx) {
+  const Phase phase = !backward ? Phase::forward : need_dx ? Phase::backward_dx : Phase::backward;
+  return use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase) ? "direct" : "im2col";
+}
+
+// Backward scratch covers both algorithms when the choice depends on whether dx is wanted.
+int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout,
+                              int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
+                              int64_t sw, int64_t OH, int64_t OW, bool backward) {
+  auto direct = [&](Phase phase) { return use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase); };
+  const bool any_direct = backward ? direct(Phase::backward) || direct(Phase::backward_dx)
+                                   : direct(Phase::forward);
+  const bool any_im2col = backward ? !direct(Phase::backward) || !direct(Phase::backward_dx)
+                                   : !direct(Phase::forward);
+  int64_t floats = 0;
+  if (any_direct) floats = DirectPlan(N, C, H, W, cout, kh, kw, ph, pw, OH, backward).total;
+  if (any_im2col) floats = std::max(floats, Im2colPlan(N, C * kh * kw, cout, OH * OW, backward).total);
+  return floats;
+}
+
+void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
+                    int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
+                    int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, bool relu,
+                    float* y, float* scratch) {
+  if (use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, Phase::forward)) {
+    direct_forward(x, w, b, N, C, H, W, cout, kh, kw, ph, pw, OH, OW, relu, y, scratch);
+  } else {
+    im2col_forward(x, w, b, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, relu, y, scratch);
+  }
+}
+
+void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
+                     int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH,
+                     int64_t OW, float* dw, float* db, float* dx, float* scratch) {
+  const Phase phase = dx != nullptr ? Phase::backward_dx : Phase::backward;
+  if (use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase)) {
+    direct_backward(x, w, dy, relu_y, N, C, H, W, cout, kh, kw, ph, pw, OH, OW, dw, db, dx,
+                    scratch);
+  } else {
+    im2col_backward(x, w, dy, relu_y, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, dw, db,
+                    dx, scratch);
   }
 }
 

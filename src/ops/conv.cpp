@@ -87,7 +87,8 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
   Tensor y = Tensor::empty({g.N, cout, g.OH, g.OW}, DType::float32, device);
   if (y.numel() == 0) return y;
   const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
-                                                 g.W, cout, g.kh, g.kw, g.OH, g.OW, false);
+                                                 g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh,
+                                                 g.sw, g.OH, g.OW, false);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
   NNCORE_DISPATCH(device, conv2d_forward, x.f32(), w.f32(), b ? b->f32() : nullptr, g.N, g.C,
                   g.H, g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW, relu, y.f32(),
@@ -125,7 +126,8 @@ Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
     return dx;
   }
   const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
-                                                 g.W, cout, g.kh, g.kw, g.OH, g.OW, true);
+                                                 g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh,
+                                                 g.sw, g.OH, g.OW, true);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
   NNCORE_DISPATCH(device, conv2d_backward, x.f32(), w.f32(), dy.f32(),
                   relu_y ? relu_y->f32() : nullptr, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
