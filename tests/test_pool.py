@@ -147,3 +147,53 @@ def test_max_pool2d_2x2_stride2_ties_and_nan(device):
     assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1  # the first NaN wins
     assert y[0, 0, 0, 1] == 3.0 and arg[0, 0, 0, 1] == 2     # ties: first in window order
     assert y[0, 0, 0, 2] == 0.0 and arg[0, 0, 0, 2] == 4
+
+
+# Widths that take each chunk width of the vectorized 2x2/stride-2 CPU path: 4-float chunks
+# (OW 4, 5), 8 (OW 8, 14: LeNet's conv1), 16 (OW 16, 17), odd W and H (a column/row no window
+# reads).
+POOL_2X2_SHAPES = [(2, 3, 8, 8), (1, 2, 10, 10), (1, 1, 5, 16), (2, 6, 28, 28), (1, 2, 32, 32),
+                   (1, 1, 7, 35)]
+
+
+@pytest.mark.parametrize("shape", POOL_2X2_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
+    """Ties (values from a small set), then NaNs: the first maximum (or first NaN) in window order
+    wins, and the backward gives each window's dy to exactly that tap."""
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)
+    ry, rarg = ref.max_pool2d_forward(x, 2, 2, 2, 2)
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(to_numpy(y), ry)
+    np.testing.assert_array_equal(to_numpy(arg), rarg)
+    dy = rng.standard_normal(ry.shape).astype(np.float32)
+    dx = ops.max_pool2d_backward(to_tensor(dy, device), arg, shape)
+    np.testing.assert_array_equal(to_numpy(dx), ref.max_pool2d_backward(dy, rarg, shape))
+
+    x[rng.random(shape) < 0.1] = np.nan
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
+    y, arg = to_numpy(y), to_numpy(arg)
+    H, W = shape[-2:]
+    for index in np.ndindex(*ry.shape):
+        *plane, oh, ow = index
+        taps = [(2 * oh + i) * W + 2 * ow + j for i in (0, 1) for j in (0, 1)]
+        values = x[tuple(plane)].reshape(-1)[taps]
+        nan = np.flatnonzero(np.isnan(values))
+        if nan.size:
+            assert np.isnan(y[index]) and arg[index] == taps[nan[0]], index
+        else:
+            assert y[index] == values.max() and arg[index] == taps[int(np.argmax(values))], index
+
+
+def test_max_pool2d_backward_argmax_outside_its_window(device, rng):
+    """max_pool2d_backward takes any argmax: where one is not in its own 2x2 window, the plane
+    still gets dx = 0, dx[argmax] += dy (the CPU's windowed path falls back to the scatter)."""
+    shape = (1, 3, 8, 16)  # OH, OW = H/2, W/2: the shape of a 2x2/stride-2 pool
+    x = rng.standard_normal(shape).astype(np.float32)
+    _, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
+    arg = to_numpy(arg).copy()
+    arg[0, 1, 2, 5] = 0          # plane 1: one argmax elsewhere in the plane
+    arg[0, 2] = (arg[0, 2] + 1) % (8 * 16)  # plane 2: every argmax shifted by one pixel
+    dy = rng.standard_normal((1, 3, 4, 8)).astype(np.float32)
+    dx = ops.max_pool2d_backward(to_tensor(dy, device), to_tensor(arg.astype(np.int32), device),
+                                 shape)
+    assert_close(dx, ref.max_pool2d_backward(dy, arg, shape), rtol=1e-6)

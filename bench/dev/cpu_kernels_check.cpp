@@ -6,8 +6,9 @@
 //   g++ -O3 -std=c++17 -fopenmp -Isrc/include bench/dev/cpu_kernels_check.cpp
 //       src/cpu/{bias,im2col,pool,activation,softmax,loss,optim,elementwise}.cpp -o /tmp/cpu_check
 //   /tmp/cpu_check            (exit status 0 when every check passes)
-// im2col/col2im rows are cloned for AVX-512, AVX2 and baseline and the CPU picks one; to check
-// the others, add -DNNCORE_WIDEST_VECTORS= (baseline) or -DNNCORE_WIDEST_VECTORS= -mavx2.
+// im2col/col2im rows and the 2x2 max-pool rows are cloned for AVX-512, AVX2 and baseline and the
+// CPU picks one; to check the others, add -DNNCORE_WIDEST_VECTORS= (baseline) or
+// -DNNCORE_WIDEST_VECTORS= -mavx2.
 #include <omp.h>
 
 #include <algorithm>

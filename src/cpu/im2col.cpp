@@ -16,6 +16,7 @@
 #endif
 
 #include "nncore/kernels.h"
+#include "wide_vectors.h"
 
 namespace nncore::cpu {
 
@@ -37,28 +38,11 @@ inline void this_thread_range(int64_t items, int64_t& begin, int64_t& end) {
   end = begin + q + (t < r ? 1 : 0);
 }
 
-// Rows are moved in vector chunks of GCC/Clang vector types, so each target clone of the
-// functions marked NNCORE_WIDEST_VECTORS (AVX-512, AVX2, baseline) moves 64, 32 or 16 bytes
-// per instruction. Loads and stores go through fixed-size memcpy: unaligned moves, no
-// strict-aliasing questions.
-typedef float Floats4 __attribute__((vector_size(16)));
-typedef float Floats8 __attribute__((vector_size(32)));
-typedef float Floats16 __attribute__((vector_size(64)));
-
-// (bench/dev/cpu_kernels_check.cpp defines it empty to check one width at a time.)
-#ifndef NNCORE_WIDEST_VECTORS
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define NNCORE_WIDEST_VECTORS __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NNCORE_WIDEST_VECTORS
-#endif
-#endif
-
 // dst[0, n) = src[0, n), n >= lanes of Vec: the last chunk is pulled back to end at n and
 // overlaps the previous one (both write the same values), so there is no scalar tail. (A plain
 // chunked loop would be recognized as a memcpy idiom and become a library call per short row.)
 template <typename Vec>
-inline void copy_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
+NNCORE_ALWAYS_INLINE void copy_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
   constexpr int64_t L = sizeof(Vec) / sizeof(float);
   Vec v;
   for (int64_t t = 0;; t = std::min(t + L, n - L)) {
@@ -72,7 +56,7 @@ inline void copy_chunks(float* __restrict dst, const float* __restrict src, int6
 // original dst before the loop and stored after it; the lanes it shares with the loop's last
 // chunk get the same value dst + src twice, so each element is still added exactly once.
 template <typename Vec>
-inline void add_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
+NNCORE_ALWAYS_INLINE void add_chunks(float* __restrict dst, const float* __restrict src, int64_t n) {
   constexpr int64_t L = sizeof(Vec) / sizeof(float);
   Vec last, d, s;
   std::memcpy(&last, dst + n - L, sizeof last);
@@ -88,7 +72,7 @@ inline void add_chunks(float* __restrict dst, const float* __restrict src, int64
 }
 
 // The widest chunks that fit in n: rows of 10 (LeNet conv2) move as two 8-float chunks.
-inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+NNCORE_ALWAYS_INLINE void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
   if (n >= 16) {
     copy_chunks<Floats16>(dst, src, n);
   } else if (n >= 8) {
@@ -100,7 +84,7 @@ inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t
   }
 }
 
-inline void add_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+NNCORE_ALWAYS_INLINE void add_row(float* __restrict dst, const float* __restrict src, int64_t n) {
   if (n >= 16) {
     add_chunks<Floats16>(dst, src, n);
   } else if (n >= 8) {

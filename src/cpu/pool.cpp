@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "nncore/kernels.h"
-#include "vector_math.h"
+#include "wide_vectors.h"
 
 namespace nncore::cpu {
 
@@ -61,31 +61,143 @@ struct TapRanges {
 // >= its kernel size; PyTorch forbids pad > k/2) gives y = -inf, argmax = -1 (backward skips it).
 namespace {
 
-// best, best_idx = v, v_idx when v is greater (or the first NaN). Selects on bit patterns so the
-// row loop below vectorizes (GCC will not if-convert a float ?: at baseline x86-64).
-inline void take_if_greater(float v, int32_t v_idx, float& best, int32_t& best_idx) {
-  const bool take = (v > best) | ((v != v) & (best == best));
-  best = select_bits(take, v, best);
-  const uint32_t mask = 0u - static_cast<uint32_t>(take);
-  best_idx = static_cast<int32_t>((static_cast<uint32_t>(v_idx) & mask) |
-                                  (static_cast<uint32_t>(best_idx) & ~mask));
+// ---- 2x2, stride 2, unpadded (LeNet's), in vector chunks ------------------------------------
+// Output ow's window is top[2ow], top[2ow+1], bottom[2ow], bottom[2ow+1] (window order). A chunk
+// of L outputs loads 2L floats of each row and splits them into even and odd lanes with two
+// shuffles; rows are covered by chunks of the widest width that fits, the last one pulled back
+// to end at the row's end (overlapping outputs are computed twice, identically).
+
+// v = {first, first + step, ...}. (Vectors go through references: a function returning a wide
+// vector type by value changes the ABI between the target clones, which GCC warns about.)
+template <typename IVec>
+NNCORE_ALWAYS_INLINE void lane_indices(IVec& v, int32_t first, int32_t step) {
+  for (int i = 0; i < static_cast<int>(sizeof(IVec) / 4); ++i) v[i] = first + step * i;
 }
 
-// One output row of a 2x2, stride-2, unpadded max pool (LeNet's): every window is inside the
-// image, so the four taps are read directly, in window order.
-void max_pool_row_2x2(const float* __restrict top, const float* __restrict bottom, int64_t OW,
-                      int32_t top_index, int32_t W, float* __restrict out,
-                      int32_t* __restrict out_index) {
-  for (int64_t ow = 0; ow < OW; ++ow) {
-    const int32_t w0 = static_cast<int32_t>(2 * ow);
-    float best = top[2 * ow];
-    int32_t best_idx = top_index + w0;
-    take_if_greater(top[2 * ow + 1], top_index + w0 + 1, best, best_idx);
-    take_if_greater(bottom[2 * ow], top_index + W + w0, best, best_idx);
-    take_if_greater(bottom[2 * ow + 1], top_index + W + w0 + 1, best, best_idx);
-    out[ow] = best;
-    out_index[ow] = best_idx;
+template <typename Vec>
+struct Pool2x2 {
+  static constexpr int L = sizeof(Vec) / sizeof(float);
+  typedef typename IntsOf<Vec>::type IVec;
+
+
+  // out[ow + l], out_index[ow + l] for l < L; rel = 0, 1, W, W+1: which tap won.
+  NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow, int32_t top_index,
+                      int32_t W, float* out, int32_t* out_index) {
+    IVec even, odd, index;
+    lane_indices(even, 0, 2);
+    lane_indices(odd, 1, 2);
+    lane_indices(index, top_index + 2 * static_cast<int32_t>(ow), 2);
+    Vec t0, t1, b0, b1;
+    std::memcpy(&t0, top + 2 * ow, sizeof t0);
+    std::memcpy(&t1, top + 2 * ow + L, sizeof t1);
+    std::memcpy(&b0, bottom + 2 * ow, sizeof b0);
+    std::memcpy(&b1, bottom + 2 * ow + L, sizeof b1);
+    const Vec taps[3] = {__builtin_shuffle(t0, t1, odd), __builtin_shuffle(b0, b1, even),
+                         __builtin_shuffle(b0, b1, odd)};
+    const int32_t rel[3] = {1, W, W + 1};
+    Vec best = __builtin_shuffle(t0, t1, even);
+    IVec best_rel = IVec{} + 0;
+    for (int k = 0; k < 3; ++k) {  // strictly greater keeps the first maximum; or the first NaN
+      const IVec take = (taps[k] > best) | ((taps[k] != taps[k]) & (best == best));
+      best = take ? taps[k] : best;
+      best_rel = take ? IVec{} + rel[k] : best_rel;
+    }
+    index += best_rel;
+    std::memcpy(out + ow, &best, sizeof best);
+    std::memcpy(out_index + ow, &index, sizeof index);
   }
+
+  // The inverse for non-overlapping windows: each of the 4L inputs under the chunk gets dy of
+  // its window if it is the window's argmax, else 0 (0 + dy, as dx = 0; dx[argmax] += dy
+  // gives). Lanes whose argmax is not in their window are flagged in `outside`.
+  NNCORE_ALWAYS_INLINE static void backward(const float* dy, const int32_t* index, int64_t ow, int32_t top_index,
+                       int32_t W, float* top, float* bottom, IVec& outside) {
+    IVec rel, first, lanes;
+    std::memcpy(&rel, index + ow, sizeof rel);
+    lane_indices(first, top_index + 2 * static_cast<int32_t>(ow), 2);
+    rel -= first;
+    const IVec is[4] = {rel == 0, rel == 1, rel == W, rel == W + 1};
+    outside |= ~(is[0] | is[1] | is[2] | is[3]);
+    Vec g;
+    std::memcpy(&g, dy + ow, sizeof g);
+    g += 0.0f;
+    const Vec zero = Vec{};
+    Vec grad[4];
+    for (int k = 0; k < 4; ++k) grad[k] = is[k] ? g : zero;
+    // Interleave (even, odd) lanes back: {e0, o0, e1, o1, ...}.
+    lane_indices(lanes, 0, 1);
+    const IVec lo = lanes / 2 + (lanes % 2) * L;
+    const IVec hi = lo + L / 2;
+    const Vec rows[4] = {__builtin_shuffle(grad[0], grad[1], lo), __builtin_shuffle(grad[0], grad[1], hi),
+                         __builtin_shuffle(grad[2], grad[3], lo), __builtin_shuffle(grad[2], grad[3], hi)};
+    std::memcpy(top + 2 * ow, &rows[0], sizeof(Vec));
+    std::memcpy(top + 2 * ow + L, &rows[1], sizeof(Vec));
+    std::memcpy(bottom + 2 * ow, &rows[2], sizeof(Vec));
+    std::memcpy(bottom + 2 * ow + L, &rows[3], sizeof(Vec));
+  }
+};
+
+// Chunks of Pool2x2<Vec>::L outputs covering a row of OW >= L, the last one pulled back.
+template <typename Vec>
+NNCORE_ALWAYS_INLINE void max_pool_row_2x2_chunks(const float* top, const float* bottom,
+                                                  int64_t OW, int32_t top_index, int32_t W,
+                                                  float* out, int32_t* out_index) {
+  constexpr int64_t L = Pool2x2<Vec>::L;
+  for (int64_t ow = 0;; ow = std::min(ow + L, OW - L)) {
+    Pool2x2<Vec>::forward(top, bottom, ow, top_index, W, out, out_index);
+    if (ow + L >= OW) return;
+  }
+}
+
+template <typename Vec>
+NNCORE_ALWAYS_INLINE bool max_pool_plane_2x2_backward_chunks(const float* dy,
+                                                             const int32_t* index, int64_t OH,
+                                                             int64_t OW, int32_t W, float* dx) {
+  constexpr int64_t L = Pool2x2<Vec>::L;
+  typename Pool2x2<Vec>::IVec outside{};
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* top = dx + 2 * oh * W;
+    for (int64_t ow = 0;; ow = std::min(ow + L, OW - L)) {
+      Pool2x2<Vec>::backward(dy + oh * OW, index + oh * OW, ow, static_cast<int32_t>(2 * oh * W),
+                             W, top, top + W, outside);
+      if (ow + L >= OW) break;
+    }
+  }
+  for (int l = 0; l < L; ++l)
+    if (outside[l] != 0) return false;
+  return true;
+}
+
+// One output row, in window order (OW >= 4), in the widest chunks that fit (rows of 14,
+// LeNet's conv1, go as two chunks of 8).
+NNCORE_WIDEST_VECTORS
+void max_pool_row_2x2(const float* top, const float* bottom, int64_t OW, int32_t top_index,
+                      int32_t W, float* out, int32_t* out_index) {
+  if (OW >= 16) {
+    max_pool_row_2x2_chunks<Floats16>(top, bottom, OW, top_index, W, out, out_index);
+  } else if (OW >= 8) {
+    max_pool_row_2x2_chunks<Floats8>(top, bottom, OW, top_index, W, out, out_index);
+  } else {
+    max_pool_row_2x2_chunks<Floats4>(top, bottom, OW, top_index, W, out, out_index);
+  }
+}
+
+// dx rows 2oh and 2oh+1 (columns < 2*OW) of a plane from its output rows oh < OH (OW >= 4), as
+// if each argmax were in its own window; false if one is not (then dx holds garbage).
+NNCORE_WIDEST_VECTORS
+bool max_pool_plane_2x2_backward(const float* dy, const int32_t* index, int64_t OH, int64_t OW,
+                                 int32_t W, float* dx) {
+  if (OW >= 16) return max_pool_plane_2x2_backward_chunks<Floats16>(dy, index, OH, OW, W, dx);
+  if (OW >= 8) return max_pool_plane_2x2_backward_chunks<Floats8>(dy, index, OH, OW, W, dx);
+  return max_pool_plane_2x2_backward_chunks<Floats4>(dy, index, OH, OW, W, dx);
+}
+
+// The general scatter, for one plane: dx = 0, then dx[argmax] += dy.
+void max_pool_plane_backward(const float* __restrict grad_out, const int32_t* __restrict idx,
+                             int64_t HW, int64_t outputs, float* __restrict grad_in) {
+  std::memset(grad_in, 0, static_cast<size_t>(HW) * sizeof(float));
+  for (int64_t o = 0; o < outputs; ++o)
+    if (idx[o] >= 0) grad_in[idx[o]] += grad_out[o];
 }
 
 }  // namespace
@@ -93,7 +205,7 @@ void max_pool_row_2x2(const float* __restrict top, const float* __restrict botto
 void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, float* y, int32_t* argmax) {
-  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) {
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && OW >= 4) {
 #pragma omp parallel for schedule(static) if (planes * OH * OW * 4 > kParallelMin)
     for (int64_t p = 0; p < planes; ++p) {
       for (int64_t oh = 0; oh < OH; ++oh) {
@@ -142,17 +254,26 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
   }
 }
 
-// dx = 0, then dx[argmax] += dy (overlapping windows add up).
+// dx = 0, then dx[argmax] += dy (overlapping windows add up). When the shapes are those of a 2x2,
+// stride-2 pool (OH = H/2, OW = W/2) with rows of at least 8 outputs (shorter ones gained
+// nothing: LeNet's 5 ran 2x slower), a plane is first written window by window, which is the
+// same when every argmax lies in its own window (checked; a plane where one does not is redone
+// by the scatter).
 void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes, int64_t H,
                          int64_t W, int64_t OH, int64_t OW, float* dx) {
+  const bool windows_2x2 = OH == H / 2 && OW == W / 2 && OW >= 8;
 #pragma omp parallel for schedule(static) if (planes * (H * W + OH * OW) > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
-    float* __restrict grad_in = dx + p * H * W;
-    const float* __restrict grad_out = dy + p * OH * OW;
-    const int32_t* __restrict idx = argmax + p * OH * OW;
-    std::memset(grad_in, 0, static_cast<size_t>(H * W) * sizeof(float));
-    for (int64_t o = 0; o < OH * OW; ++o)
-      if (idx[o] >= 0) grad_in[idx[o]] += grad_out[o];
+    float* grad_in = dx + p * H * W;
+    const float* grad_out = dy + p * OH * OW;
+    const int32_t* idx = argmax + p * OH * OW;
+    if (windows_2x2 &&
+        max_pool_plane_2x2_backward(grad_out, idx, OH, OW, static_cast<int32_t>(W), grad_in)) {
+      for (int64_t h = 0; W > 2 * OW && h < 2 * OH; ++h) grad_in[h * W + W - 1] = 0.0f;  // odd W
+      if (H > 2 * OH) std::memset(grad_in + (H - 1) * W, 0, sizeof(float) * W);       // odd H
+    } else {
+      max_pool_plane_backward(grad_out, idx, H * W, OH * OW, grad_in);
+    }
   }
 }
 
