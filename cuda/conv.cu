@@ -9,41 +9,55 @@
 namespace nncore::cuda {
 
 // Scratch: col (C*kh*kw x N*OH*OW), y_cn / g_cn (Cout x N*OH*OW) and, backward, the masked
-// gradient g (N, Cout, OH, OW) of a fused ReLU.
+// gradient g (N, Cout, OH, OW) of a fused ReLU; pooled, also the full-size output (forward) or
+// the pooled masked gradient and the full-size one (backward).
 int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t, int64_t, int64_t cout, int64_t kh,
                               int64_t kw, int64_t, int64_t, int64_t, int64_t, int64_t OH,
-                              int64_t OW, bool backward) {
-  return (C * kh * kw + cout * (backward ? 2 : 1)) * N * OH * OW;
+                              int64_t OW, bool backward, bool pooled) {
+  const int64_t outputs = cout * N * OH * OW;
+  return (C * kh * kw + cout * (backward ? 2 : 1)) * N * OH * OW +
+         (pooled ? outputs + (backward ? cout * N * (OH / 2) * (OW / 2) : 0) : 0);
 }
 
 void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
                     int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
                     int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, bool relu,
-                    float* y, float* scratch) {
+                    float* y, int32_t* pool_argmax, float* scratch) {
   const int64_t col_rows = C * kh * kw, cols = N * OH * OW;
   float* col = scratch;
   float* y_cn = col + col_rows * cols;
+  float* out = pool_argmax != nullptr ? y_cn + cout * cols : y;  // the full-size output
   const bool nchw = N == 1 || cout == 1;  // (Cout, N, OH*OW) is already NCHW
   im2col(x, N, C, H, W, kh, kw, ph, pw, sh, sw, col);
   sgemm(false, false, cout, cols, col_rows, 1.0f, w, col_rows, col, cols, 0.0f,
-        nchw ? y : y_cn, cols);
-  if (!nchw) swap_outer_axes(y_cn, y, cout, N, OH * OW);
-  if (b != nullptr) bias_add(y, b, N, cout, OH * OW);
-  if (relu) relu_forward(y, y, N * cout * OH * OW);
+        nchw ? out : y_cn, cols);
+  if (!nchw) swap_outer_axes(y_cn, out, cout, N, OH * OW);
+  if (b != nullptr) bias_add(out, b, N, cout, OH * OW);
+  if (relu) relu_forward(out, out, N * cout * OH * OW);
+  if (pool_argmax != nullptr) {
+    max_pool2d_forward(out, N * cout, OH, OW, 2, 2, 2, 2, 0, 0, OH / 2, OW / 2, y, pool_argmax);
+  }
 }
 
 void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
-                     int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH,
-                     int64_t OW, float* dw, float* db, float* dx, float* scratch) {
+                     const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
+                     int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
+                     int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
+                     float* scratch) {
   const int64_t col_rows = C * kh * kw, cols = N * OH * OW;
   float* col = scratch;
   float* g_cn = col + col_rows * cols;
+  float* masked = g_cn + cout * cols;  // dy * [relu_y > 0], as many floats as dy
   const float* g = dy;
+  const int64_t dy_size = pool_argmax != nullptr ? cout * N * (OH / 2) * (OW / 2) : cout * cols;
   if (relu_y != nullptr) {
-    float* masked = g_cn + cout * cols;
-    relu_backward(relu_y, dy, masked, cout * cols);
+    relu_backward(relu_y, g, masked, dy_size);
     g = masked;
+  }
+  if (pool_argmax != nullptr) {  // the pooled gradient to full size, after the masked one
+    float* full = masked + dy_size;
+    max_pool2d_backward(g, pool_argmax, N * cout, OH, OW, OH / 2, OW / 2, full);
+    g = full;
   }
   if (db != nullptr) bias_grad(g, db, N, cout, OH * OW);
   const bool nchw = N == 1 || cout == 1;

@@ -201,6 +201,19 @@ void bind_ops(py::module_& m) {
         arg("x"), arg("weight"), arg("dy"), arg("dweight"), arg("dbias") = py::none(),
         arg("sh") = 1, arg("sw") = 1, arg("ph") = 0, arg("pw") = 0, arg("need_dx") = true,
         arg("relu_y") = py::none());
+  m.def("conv2d_pool_forward", &ops::conv2d_pool_forward, arg("x"), arg("weight"),
+        arg("bias") = py::none(), arg("sh") = 1, arg("sw") = 1, arg("ph") = 0, arg("pw") = 0,
+        arg("relu") = false);
+  m.def("conv2d_pool_backward",
+        [](const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& argmax, Tensor& dw,
+           std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+           bool need_dx, const std::optional<Tensor>& relu_y) {
+          return tensor_or_none(ops::conv2d_pool_backward(x, w, dy, argmax, dw, std::move(db), sh,
+                                                          sw, ph, pw, need_dx, relu_y));
+        },
+        arg("x"), arg("weight"), arg("dy"), arg("argmax"), arg("dweight"),
+        arg("dbias") = py::none(), arg("sh") = 1, arg("sw") = 1, arg("ph") = 0, arg("pw") = 0,
+        arg("need_dx") = true, arg("relu_y") = py::none());
 
   m.def("max_pool2d_forward", &ops::max_pool2d_forward, arg("x"), arg("kh"), arg("kw"),
         arg("sh"), arg("sw"), arg("ph") = 0, arg("pw") = 0);

@@ -384,3 +384,111 @@ def test_conv2d_no_input_channels(device):
     dx = ops.conv2d_backward(x, w, dy, dw, db, 1, 1, 1, 1, True, relu_y=y)
     assert dx.shape == (2, 0, 5, 5)
     np.testing.assert_array_equal(to_numpy(db), [50.0, 0.0, 50.0])
+
+
+# ---- convolution + ReLU + 2x2 max pool, fused ------------------------------------------------
+# (N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw) whose output takes a 2x2 pool: LeNet's two (pooled
+# widths 14 and 5), odd output sizes (the last row/column is dropped), pooled widths below 4 and
+# 17, a strided convolution (im2col) and the smallest output, 2x2.
+POOL_CONV_CASES = [
+    (2, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2),
+    (3, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0),
+    (2, 3, 9, 8, 4, 3, 3, 1, 1, 0, 0),
+    (1, 2, 36, 35, 3, 3, 3, 1, 1, 1, 1),
+    (2, 3, 11, 13, 5, 3, 2, 2, 1, 1, 0),
+    (1, 1, 2, 2, 2, 1, 1, 1, 1, 0, 0),
+]
+POOL_IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}x{}p{}x{}".format(*c) for c in POOL_CONV_CASES]
+
+
+def check_conv_pool(device, rng, case, relu=True, with_bias=True):
+    """conv2d_pool_forward/backward against the separate ops they fuse: forward bit-equal (y and
+    argmax), dw and dx bit-equal, db to rounding (summed in another order); forward also against
+    the float64 reference."""
+    N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw = case
+    x, w, b, _ = conv_data(rng, *case)
+    T = lambda a: to_tensor(a, device)
+    X, Wt, B = T(x), T(w), T(b) if with_bias else None
+    y, argmax = ops.conv2d_pool_forward(X, Wt, B, sh, sw, ph, pw, relu=relu)
+    full = ops.conv2d_forward(X, Wt, B, sh, sw, ph, pw, relu=relu)
+    y_sep, argmax_sep = ops.max_pool2d_forward(full, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(to_numpy(y), to_numpy(y_sep))
+    np.testing.assert_array_equal(to_numpy(argmax), to_numpy(argmax_sep))
+    expected = ref.conv2d_forward(x, w, b if with_bias else None, sh, sw, ph, pw)
+    expected = np.maximum(expected, 0.0) if relu else expected
+    scale = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b) if with_bias else None,
+                               sh, sw, ph, pw)
+    ry, _ = ref.max_pool2d_forward(expected, 2, 2, 2, 2)
+    rscale, _ = ref.max_pool2d_forward(scale, 2, 2, 2, 2)
+    assert_close(y, ry, rtol=dot_tol(Cin * kh * kw), scale=rscale, what=f"conv pool fwd {case}")
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    g = ops.max_pool2d_backward(T(dy), argmax_sep, full.shape)
+    g = ops.relu_backward(full, g) if relu else g
+    for need_dx in (True, False):  # (the CPU may pick another algorithm without dx)
+        dw, db = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+        dx = ops.conv2d_pool_backward(X, Wt, T(dy), argmax, dw, db, sh, sw, ph, pw, need_dx,
+                                      relu_y=y if relu else None)
+        dw_sep, db_sep = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+        dx_sep = ops.conv2d_backward(X, Wt, g, dw_sep, db_sep, sh, sw, ph, pw, need_dx)
+        if need_dx:
+            np.testing.assert_array_equal(to_numpy(dx), to_numpy(dx_sep))
+        else:
+            assert dx is None
+        np.testing.assert_array_equal(to_numpy(dw), to_numpy(dw_sep))
+        assert_close(db, to_numpy(db_sep), rtol=1e-6, what="conv pool db")
+        assert np.any(to_numpy(dw) != 0)
+
+
+@pytest.mark.parametrize("case", POOL_CONV_CASES, ids=POOL_IDS)
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
+def test_conv2d_pool_matches_separate_ops(device, rng, case, relu):
+    check_conv_pool(device, rng, case, relu=relu, with_bias=relu)
+
+
+@pytest.mark.parametrize("algorithm", CPU_CONV_ALGORITHMS)
+@pytest.mark.parametrize("case", POOL_CONV_CASES, ids=POOL_IDS)
+def test_conv2d_pool_each_cpu_algorithm(rng, algorithm, case):
+    with cpu_conv_algorithm(algorithm):
+        check_conv_pool("cpu", rng, case)
+
+
+def test_conv2d_pool_several_passes(device, rng):
+    """A batch the CPU splits into several passes (and threads), the last one partial."""
+    check_conv_pool(device, rng, (37, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0))
+    check_conv_pool(device, rng, (29, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2))
+
+
+def test_conv2d_pool_nan_and_ties(device):
+    """The fused pool keeps max_pool2d's rules: the first maximum in window order, a NaN wins."""
+    x = np.zeros((1, 1, 4, 10), np.float32)
+    x[0, 0, 1, 0] = np.nan            # window 0: NaN below the first tap
+    x[0, 0, 0, 3] = x[0, 0, 1, 2] = 2.0  # window 1: tie, the top-right one comes first
+    w = np.ones((1, 1, 1, 1), np.float32)
+    y, argmax = ops.conv2d_pool_forward(to_tensor(x, device), to_tensor(w, device), None, relu=True)
+    y, argmax = to_numpy(y), to_numpy(argmax)
+    assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 10
+    assert y[0, 0, 0, 1] == 2.0 and argmax[0, 0, 0, 1] == 3
+    assert y[0, 0, 1, 0] == 0.0 and argmax[0, 0, 1, 0] == 20  # all zero: the first tap
+
+
+def test_conv2d_pool_is_validated(device, rng):
+    x, w, _, _ = conv_data(rng, 2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1)
+    xt, wt = to_tensor(x, device), to_tensor(w, device)
+    y, argmax = ops.conv2d_pool_forward(xt, wt, None, 1, 1, 1, 1, relu=True)
+    dw = nc.zeros(w.shape, device=device)
+    full_dy = to_tensor(np.ones((2, 4, 8, 8), np.float32), device)
+    with pytest.raises(ValueError, match="dy"):
+        ops.conv2d_pool_backward(xt, wt, full_dy, argmax, dw, None, 1, 1, 1, 1, True)
+    with pytest.raises(TypeError, match="argmax"):
+        ops.conv2d_pool_backward(xt, wt, y, y, dw, None, 1, 1, 1, 1, True)
+    with pytest.raises(ValueError, match="argmax"):
+        ops.conv2d_pool_backward(xt, wt, y, to_tensor(np.zeros((2, 4, 4, 3), np.int32), device),
+                                 dw, None, 1, 1, 1, 1, True)
+    with pytest.raises(ValueError, match="too small"):
+        ops.conv2d_pool_forward(xt, to_tensor(np.ones((4, 3, 8, 8), np.float32), device), None)
+    if device == "cpu":  # (the GPU kernels skip out-of-range entries instead)
+        bad = to_numpy(argmax).astype(np.int32)
+        bad[1, 2, 3, 0] = 8 * 8
+        with pytest.raises(ValueError, match="argmax value"):
+            ops.conv2d_pool_backward(xt, wt, y, to_tensor(bad, device), dw, None, 1, 1, 1, 1, True)

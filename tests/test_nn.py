@@ -125,7 +125,8 @@ def test_sequential_gradients(device, rng):
 
 
 def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
-    """Sequential runs Conv2d + ReLU as one fused op; the result is the layer-by-layer one."""
+    """Sequential runs Conv2d + ReLU + MaxPool2d(2) and Conv2d + ReLU as fused ops; the result is
+    the layer-by-layer one."""
     nc.manual_seed(5)
     layers = [nn.Conv2d(2, 4, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
               nn.Conv2d(4, 3, 3, device=device), nn.ReLU(), nn.Flatten(),
@@ -137,8 +138,8 @@ def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
     h = x
     for position, layer in enumerate(layers):  # one by one: nothing fused
         h = layer.forward(h)
-        if position == 1:
-            relu1_mask = (h.numpy() > 0).astype(np.float32)
+        if position == 4:
+            expected_relu2 = h.numpy().copy()
     expected = h.numpy().copy()
     g = dy
     for position in range(len(layers) - 1, -1, -1):
@@ -152,9 +153,56 @@ def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
     np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
     for got, want in zip(model.parameters(), expected_grads):
         np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
-    # A fused ReLU still answers its own backward (the mask of its output is the same).
-    relu_dx = layers[1].backward(as_tensor(np.ones((3, 4, 8, 8)), device)).numpy()
-    np.testing.assert_array_equal(relu_dx, relu1_mask)
+    assert model._fused == {1, 2, 4}
+    # A ReLU fused without a pool still answers its own backward (its output's mask is the
+    # same); the fused pool too (its argmax is the one it would have found); a ReLU whose
+    # output was pooled away inside the fused op says so.
+    relu2_dx = layers[4].backward(as_tensor(np.ones((3, 3, 2, 2)), device)).numpy()
+    np.testing.assert_array_equal(relu2_dx, (expected_relu2 > 0).astype(np.float32))
+    pool_dx = layers[2].backward(as_tensor(np.ones((3, 4, 4, 4)), device)).numpy()
+    assert pool_dx.shape == (3, 4, 8, 8) and pool_dx.sum() == 3 * 4 * 4 * 4
+    with pytest.raises(RuntimeError, match="fused"):
+        layers[1].backward(as_tensor(np.ones((3, 4, 8, 8)), device))
+
+
+@pytest.mark.parametrize("pattern", ["conv-pool", "conv-relu-pool3", "conv-relu-pool-stride1",
+                                     "conv-relu-pool-odd", "lenet5"])
+def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
+    """Which neighbours Sequential fuses into a Conv2d (a ReLU, a 2x2/stride-2 MaxPool2d) and
+    that the fused network computes what the layers do one by one."""
+    nc.manual_seed(7)
+    conv = lambda: nn.Conv2d(2, 3, 3, padding=1, device=device)
+    head = lambda features: [nn.Flatten(), nn.Linear(features, 4, device=device)]
+    shape = (3, 2, 7, 9) if pattern == "conv-relu-pool-odd" else (3, 2, 8, 8)
+    layers, fused = {
+        "conv-pool": ([conv(), nn.MaxPool2d(2)] + head(3 * 4 * 4), {1}),
+        "conv-relu-pool3": ([conv(), nn.ReLU(), nn.MaxPool2d(3)] + head(3 * 2 * 2), {1}),
+        "conv-relu-pool-stride1": ([conv(), nn.ReLU(), nn.MaxPool2d(2, stride=1)] + head(3 * 7 * 7),
+                                   {1}),
+        "conv-relu-pool-odd": ([conv(), nn.ReLU(), nn.MaxPool2d(2)] + head(3 * 3 * 4), {1, 2}),
+        "lenet5": (list(models.lenet5(device=device)), {1, 2, 4, 5}),
+    }[pattern]
+    if pattern == "lenet5":
+        shape = (3, 1, 28, 28)
+    model = nn.Sequential(*layers)
+    x = as_tensor(rng.standard_normal(shape), device)
+    h = x
+    for layer in layers:  # one by one: nothing fused
+        h = layer.forward(h)
+    expected = h.numpy().copy()
+    dy = as_tensor(rng.standard_normal(expected.shape), device)
+    g = dy
+    for layer in reversed(layers):
+        g = layer.backward(g, need_dx=True)
+    expected_dx = g.numpy().copy()
+    expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    np.testing.assert_array_equal(model.forward(x).numpy(), expected)
+    assert model._fused == fused
+    dx = model.backward(dy, need_dx=True)
+    np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model.parameters(), expected_grads):
+        np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("target_kind", ["labels", "probabilities"])

@@ -77,6 +77,10 @@ def _cases(rng):
                                          1, 1)], None),
         "conv2d_forward": (lambda T: [ops.conv2d_forward(T(x4), T(w4), T(f(7)), 2, 1, 1, 0)], None),
         "conv2d_backward": (lambda T: _conv_backward(T, x4, w4, dy4), None),
+        "conv2d_pool_forward": (lambda T: list(ops.conv2d_pool_forward(T(x4), T(w4), T(f(7)), 1, 1,
+                                                                       1, 0, relu=True)), None),
+        "conv2d_pool_backward": (lambda T: _conv_pool_backward(T, x4, w4, f(7), f(3, 7, 6, 5)),
+                                 None),
         "max_pool2d": (lambda T: _max_pool(T, xp, f(2, 3, 7, 6)), None),
         "avg_pool2d_incl": (lambda T: _avg_pool(T, xp, f(2, 3, 7, 6), True), None),
         "avg_pool2d_excl": (lambda T: _avg_pool(T, xp, f(2, 3, 7, 6), False), None),
@@ -127,6 +131,13 @@ def _bias(T, y, b):
 def _conv_backward(T, x, w, dy):
     dw, db = T(np.zeros_like(w)), T(np.zeros(w.shape[0], np.float32))
     dx = ops.conv2d_backward(T(x), T(w), T(dy), dw, db, 2, 1, 1, 0, True)
+    return [dx, dw, db]
+
+
+def _conv_pool_backward(T, x, w, b, dy):
+    y, argmax = ops.conv2d_pool_forward(T(x), T(w), T(b), 1, 1, 1, 0, relu=True)
+    dw, db = T(np.zeros_like(w)), T(np.zeros(w.shape[0], np.float32))
+    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, 1, 0, True, relu_y=y)
     return [dx, dw, db]
 
 
@@ -209,6 +220,7 @@ def test_equivalence_table_covers_every_op():
     import inspect
     source = inspect.getsource(_cases) + "".join(
         inspect.getsource(fn) for fn in (_gemm, _linear_backward, _bias, _conv_backward,
+                                         _conv_pool_backward,
                                          _max_pool, _avg_pool, _ce, _sgd, _adam, _elementwise))
     names = [n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))]
     activations = {"relu", "sigmoid", "tanh", "softmax", "log_softmax"}

@@ -197,3 +197,13 @@ def test_max_pool2d_backward_argmax_outside_its_window(device, rng):
     dx = ops.max_pool2d_backward(to_tensor(dy, device), to_tensor(arg.astype(np.int32), device),
                                  shape)
     assert_close(dx, ref.max_pool2d_backward(dy, arg, shape), rtol=1e-6)
+
+
+def test_max_pool2d_backward_rejects_out_of_range_argmax_on_cpu():
+    """An argmax outside the input plane would write outside dx: the CPU op refuses it (on the
+    GPU the kernel skips such entries; checking would synchronize)."""
+    dy = to_tensor(np.ones((1, 1, 2, 2), np.float32))
+    for bad in (16, -2):
+        argmax = to_tensor(np.array([[[[0, 1], [bad, 3]]]], np.int32))
+        with pytest.raises(ValueError, match="argmax value"):
+            ops.max_pool2d_backward(dy, argmax, (1, 1, 4, 4))

@@ -25,6 +25,7 @@
 
 #include "conv_direct.h"
 #include "nncore/kernels.h"
+#include "pool_2x2.h"
 #include "sgemm.h"
 #include "vector_math.h"
 
@@ -86,47 +87,125 @@ void run_passes(const Passes& p, PassFn pass) {
   }
 }
 
-// One output plane's epilogue: dst[r*OW + s] = act(src[r*ld + s] + bias) for r < rows, s < OW.
-void store_plane(const float* src, int64_t ld, float* dst, int64_t rows, int64_t OW, float bias,
-                 bool relu) {
-  for (int64_t r = 0; r < rows; ++r, src += ld, dst += OW) {
-    if (relu) {
-      for (int64_t s = 0; s < OW; ++s) dst[s] = std::max(src[s] + bias, 0.0f);
-    } else {
-      for (int64_t s = 0; s < OW; ++s) dst[s] = src[s] + bias;
-    }
-  }
-}
+// Where the forward's outputs go: y[n, o] = act(conv + b[o]) (N, Cout, OH, OW), or with
+// argmax (the fused pool) y[n, o] = max_pool2d 2x2 of that, (N, Cout, OH/2, OW/2).
+struct OutputSink {
+  float* y;
+  int32_t* argmax;  // null: no pool
+  const float* b;
+  bool relu;
+  int64_t cout, OH, OW;
 
-// One gradient plane's prologue: g = dy * [relu_y > 0] (relu_y null: g = dy) is written to
-// dst[r*ld + s] (dst null: only summed) for r < rows, s < OW; returns the sum of g (float, as
-// bias_grad sums a plane).
-float load_grad_plane(const float* dy, const float* relu_y, float* dst, int64_t ld, int64_t rows,
-                      int64_t OW) {
-  float sum = 0.0f;
-  for (int64_t r = 0; r < rows; ++r, dy += OW) {
-    float* d = dst != nullptr ? dst + r * ld : nullptr;
-    if (relu_y != nullptr) {
-      const float* y = relu_y + r * OW;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s < OW; ++s) {
-        const float g = select_bits(y[s] > 0.0f, dy[s], 0.0f);  // a ?: here can stay scalar
-        d[s] = g;
-        sum += g;
+  int64_t plane_size() const { return argmax != nullptr ? (OH / 2) * (OW / 2) : OH * OW; }
+
+  // Output plane (n, o) from the convolution's plane src (OH rows of OW, row pitch ld); with a
+  // pool, the activation is applied to src in place first.
+  void store(int64_t n, int64_t o, float* src, int64_t ld) const {
+    const float bias = b != nullptr ? b[o] : 0.0f;
+    const int64_t at = (n * cout + o) * plane_size();
+    float* dst = argmax != nullptr ? src : y + at;
+    const int64_t dst_ld = argmax != nullptr ? ld : OW;
+    for (int64_t r = 0; r < OH; ++r) {
+      const float* in = src + r * ld;
+      float* out = dst + r * dst_ld;
+      if (relu) {
+        for (int64_t s = 0; s < OW; ++s) out[s] = std::max(in[s] + bias, 0.0f);
+      } else {
+        for (int64_t s = 0; s < OW; ++s) out[s] = in[s] + bias;
       }
-    } else if (d != nullptr) {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s < OW; ++s) {
-        d[s] = dy[s];
-        sum += dy[s];
-      }
-    } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s < OW; ++s) sum += dy[s];
+    }
+    if (argmax != nullptr) {
+      max_pool_plane_2x2(src, ld, OH / 2, OW / 2, static_cast<int32_t>(OW), y + at, argmax + at);
     }
   }
-  return sum;
-}
+};
+
+// Where the backward's gradient comes from: g = dy * [relu_y > 0] (relu_y null: g = dy) per
+// output plane, or with argmax (a pooled forward's) the pool's backward of that.
+struct GradSource {
+  const float* dy;
+  const float* relu_y;    // null: no fused ReLU
+  const int32_t* argmax;  // null: no pool
+  int64_t cout, OH, OW;
+
+  int64_t plane_size() const { return argmax != nullptr ? (OH / 2) * (OW / 2) : OH * OW; }
+
+  // True when the pass can multiply dy itself: (Cout, images*OH*OW) is dy's own layout when
+  // either axis has length 1, and there is nothing to mask or unpool.
+  bool in_place(int64_t images) const {
+    return (images == 1 || cout == 1) && relu_y == nullptr && argmax == nullptr;
+  }
+
+  // Writes g of plane (n, o) into dst (OH rows of OW, row pitch ld; dst null: only summed)
+  // and returns its sum (float, in the order of dy's plane, as bias_grad sums a plane).
+  float load(int64_t n, int64_t o, float* dst, int64_t ld) const {
+    const int64_t at = (n * cout + o) * plane_size();
+    return argmax != nullptr ? load_pooled(at, dst, ld) : load_full(at, dst, ld);
+  }
+
+ private:
+  float load_full(int64_t at, float* dst, int64_t ld) const {
+    float sum = 0.0f;
+    const float* d = dy + at;
+    for (int64_t r = 0; r < OH; ++r, d += OW) {
+      float* out = dst != nullptr ? dst + r * ld : nullptr;
+      if (relu_y != nullptr) {
+        const float* y = relu_y + at + r * OW;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t s = 0; s < OW; ++s) {
+          const float g = select_bits(y[s] > 0.0f, d[s], 0.0f);  // a ?: here can stay scalar
+          out[s] = g;
+          sum += g;
+        }
+      } else if (out != nullptr) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t s = 0; s < OW; ++s) {
+          out[s] = d[s];
+          sum += d[s];
+        }
+      } else {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t s = 0; s < OW; ++s) sum += d[s];
+      }
+    }
+    return sum;
+  }
+
+  // What max_pool2d_backward writes (dst = 0, then dst[argmax] += g), window by window in
+  // vectors when the pooled rows are wide enough and every argmax is in its own window (a
+  // pooled forward's always is), else by the scatter.
+  float load_pooled(int64_t at, float* dst, int64_t ld) const {
+    const int64_t POH = OH / 2, POW = OW / 2;
+    const float* mask = relu_y != nullptr ? relu_y + at : nullptr;
+    if (POW >= 4 && max_pool_plane_2x2_backward(dy + at, mask, argmax + at, POH, POW,
+                                                static_cast<int32_t>(OW), dst, ld)) {
+      for (int64_t h = 0; OW % 2 != 0 && h < 2 * POH; ++h) dst[h * ld + OW - 1] = 0.0f;
+      if (OH % 2 != 0) std::memset(dst + (OH - 1) * ld, 0, sizeof(float) * OW);
+    } else {
+      scatter_pooled(at, dst, ld);
+    }
+    float sum = 0.0f;
+    if (mask != nullptr) {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < POH * POW; ++i) sum += select_bits(mask[i] > 0.0f, dy[at + i], 0.0f);
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < POH * POW; ++i) sum += dy[at + i];
+    }
+    return sum;
+  }
+
+  void scatter_pooled(int64_t at, float* dst, int64_t ld) const {
+    for (int64_t r = 0; r < OH; ++r) std::memset(dst + r * ld, 0, sizeof(float) * OW);
+    for (int64_t i = 0; i < (OH / 2) * (OW / 2); ++i) {
+      const int64_t index = argmax[at + i];
+      if (index < 0 || index >= OH * OW) continue;  // -1: a window without a tap
+      const float g = relu_y != nullptr ? select_bits(relu_y[at + i] > 0.0f, dy[at + i], 0.0f)
+                                        : dy[at + i];
+      dst[index / OW * ld + index % OW] += g;
+    }
+  }
+};
 
 // Per-thread dW and db partial sums of a backward call (used when passes run on several
 // threads; db partials always, as doubles), added in thread order at the end.
@@ -175,35 +254,35 @@ struct Im2colPlan {
   }
 };
 
-void im2col_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
+void im2col_forward(const float* x, const float* w, const OutputSink& sink, int64_t N, int64_t C,
                     int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
-                    int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, bool relu,
-                    float* y, float* scratch) {
+                    int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, float* scratch) {
   const int64_t col_rows = C * kh * kw, spatial = OH * OW, image = C * H * W;
   const Im2colPlan plan(N, col_rows, cout, spatial, false);
   const Passes& p = plan.p;
   run_passes(p, [&](int64_t i, int thread) {
     float* col = scratch + thread * plan.per_thread;
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
-    float* y_pass = y + n0 * cout * spatial;
-    // (Cout, images, OH*OW) is already NCHW when either outer axis has length 1.
-    float* y_cn = images == 1 || cout == 1 ? y_pass : col + col_rows * p.images * spatial;
+    float* y_pass = sink.y + n0 * cout * spatial;
+    // (Cout, images, OH*OW) is already NCHW when either outer axis has length 1: then the
+    // epilogue (if any) runs in place.
+    const bool nchw = (images == 1 || cout == 1) && sink.argmax == nullptr;
+    float* y_cn = nchw ? y_pass : col + col_rows * p.images * spatial;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
     sgemm(false, false, cout, cols, col_rows, 1.0f, w, col_rows, col, cols, 0.0f, y_cn, cols);
-    if (y_cn == y_pass && b == nullptr && !relu) return;
-    for (int64_t o = 0; o < cout; ++o) {  // y[n, o, s] = act(y_cn[o, n, s] + b[o])
+    if (nchw && sink.b == nullptr && !sink.relu) return;
+    for (int64_t o = 0; o < cout; ++o) {  // y[n, o] from y_cn[o, n]
       for (int64_t n = 0; n < images; ++n) {
-        store_plane(y_cn + (o * images + n) * spatial, spatial, y_pass + (n * cout + o) * spatial,
-                    1, spatial, b != nullptr ? b[o] : 0.0f, relu);
+        sink.store(n0 + n, o, y_cn + (o * images + n) * spatial, OW);
       }
     }
   });
 }
 
-void im2col_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
-                     int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH,
-                     int64_t OW, float* dw, float* db, float* dx, float* scratch) {
+void im2col_backward(const float* x, const float* w, const GradSource& grad, int64_t N,
+                     int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw,
+                     int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW,
+                     float* dw, float* db, float* dx, float* scratch) {
   const int64_t col_rows = C * kh * kw, spatial = OH * OW, image = C * H * W;
   const Im2colPlan plan(N, col_rows, cout, spatial, true);
   const Passes& p = plan.p;
@@ -212,24 +291,21 @@ void im2col_backward(const float* x, const float* w, const float* dy, const floa
     float* col = scratch + thread * plan.per_thread;
     float* dw_sum = partials.dw_for(thread, dw);
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
-    const int64_t offset = n0 * cout * spatial;
     // g_c (Cout, images*OH*OW): dy itself when the layouts coincide and nothing is masked.
-    const bool in_place = (images == 1 || cout == 1) && relu_y == nullptr;
+    const bool in_place = grad.in_place(images);
     float* g_cn = in_place ? nullptr : col + col_rows * p.images * spatial;
     if (g_cn != nullptr || db != nullptr) {
       double* db_sum = partials.db_for(thread);
       for (int64_t o = 0; o < cout; ++o) {  // g_cn[o, n, s] = g[n, o, s]
         double acc = 0.0;
         for (int64_t n = 0; n < images; ++n) {
-          const int64_t plane = offset + (n * cout + o) * spatial;
-          acc += load_grad_plane(dy + plane, relu_y != nullptr ? relu_y + plane : nullptr,
-                                 g_cn != nullptr ? g_cn + (o * images + n) * spatial : nullptr,
-                                 spatial, 1, spatial);
+          acc += grad.load(n0 + n, o, g_cn != nullptr ? g_cn + (o * images + n) * spatial : nullptr,
+                           OW);
         }
         db_sum[o] += acc;
       }
     }
-    const float* g_c = in_place ? dy + offset : g_cn;
+    const float* g_c = in_place ? grad.dy + n0 * cout * spatial : g_cn;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
     // dW += g_c col^T
     sgemm(false, true, cout, col_rows, cols, 1.0f, g_c, cols, col, cols, 1.0f, dw_sum, col_rows);
@@ -374,9 +450,9 @@ void zero_once(std::vector<char>& zeroed, int thread, float* region, int64_t flo
   zeroed[thread] = 1;
 }
 
-void direct_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
+void direct_forward(const float* x, const float* w, const OutputSink& sink, int64_t N, int64_t C,
                     int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
-                    int64_t pw, int64_t OH, int64_t OW, bool relu, float* y, float* scratch) {
+                    int64_t pw, int64_t OH, float* scratch) {
   const conv_direct::Kernels& kern = direct_kernels();
   const DirectPlan d(N, C, H, W, cout, kh, kw, ph, pw, OH, false);
   float* wpack = scratch + d.weights;
@@ -394,17 +470,14 @@ void direct_forward(const float* x, const float* w, const float* b, int64_t N, i
       kern.shifted_gemm(wpack + grp * K * kGroupRows, off, K, xpad, d.Q,
                         out + grp * kGroupRows * d.out_ld, d.out_ld);
     }
-    for (int64_t o = 0; o < cout; ++o) {
-      store_plane(out + o * d.out_ld, d.Wp, y + (n * cout + o) * OH * OW, OH, OW,
-                  b != nullptr ? b[o] : 0.0f, relu);
-    }
+    for (int64_t o = 0; o < cout; ++o) sink.store(n, o, out + o * d.out_ld, d.Wp);
   });
 }
 
-void direct_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
-                     int64_t kw, int64_t ph, int64_t pw, int64_t OH, int64_t OW, float* dw,
-                     float* db, float* dx, float* scratch) {
+void direct_backward(const float* x, const float* w, const GradSource& grad, int64_t N,
+                     int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw,
+                     int64_t ph, int64_t pw, int64_t OH, float* dw, float* db, float* dx,
+                     float* scratch) {
   const conv_direct::Kernels& kern = direct_kernels();
   const DirectPlan d(N, C, H, W, cout, kh, kw, ph, pw, OH, true);
   const Passes& p = d.p;
@@ -436,10 +509,7 @@ void direct_backward(const float* x, const float* w, const float* dy, const floa
     for (int64_t n = 0; n < images; ++n) {
       pad_image(x + (n0 + n) * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad + n * d.x_image);
       for (int64_t o = 0; o < cout; ++o) {
-        const int64_t at = ((n0 + n) * cout + o) * OH * OW;
-        const float sum = load_grad_plane(dy + at, relu_y != nullptr ? relu_y + at : nullptr,
-                                          gpad + n * g_image + o * d.g_plane + d.front, d.Wp,
-                                          OH, OW);
+        const float sum = grad.load(n0 + n, o, gpad + n * g_image + o * d.g_plane + d.front, d.Wp);
         if (db != nullptr) db_sum[o] += sum;
       }
     }
@@ -485,9 +555,10 @@ const char* conv2d_algorithm(int64_t C, int64_t H, int64_t W, int64_t cout, int6
 }
 
 // Backward scratch covers both algorithms when the choice depends on whether dx is wanted.
+// (The fused pool needs nothing more: its full-size planes are the passes' own buffers.)
 int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout,
                               int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
-                              int64_t sw, int64_t OH, int64_t OW, bool backward) {
+                              int64_t sw, int64_t OH, int64_t OW, bool backward, bool) {
   auto direct = [&](Phase phase) { return use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase); };
   const bool any_direct = backward ? direct(Phase::backward) || direct(Phase::backward_dx)
                                    : direct(Phase::forward);
@@ -502,25 +573,27 @@ int64_t conv2d_scratch_floats(int64_t N, int64_t C, int64_t H, int64_t W, int64_
 void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, int64_t C,
                     int64_t H, int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph,
                     int64_t pw, int64_t sh, int64_t sw, int64_t OH, int64_t OW, bool relu,
-                    float* y, float* scratch) {
+                    float* y, int32_t* pool_argmax, float* scratch) {
+  const OutputSink sink{y, pool_argmax, b, relu, cout, OH, OW};
   if (use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, Phase::forward)) {
-    direct_forward(x, w, b, N, C, H, W, cout, kh, kw, ph, pw, OH, OW, relu, y, scratch);
+    direct_forward(x, w, sink, N, C, H, W, cout, kh, kw, ph, pw, OH, scratch);
   } else {
-    im2col_forward(x, w, b, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, relu, y, scratch);
+    im2col_forward(x, w, sink, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, scratch);
   }
 }
 
 void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh,
-                     int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t OH,
-                     int64_t OW, float* dw, float* db, float* dx, float* scratch) {
+                     const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
+                     int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
+                     int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
+                     float* scratch) {
+  const GradSource grad{dy, relu_y, pool_argmax, cout, OH, OW};
   const Phase phase = dx != nullptr ? Phase::backward_dx : Phase::backward;
   if (use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase)) {
-    direct_backward(x, w, dy, relu_y, N, C, H, W, cout, kh, kw, ph, pw, OH, OW, dw, db, dx,
-                    scratch);
+    direct_backward(x, w, grad, N, C, H, W, cout, kh, kw, ph, pw, OH, dw, db, dx, scratch);
   } else {
-    im2col_backward(x, w, dy, relu_y, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, dw, db,
-                    dx, scratch);
+    im2col_backward(x, w, grad, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, dw, db, dx,
+                    scratch);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "nncore/kernels.h"
+#include "pool_2x2.h"
 #include "wide_vectors.h"
 
 namespace nncore::cpu {
@@ -107,11 +108,14 @@ struct Pool2x2 {
     std::memcpy(out_index + ow, &index, sizeof index);
   }
 
-  // The inverse for non-overlapping windows: each of the 4L inputs under the chunk gets dy of
-  // its window if it is the window's argmax, else 0 (0 + dy, as dx = 0; dx[argmax] += dy
-  // gives). Lanes whose argmax is not in their window are flagged in `outside`.
-  NNCORE_ALWAYS_INLINE static void backward(const float* dy, const int32_t* index, int64_t ow, int32_t top_index,
-                       int32_t W, float* top, float* bottom, IVec& outside) {
+  // The inverse for non-overlapping windows: each of the 4L inputs under the chunk gets g of
+  // its window if it is the window's argmax, else 0 (0 + g, as dx = 0; dx[argmax] += g
+  // gives), g = dy, or dy * [relu_y > 0] when relu_y is not null. Lanes whose argmax is not in
+  // their window are flagged in `outside`.
+  NNCORE_ALWAYS_INLINE static void backward(const float* dy, const float* relu_y,
+                                            const int32_t* index, int64_t ow, int32_t top_index,
+                                            int32_t W, float* top, float* bottom,
+                                            IVec& outside) {
     IVec rel, first, lanes;
     std::memcpy(&rel, index + ow, sizeof rel);
     lane_indices(first, top_index + 2 * static_cast<int32_t>(ow), 2);
@@ -122,6 +126,11 @@ struct Pool2x2 {
     std::memcpy(&g, dy + ow, sizeof g);
     g += 0.0f;
     const Vec zero = Vec{};
+    if (relu_y != nullptr) {
+      Vec y;
+      std::memcpy(&y, relu_y + ow, sizeof y);
+      g = y > zero ? g : zero;
+    }
     Vec grad[4];
     for (int k = 0; k < 4; ++k) grad[k] = is[k] ? g : zero;
     // Interleave (even, odd) lanes back: {e0, o0, e1, o1, ...}.
@@ -150,46 +159,24 @@ NNCORE_ALWAYS_INLINE void max_pool_row_2x2_chunks(const float* top, const float*
 }
 
 template <typename Vec>
-NNCORE_ALWAYS_INLINE bool max_pool_plane_2x2_backward_chunks(const float* dy,
+NNCORE_ALWAYS_INLINE bool max_pool_plane_2x2_backward_chunks(const float* dy, const float* relu_y,
                                                              const int32_t* index, int64_t OH,
-                                                             int64_t OW, int32_t W, float* dx) {
+                                                             int64_t OW, int32_t W, float* dx,
+                                                             int64_t ld) {
   constexpr int64_t L = Pool2x2<Vec>::L;
   typename Pool2x2<Vec>::IVec outside{};
   for (int64_t oh = 0; oh < OH; ++oh) {
-    float* top = dx + 2 * oh * W;
+    float* top = dx + 2 * oh * ld;
+    const float* mask = relu_y != nullptr ? relu_y + oh * OW : nullptr;
     for (int64_t ow = 0;; ow = std::min(ow + L, OW - L)) {
-      Pool2x2<Vec>::backward(dy + oh * OW, index + oh * OW, ow, static_cast<int32_t>(2 * oh * W),
-                             W, top, top + W, outside);
+      Pool2x2<Vec>::backward(dy + oh * OW, mask, index + oh * OW, ow,
+                             static_cast<int32_t>(2 * oh * W), W, top, top + ld, outside);
       if (ow + L >= OW) break;
     }
   }
   for (int l = 0; l < L; ++l)
     if (outside[l] != 0) return false;
   return true;
-}
-
-// One output row, in window order (OW >= 4), in the widest chunks that fit (rows of 14,
-// LeNet's conv1, go as two chunks of 8).
-NNCORE_WIDEST_VECTORS
-void max_pool_row_2x2(const float* top, const float* bottom, int64_t OW, int32_t top_index,
-                      int32_t W, float* out, int32_t* out_index) {
-  if (OW >= 16) {
-    max_pool_row_2x2_chunks<Floats16>(top, bottom, OW, top_index, W, out, out_index);
-  } else if (OW >= 8) {
-    max_pool_row_2x2_chunks<Floats8>(top, bottom, OW, top_index, W, out, out_index);
-  } else {
-    max_pool_row_2x2_chunks<Floats4>(top, bottom, OW, top_index, W, out, out_index);
-  }
-}
-
-// dx rows 2oh and 2oh+1 (columns < 2*OW) of a plane from its output rows oh < OH (OW >= 4), as
-// if each argmax were in its own window; false if one is not (then dx holds garbage).
-NNCORE_WIDEST_VECTORS
-bool max_pool_plane_2x2_backward(const float* dy, const int32_t* index, int64_t OH, int64_t OW,
-                                 int32_t W, float* dx) {
-  if (OW >= 16) return max_pool_plane_2x2_backward_chunks<Floats16>(dy, index, OH, OW, W, dx);
-  if (OW >= 8) return max_pool_plane_2x2_backward_chunks<Floats8>(dy, index, OH, OW, W, dx);
-  return max_pool_plane_2x2_backward_chunks<Floats4>(dy, index, OH, OW, W, dx);
 }
 
 // The general scatter, for one plane: dx = 0, then dx[argmax] += dy.
@@ -202,18 +189,57 @@ void max_pool_plane_backward(const float* __restrict grad_out, const int32_t* __
 
 }  // namespace
 
+// In the widest chunks that fit (rows of 14, LeNet's conv1, go as two chunks of 8); rows of
+// fewer than 4 outputs one window at a time, with the same rule.
+NNCORE_WIDEST_VECTORS
+void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
+                        int32_t* argmax) {
+  for (int64_t oh = 0; oh < OH; ++oh, y += OW, argmax += OW) {
+    const float* top = x + 2 * oh * ld;
+    const float* bottom = top + ld;
+    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
+    if (OW >= 16) {
+      max_pool_row_2x2_chunks<Floats16>(top, bottom, OW, top_index, W, y, argmax);
+    } else if (OW >= 8) {
+      max_pool_row_2x2_chunks<Floats8>(top, bottom, OW, top_index, W, y, argmax);
+    } else if (OW >= 4) {
+      max_pool_row_2x2_chunks<Floats4>(top, bottom, OW, top_index, W, y, argmax);
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const float taps[4] = {top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]};
+        const int32_t rel[4] = {0, 1, W, W + 1};
+        int k_best = 0;
+        for (int k = 1; k < 4; ++k) {
+          const float v = taps[k], best = taps[k_best];
+          if (v > best || (v != v && best == best)) k_best = k;
+        }
+        y[ow] = taps[k_best];
+        argmax[ow] = top_index + 2 * static_cast<int32_t>(ow) + rel[k_best];
+      }
+    }
+  }
+}
+
+NNCORE_WIDEST_VECTORS
+bool max_pool_plane_2x2_backward(const float* dy, const float* relu_y, const int32_t* index,
+                                 int64_t OH, int64_t OW, int32_t W, float* dx, int64_t ld) {
+  if (OW >= 16) {
+    return max_pool_plane_2x2_backward_chunks<Floats16>(dy, relu_y, index, OH, OW, W, dx, ld);
+  }
+  if (OW >= 8) {
+    return max_pool_plane_2x2_backward_chunks<Floats8>(dy, relu_y, index, OH, OW, W, dx, ld);
+  }
+  return max_pool_plane_2x2_backward_chunks<Floats4>(dy, relu_y, index, OH, OW, W, dx, ld);
+}
+
 void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, float* y, int32_t* argmax) {
-  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && OW >= 4) {
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) {
 #pragma omp parallel for schedule(static) if (planes * OH * OW * 4 > kParallelMin)
     for (int64_t p = 0; p < planes; ++p) {
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const float* top = x + (p * H + 2 * oh) * W;
-        max_pool_row_2x2(top, top + W, OW, static_cast<int32_t>(2 * oh * W),
-                         static_cast<int32_t>(W), y + (p * OH + oh) * OW,
-                         argmax + (p * OH + oh) * OW);
-      }
+      max_pool_plane_2x2(x + p * H * W, W, OH, OW, static_cast<int32_t>(W), y + p * OH * OW,
+                         argmax + p * OH * OW);
     }
     return;
   }
@@ -267,8 +293,8 @@ void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes,
     float* grad_in = dx + p * H * W;
     const float* grad_out = dy + p * OH * OW;
     const int32_t* idx = argmax + p * OH * OW;
-    if (windows_2x2 &&
-        max_pool_plane_2x2_backward(grad_out, idx, OH, OW, static_cast<int32_t>(W), grad_in)) {
+    if (windows_2x2 && max_pool_plane_2x2_backward(grad_out, nullptr, idx, OH, OW,
+                                                   static_cast<int32_t>(W), grad_in, W)) {
       for (int64_t h = 0; W > 2 * OW && h < 2 * OH; ++h) grad_in[h * W + W - 1] = 0.0f;  // odd W
       if (H > 2 * OH) std::memset(grad_in + (H - 1) * W, 0, sizeof(float) * W);       // odd H
     } else {

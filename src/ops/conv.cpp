@@ -1,6 +1,6 @@
 // Convolution ops: validation and scratch for the conv2d kernels (src/cpu/conv.cpp,
-// cuda/conv.cu: im2col + GEMM, in passes of images sized by each backend), plus the im2col and
-// col2im ops on their own.
+// cuda/conv.cu, in passes of images sized by each backend), with the ReLU and a 2x2 max pool
+// optionally fused, plus the im2col and col2im ops on their own.
 
 #include "dispatch.h"
 #include "nncore/ops.h"
@@ -75,46 +75,58 @@ Tensor col2im(const Tensor& col, const Shape& x_shape, int64_t kh, int64_t kw, i
   return col2im_of(col, g);
 }
 
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
-                      int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool relu) {
-  const ConvGeometry g = conv_geometry("conv2d", x, w, sh, sw, ph, pw);
-  const Device device = common_device("conv2d", {&x, &w});
+namespace {
+
+// The shared part of conv2d_forward and conv2d_pool_forward: y (and argmax) allocated by the
+// caller with the output shape, pooled when argmax is defined.
+void run_conv2d_forward(const char* op, const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                        const std::optional<Tensor>& b, bool relu, Tensor& y, Tensor* argmax) {
   const int64_t cout = w.size(0);
   if (b) {
-    require_bias("conv2d", "bias", *b, cout, {g.N, cout, g.OH, g.OW});
-    common_device("conv2d", {&x, &*b});
+    require_bias(op, "bias", *b, cout, {g.N, cout, g.OH, g.OW});
+    common_device(op, {&x, &*b});
   }
-  Tensor y = Tensor::empty({g.N, cout, g.OH, g.OW}, DType::float32, device);
-  if (y.numel() == 0) return y;
-  const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
-                                                 g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh,
-                                                 g.sw, g.OH, g.OW, false);
+  if (y.numel() == 0) return;
+  const Device device = x.device();
+  const int64_t scratch_floats =
+      NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
+                      g.pw, g.sh, g.sw, g.OH, g.OW, false, argmax != nullptr);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
   NNCORE_DISPATCH(device, conv2d_forward, x.f32(), w.f32(), b ? b->f32() : nullptr, g.N, g.C,
                   g.H, g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW, relu, y.f32(),
-                  scratch.f32());
-  return y;
+                  argmax != nullptr ? argmax->i32() : nullptr, scratch.f32());
 }
 
-Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
-                       std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                       bool need_dx, const std::optional<Tensor>& relu_y) {
-  const ConvGeometry g = conv_geometry("conv2d_backward", x, w, sh, sw, ph, pw);
-  require_float("conv2d_backward", "dy", dy);
-  require_float("conv2d_backward", "dw", dw);
+// The shared part of conv2d_backward and conv2d_pool_backward: dy_shape is the forward's
+// output shape (pooled when argmax is given).
+Tensor run_conv2d_backward(const char* op, const Tensor& x, const Tensor& w, const Tensor& dy,
+                           Tensor& dw, std::optional<Tensor> db, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, bool need_dx,
+                           const std::optional<Tensor>& relu_y, const Tensor* argmax) {
+  const ConvGeometry g = conv_geometry(op, x, w, sh, sw, ph, pw);
+  require_float(op, "dy", dy);
+  require_float(op, "dw", dw);
   const int64_t cout = w.size(0);
-  NNCORE_CHECK(dy.shape() == Shape({g.N, cout, g.OH, g.OW}), "conv2d_backward: dy ",
-               shape_str(dy.shape()), " must be ", shape_str({g.N, cout, g.OH, g.OW}));
-  require_same_shape("conv2d_backward", "dw", dw, "weight", w);
-  const Device device = common_device("conv2d_backward", {&x, &w, &dy, &dw});
+  const Shape dy_shape = argmax != nullptr ? Shape{g.N, cout, g.OH / 2, g.OW / 2}
+                                           : Shape{g.N, cout, g.OH, g.OW};
+  NNCORE_CHECK(dy.shape() == dy_shape, op, ": dy ", shape_str(dy.shape()), " must be ",
+               shape_str(dy_shape));
+  require_same_shape(op, "dw", dw, "weight", w);
+  const Device device = common_device(op, {&x, &w, &dy, &dw});
   if (db) {
-    require_bias("conv2d_backward", "dbias", *db, cout, dy.shape());
-    common_device("conv2d_backward", {&dy, &*db});
+    require_bias(op, "dbias", *db, cout, dy.shape());
+    common_device(op, {&dy, &*db});
   }
   if (relu_y) {
-    require_float("conv2d_backward", "relu_y", *relu_y);
-    require_same_shape("conv2d_backward", "relu_y", *relu_y, "dy", dy);
-    common_device("conv2d_backward", {&dy, &*relu_y});
+    require_float(op, "relu_y", *relu_y);
+    require_same_shape(op, "relu_y", *relu_y, "dy", dy);
+    common_device(op, {&dy, &*relu_y});
+  }
+  if (argmax != nullptr) {
+    require_int(op, "argmax", *argmax);
+    require_same_shape(op, "argmax", *argmax, "dy", dy);
+    common_device(op, {&dy, argmax});
+    require_indices_in(op, "argmax", *argmax, 0, g.OH * g.OW);
   }
   Tensor dx = need_dx ? Tensor::empty(x.shape(), DType::float32, device) : Tensor();
   if (dy.numel() == 0) {
@@ -122,18 +134,63 @@ Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
     return dx;
   }
   if (g.col_rows() == 0) {  // no input channels: y was the bias alone, only db has a gradient
-    if (db) bias_grad_(relu_y ? relu_backward(*relu_y, dy) : dy, *db);
+    if (db) {
+      Tensor g_out = relu_y ? relu_backward(*relu_y, dy) : dy;
+      if (argmax != nullptr) g_out = max_pool2d_backward(g_out, *argmax, {g.N, cout, g.OH, g.OW});
+      bias_grad_(g_out, *db);
+    }
     return dx;
   }
-  const int64_t scratch_floats = NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H,
-                                                 g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh,
-                                                 g.sw, g.OH, g.OW, true);
+  const int64_t scratch_floats =
+      NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
+                      g.pw, g.sh, g.sw, g.OH, g.OW, true, argmax != nullptr);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
   NNCORE_DISPATCH(device, conv2d_backward, x.f32(), w.f32(), dy.f32(),
-                  relu_y ? relu_y->f32() : nullptr, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
-                  g.pw, g.sh, g.sw, g.OH, g.OW, dw.f32(), db ? db->f32() : nullptr,
-                  need_dx ? dx.f32() : nullptr, scratch.f32());
+                  relu_y ? relu_y->f32() : nullptr, argmax != nullptr ? argmax->i32() : nullptr,
+                  g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW,
+                  dw.f32(), db ? db->f32() : nullptr, need_dx ? dx.f32() : nullptr,
+                  scratch.f32());
   return dx;
+}
+
+}  // namespace
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
+                      int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool relu) {
+  const ConvGeometry g = conv_geometry("conv2d", x, w, sh, sw, ph, pw);
+  const Device device = common_device("conv2d", {&x, &w});
+  Tensor y = Tensor::empty({g.N, w.size(0), g.OH, g.OW}, DType::float32, device);
+  run_conv2d_forward("conv2d", g, x, w, b, relu, y, nullptr);
+  return y;
+}
+
+Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
+                       std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                       bool need_dx, const std::optional<Tensor>& relu_y) {
+  return run_conv2d_backward("conv2d_backward", x, w, dy, dw, std::move(db), sh, sw, ph, pw,
+                             need_dx, relu_y, nullptr);
+}
+
+std::tuple<Tensor, Tensor> conv2d_pool_forward(const Tensor& x, const Tensor& w,
+                                               const std::optional<Tensor>& b, int64_t sh,
+                                               int64_t sw, int64_t ph, int64_t pw, bool relu) {
+  const ConvGeometry g = conv_geometry("conv2d_pool", x, w, sh, sw, ph, pw);
+  const Device device = common_device("conv2d_pool", {&x, &w});
+  NNCORE_CHECK(g.OH >= 2 && g.OW >= 2, "conv2d_pool: the convolution's output ", g.OH, "x", g.OW,
+               " is too small for a 2x2 pool");
+  const Shape shape{g.N, w.size(0), g.OH / 2, g.OW / 2};
+  Tensor y = Tensor::empty(shape, DType::float32, device);
+  Tensor argmax = Tensor::empty(shape, DType::int32, device);
+  run_conv2d_forward("conv2d_pool", g, x, w, b, relu, y, &argmax);
+  return {y, argmax};
+}
+
+Tensor conv2d_pool_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                            const Tensor& argmax, Tensor& dw, std::optional<Tensor> db,
+                            int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool need_dx,
+                            const std::optional<Tensor>& relu_y) {
+  return run_conv2d_backward("conv2d_pool_backward", x, w, dy, dw, std::move(db), sh, sw, ph,
+                             pw, need_dx, relu_y, &argmax);
 }
 
 }  // namespace nncore::ops

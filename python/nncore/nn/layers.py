@@ -14,7 +14,7 @@ import nncore
 from nncore import Tensor, ops
 from nncore.random import generator, next_philox_stream
 
-from .module import Module, Parameter
+from .module import FUSED_AWAY, Module, Parameter
 
 __all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
            "Softmax", "Flatten", "Dropout", "Identity", "Sequential"]
@@ -92,24 +92,35 @@ class Conv2d(Module):
         self.weight = _uniform_parameter((out_channels, in_channels, *self.kernel_size), bound, device)
         self.bias = _uniform_parameter((out_channels,), bound, device) if bias else None
 
-    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
-        """``relu=True`` also applies max(., 0), inside the convolution's own passes over the
-        data (Sequential does this for a Conv2d followed by a ReLU); backward then applies
-        the ReLU's mask too."""
+    def forward(self, x: Tensor, relu: bool = False, pool: bool = False) -> Tensor:
+        """``relu=True`` also applies max(., 0), and ``pool=True`` then a 2x2, stride-2 max pool,
+        inside the convolution's own passes over the data (Sequential does this for a Conv2d
+        followed by a ReLU and/or a MaxPool2d(2)); backward then takes the gradient of that
+        output and applies the ReLU's mask and the pool's routing too."""
         self._check_tensor(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected input (N, {self.in_channels}, H, W), got {x.shape}")
         _window_output_size(self, x, self.kernel_size, self.stride, self.padding)
-        y = ops.conv2d_forward(x, self.weight.data, self.bias.data if self.bias else None,
-                               *self.stride, *self.padding, relu=relu)
-        self._saved = (x, y if relu else None)
+        args = (x, self.weight.data, self.bias.data if self.bias else None, *self.stride, *self.padding)
+        if pool:
+            y, argmax = ops.conv2d_pool_forward(*args, relu=relu)
+        else:
+            y, argmax = ops.conv2d_forward(*args, relu=relu), None
+        self._saved = (x, y if relu else None, argmax)
         return y
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(OH, OW) of this convolution for an input of height x width."""
+        return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in
+                     zip((height, width), self.kernel_size, self.stride, self.padding))
+
     def backward(self, dy: Tensor, need_dx: bool = True):
-        x, relu_y = self._saved_for_backward()
-        return ops.conv2d_backward(x, self.weight.data, dy, self.weight.grad,
-                                   self.bias.grad if self.bias else None, *self.stride, *self.padding,
-                                   need_dx, relu_y=relu_y)
+        x, relu_y, argmax = self._saved_for_backward()
+        grads = (self.weight.grad, self.bias.grad if self.bias else None, *self.stride, *self.padding,
+                 need_dx)
+        if argmax is not None:
+            return ops.conv2d_pool_backward(x, self.weight.data, dy, argmax, *grads, relu_y=relu_y)
+        return ops.conv2d_backward(x, self.weight.data, dy, *grads, relu_y=relu_y)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -299,6 +310,12 @@ class Dropout(Module):
 # ---------------------------------------------------------------- containers
 
 
+def _is_fusable_pool(layer: Module) -> bool:
+    """A MaxPool2d that conv2d_pool_forward computes: 2x2 windows, stride 2, no padding."""
+    return (type(layer) is MaxPool2d and layer.kernel_size == (2, 2) and layer.stride == (2, 2)
+            and layer.padding == (0, 0))
+
+
 class Sequential(Module):
     """Layers applied in order; children are named "0", "1", ... or by an OrderedDict's keys.
 
@@ -308,7 +325,7 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
-        self._fused_relus = set()  # positions of ReLUs the last forward ran inside a Conv2d
+        self._fused = set()  # positions of layers the last forward ran inside a Conv2d
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             for name, layer in layers[0].items():
                 self.add_module(str(name), layer)
@@ -337,26 +354,42 @@ class Sequential(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         layers = list(self._modules.values())
-        # A ReLU right after a Conv2d runs inside the convolution (one pass over the output
-        # instead of two); its position is remembered so backward does not apply it twice.
-        self._fused_relus = set()
+        # A Conv2d followed by a ReLU and/or a 2x2, stride-2 MaxPool2d runs them inside the
+        # convolution (one pass over the output instead of two or three, and with the pool the
+        # full-size output is never stored); their positions are remembered so backward does
+        # not apply them twice.
+        self._fused = set()
         position = 0
         while position < len(layers):
             layer = layers[position]
-            fuse = (type(layer) is Conv2d and position + 1 < len(layers)
-                    and type(layers[position + 1]) is ReLU)
-            x = layer.forward(x, relu=True) if fuse else layer.forward(x)
-            if fuse:
-                layers[position + 1]._saved = x  # [y > 0] == [x > 0]: its own backward still works
-                self._fused_relus.add(position + 1)
+            if type(layer) is not Conv2d:
+                x = layer.forward(x)
                 position += 1
-            position += 1
+                continue
+            after = position + 1
+            relu = after < len(layers) and type(layers[after]) is ReLU
+            after += relu
+            pool = (after < len(layers) and _is_fusable_pool(layers[after])
+                    and isinstance(x, Tensor) and x.ndim == 4
+                    and min(layer.output_size(*x.shape[2:])) >= 2)
+            y = layer.forward(x, relu=relu, pool=pool)
+            if relu:
+                # [y > 0] == [x > 0]: the ReLU's own backward still works, unless its output
+                # was pooled away.
+                layers[position + 1]._saved = FUSED_AWAY if pool else y
+                self._fused.add(position + 1)
+            if pool:
+                layers[after]._saved = (layer._saved[2], (*x.shape[:1], layer.out_channels,
+                                                          *layer.output_size(*x.shape[2:])))
+                self._fused.add(after)
+            x = y
+            position = after + 1 if pool else after
         return x
 
     def backward(self, dy: Tensor, need_dx: bool = False):
         layers = list(self._modules.values())
         for position in range(len(layers) - 1, -1, -1):
-            if position in self._fused_relus:  # the Conv2d before it applies its mask
+            if position in self._fused:  # the Conv2d before it applies it
                 continue
             dy = layers[position].backward(dy, need_dx=need_dx or position > 0)
         return dy

@@ -17,6 +17,10 @@ from nncore import Tensor
 
 from ..training import TrainingMixin
 
+# What a layer holds for backward when Sequential ran its forward inside a neighbour's fused op
+# and nothing it could use was kept (a ReLU between a Conv2d and the 2x2 max pool fused into it).
+FUSED_AWAY = object()
+
 
 class Parameter:
     """A trainable tensor ``.data`` and its gradient ``.grad`` (same shape and device, starts at 0)."""
@@ -104,6 +108,10 @@ class Module(TrainingMixin):
     def _saved_for_backward(self):
         if self._saved is None:
             raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        if self._saved is FUSED_AWAY:
+            raise RuntimeError(f"{self!r}: its last forward ran fused inside the layers around it "
+                               "(Sequential), which kept nothing for its own backward; call the "
+                               "Sequential's backward")
         return self._saved
 
     def _check_tensor(self, x) -> None:

@@ -49,6 +49,17 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
 Tensor conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
                        std::optional<Tensor> db, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                        bool need_dx, const std::optional<Tensor>& relu_y = std::nullopt);
+// (y, argmax) = max_pool2d(conv2d_forward(x, w, b, ..., relu), 2x2, stride 2), exactly, with
+// the pool fused into the convolution's passes: the full-size output is never stored.
+std::tuple<Tensor, Tensor> conv2d_pool_forward(const Tensor& x, const Tensor& w,
+                                               const std::optional<Tensor>& b, int64_t sh,
+                                               int64_t sw, int64_t ph, int64_t pw, bool relu);
+// The backward of conv2d_pool_forward: dy, argmax and relu_y (its y, when relu) are pooled;
+// the same as conv2d_backward of max_pool2d_backward(relu_backward(relu_y, dy), argmax).
+Tensor conv2d_pool_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                            const Tensor& argmax, Tensor& dw, std::optional<Tensor> db,
+                            int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool need_dx,
+                            const std::optional<Tensor>& relu_y = std::nullopt);
 
 // ---- pooling (input (N, C, H, W) or (C, H, W)) ----------------------------------------------
 std::tuple<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kh, int64_t kw,

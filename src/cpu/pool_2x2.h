@@ -1,0 +1,22 @@
+// The 2x2, stride-2, unpadded max pool (pool.cpp) by output rows and planes, shared with the
+// convolution that fuses it (conv.cpp).
+#pragma once
+#include <cstdint>
+
+namespace nncore::cpu {
+
+// A plane of OH x OW outputs: y[oh, ow] = max of the window x[2oh, 2ow], x[2oh, 2ow+1],
+// x[2oh+1, 2ow], x[2oh+1, 2ow+1] (the first maximum in that order; the first NaN wins),
+// argmax[oh, ow] = its index h*W + w. x has row pitch ld (W for a plain image; the
+// convolution's rows have their own).
+void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
+                        int32_t* argmax);
+
+// The inverse, for a plane of OH x OW outputs (OW >= 4): rows 2oh and 2oh+1, columns < 2*OW, of
+// dx (row pitch ld; indices are h*W + w) get each window's g at its argmax and 0 elsewhere
+// (0 + g, as dx = 0; dx[argmax] += g gives), g = dy, or dy * [relu_y > 0] when relu_y is not
+// null. Returns false, leaving garbage, when some argmax is not in its own window.
+bool max_pool_plane_2x2_backward(const float* dy, const float* relu_y, const int32_t* index,
+                                 int64_t OH, int64_t OW, int32_t W, float* dx, int64_t ld);
+
+}  // namespace nncore::cpu
