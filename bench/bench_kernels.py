@@ -101,7 +101,8 @@ def _layer_cases(quick: bool):
 
 
 def bench_layers(device: str, quick: bool, rng) -> list[dict]:
-    """conv2d forward+backward and 2x2 pooling forward+backward vs PyTorch on the same device."""
+    """conv2d forward+backward (alone, and with ReLU and a 2x2 max pool after it) and 2x2
+    pooling forward+backward vs PyTorch on the same device."""
     try:
         import torch
     except ImportError:
@@ -137,6 +138,26 @@ def bench_layers(device: str, quick: bool, rng) -> list[dict]:
         t_nc, t_t = _time(step_nc, sync_nc), _time(step_t, sync_t)
         rows.append(dict(device=device, op="conv2d fwd+bwd", case=label, nncore_ms=t_nc * 1e3,
                          peer_ms=t_t * 1e3, peer=f"torch {torch.__version__}", ratio=t_t / t_nc))
+        _print_row(rows[-1])
+
+        # LeNet's block: convolution, ReLU, 2x2 max pool (nncore: one fused op each way).
+        y_pool, _ = _C.conv2d_pool_forward(x_nc, w_nc, b_nc, s, s, p, p, True)
+        dy_pool_nc = nc.tensor(np.ones(y_pool.shape, np.float32), device=device)
+        dy_pool_t = torch.ones(y_pool.shape, device=tdev)
+        pool_t = torch.nn.MaxPool2d(2)
+
+        def block_nc():
+            y, argmax = _C.conv2d_pool_forward(x_nc, w_nc, b_nc, s, s, p, p, True)
+            _C.conv2d_pool_backward(x_nc, w_nc, dy_pool_nc, argmax, dw_nc, db_nc, s, s, p, p,
+                                    True, y)
+
+        def block_t():
+            pool_t(torch.relu(conv_t(x_t))).backward(dy_pool_t)
+
+        t_nc, t_t = _time(block_nc, sync_nc), _time(block_t, sync_t)
+        rows.append(dict(device=device, op="conv2d+relu+max_pool2d fwd+bwd", case=label,
+                         nncore_ms=t_nc * 1e3, peer_ms=t_t * 1e3,
+                         peer=f"torch {torch.__version__}", ratio=t_t / t_nc))
         _print_row(rows[-1])
     for label, n, c, h, w in pools:
         x = rng.standard_normal((n, c, h, w), dtype=np.float32)

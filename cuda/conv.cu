@@ -39,11 +39,11 @@ void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, i
   }
 }
 
-void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
-                     int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
-                     int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
-                     float* scratch) {
+int64_t conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
+                        const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
+                        int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
+                        float* scratch) {
   const int64_t col_rows = C * kh * kw, cols = N * OH * OW;
   float* col = scratch;
   float* g_cn = col + col_rows * cols;
@@ -65,10 +65,11 @@ void conv2d_backward(const float* x, const float* w, const float* dy, const floa
   const float* g_c = nchw ? g : g_cn;  // (Cout, N*OH*OW)
   im2col(x, N, C, H, W, kh, kw, ph, pw, sh, sw, col);
   sgemm(false, true, cout, col_rows, cols, 1.0f, g_c, cols, col, cols, 1.0f, dw, col_rows);
-  if (dx == nullptr) return;
+  if (dx == nullptr) return 0;
   // dcol = W^T g_c into col's memory (col is used up), then dx = col2im(dcol).
   sgemm(true, false, col_rows, cols, cout, 1.0f, w, col_rows, g_c, cols, 0.0f, col, cols);
   col2im(col, N, C, H, W, kh, kw, ph, pw, sh, sw, dx);
+  return 0;  // out-of-range pool_argmax entries are skipped by max_pool2d_backward
 }
 
 }  // namespace nncore::cuda

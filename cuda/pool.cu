@@ -163,13 +163,14 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
   NNCORE_CUDA_LAUNCH_CHECK("max_pool2d_forward");
 }
 
-void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes, int64_t H,
-                         int64_t W, int64_t OH, int64_t OW, float* dx) {
-  if (planes <= 0 || H * W <= 0) return;
+int64_t max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes, int64_t H,
+                            int64_t W, int64_t OH, int64_t OW, float* dx) {
+  if (planes <= 0 || H * W <= 0) return 0;
   const unsigned blocks = blocks_for(planes, kThreads / 32);  // one warp per plane
   max_pool2d_backward_kernel<<<blocks, kThreads, 0, stream()>>>(dy, argmax, planes, H * W,
                                                                  std::max<int64_t>(OH * OW, 0), dx);
   NNCORE_CUDA_LAUNCH_CHECK("max_pool2d_backward");
+  return 0;  // out-of-range entries are skipped in the kernel, not counted
 }
 
 void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,

@@ -127,6 +127,7 @@ struct GradSource {
   const float* relu_y;    // null: no fused ReLU
   const int32_t* argmax;  // null: no pool
   int64_t cout, OH, OW;
+  mutable std::atomic<int64_t> skipped{0};  // argmax entries outside the plane (never placed)
 
   int64_t plane_size() const { return argmax != nullptr ? (OH / 2) * (OW / 2) : OH * OW; }
 
@@ -199,7 +200,10 @@ struct GradSource {
     for (int64_t r = 0; r < OH; ++r) std::memset(dst + r * ld, 0, sizeof(float) * OW);
     for (int64_t i = 0; i < (OH / 2) * (OW / 2); ++i) {
       const int64_t index = argmax[at + i];
-      if (index < 0 || index >= OH * OW) continue;  // -1: a window without a tap
+      if (index < 0 || index >= OH * OW) {
+        skipped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       const float g = relu_y != nullptr ? select_bits(relu_y[at + i] > 0.0f, dy[at + i], 0.0f)
                                         : dy[at + i];
       dst[index / OW * ld + index % OW] += g;
@@ -582,11 +586,11 @@ void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, i
   }
 }
 
-void conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
-                     const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
-                     int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
-                     int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
-                     float* scratch) {
+int64_t conv2d_backward(const float* x, const float* w, const float* dy, const float* relu_y,
+                        const int32_t* pool_argmax, int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t sh,
+                        int64_t sw, int64_t OH, int64_t OW, float* dw, float* db, float* dx,
+                        float* scratch) {
   const GradSource grad{dy, relu_y, pool_argmax, cout, OH, OW};
   const Phase phase = dx != nullptr ? Phase::backward_dx : Phase::backward;
   if (use_direct(C, H, W, cout, kh, kw, ph, pw, sh, sw, phase)) {
@@ -595,6 +599,7 @@ void conv2d_backward(const float* x, const float* w, const float* dy, const floa
     im2col_backward(x, w, grad, N, C, H, W, cout, kh, kw, ph, pw, sh, sw, OH, OW, dw, db, dx,
                     scratch);
   }
+  return grad.skipped.load();
 }
 
 }  // namespace nncore::cpu

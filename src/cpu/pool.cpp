@@ -179,12 +179,20 @@ NNCORE_ALWAYS_INLINE bool max_pool_plane_2x2_backward_chunks(const float* dy, co
   return true;
 }
 
-// The general scatter, for one plane: dx = 0, then dx[argmax] += dy.
-void max_pool_plane_backward(const float* __restrict grad_out, const int32_t* __restrict idx,
-                             int64_t HW, int64_t outputs, float* __restrict grad_in) {
+// The general scatter, for one plane: dx = 0, then dx[argmax] += dy; returns how many argmax
+// entries were outside [-1, HW) (skipped).
+int64_t max_pool_plane_backward(const float* __restrict grad_out, const int32_t* __restrict idx,
+                                int64_t HW, int64_t outputs, float* __restrict grad_in) {
   std::memset(grad_in, 0, static_cast<size_t>(HW) * sizeof(float));
-  for (int64_t o = 0; o < outputs; ++o)
-    if (idx[o] >= 0) grad_in[idx[o]] += grad_out[o];
+  int64_t skipped = 0;
+  for (int64_t o = 0; o < outputs; ++o) {
+    if (idx[o] >= 0 && idx[o] < HW) {
+      grad_in[idx[o]] += grad_out[o];
+    } else if (idx[o] != -1) {
+      ++skipped;
+    }
+  }
+  return skipped;
 }
 
 }  // namespace
@@ -285,10 +293,12 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
 // nothing: LeNet's 5 ran 2x slower), a plane is first written window by window, which is the
 // same when every argmax lies in its own window (checked; a plane where one does not is redone
 // by the scatter).
-void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes, int64_t H,
-                         int64_t W, int64_t OH, int64_t OW, float* dx) {
+int64_t max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes, int64_t H,
+                            int64_t W, int64_t OH, int64_t OW, float* dx) {
   const bool windows_2x2 = OH == H / 2 && OW == W / 2 && OW >= 8;
-#pragma omp parallel for schedule(static) if (planes * (H * W + OH * OW) > kParallelMin)
+  int64_t skipped = 0;
+#pragma omp parallel for schedule(static) reduction(+ : skipped) \
+    if (planes * (H * W + OH * OW) > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     float* grad_in = dx + p * H * W;
     const float* grad_out = dy + p * OH * OW;
@@ -298,9 +308,10 @@ void max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t planes,
       for (int64_t h = 0; W > 2 * OW && h < 2 * OH; ++h) grad_in[h * W + W - 1] = 0.0f;  // odd W
       if (H > 2 * OH) std::memset(grad_in + (H - 1) * W, 0, sizeof(float) * W);       // odd H
     } else {
-      max_pool_plane_backward(grad_out, idx, H * W, OH * OW, grad_in);
+      skipped += max_pool_plane_backward(grad_out, idx, H * W, OH * OW, grad_in);
     }
   }
+  return skipped;
 }
 
 // y = (sum of the in-image taps) / divisor, divisor = kh*kw if count_include_pad, else the

@@ -126,7 +126,6 @@ Tensor run_conv2d_backward(const char* op, const Tensor& x, const Tensor& w, con
     require_int(op, "argmax", *argmax);
     require_same_shape(op, "argmax", *argmax, "dy", dy);
     common_device(op, {&dy, argmax});
-    require_indices_in(op, "argmax", *argmax, 0, g.OH * g.OW);
   }
   Tensor dx = need_dx ? Tensor::empty(x.shape(), DType::float32, device) : Tensor();
   if (dy.numel() == 0) {
@@ -145,11 +144,13 @@ Tensor run_conv2d_backward(const char* op, const Tensor& x, const Tensor& w, con
       NNCORE_DISPATCH(device, conv2d_scratch_floats, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
                       g.pw, g.sh, g.sw, g.OH, g.OW, true, argmax != nullptr);
   const Tensor scratch = Tensor::empty({scratch_floats}, DType::float32, device);
-  NNCORE_DISPATCH(device, conv2d_backward, x.f32(), w.f32(), dy.f32(),
-                  relu_y ? relu_y->f32() : nullptr, argmax != nullptr ? argmax->i32() : nullptr,
-                  g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph, g.pw, g.sh, g.sw, g.OH, g.OW,
-                  dw.f32(), db ? db->f32() : nullptr, need_dx ? dx.f32() : nullptr,
-                  scratch.f32());
+  const int64_t skipped = NNCORE_DISPATCH(
+      device, conv2d_backward, x.f32(), w.f32(), dy.f32(), relu_y ? relu_y->f32() : nullptr,
+      argmax != nullptr ? argmax->i32() : nullptr, g.N, g.C, g.H, g.W, cout, g.kh, g.kw, g.ph,
+      g.pw, g.sh, g.sw, g.OH, g.OW, dw.f32(), db ? db->f32() : nullptr,
+      need_dx ? dx.f32() : nullptr, scratch.f32());
+  NNCORE_CHECK(skipped == 0, op, ": ", skipped, " argmax value(s) outside [0, ", g.OH * g.OW,
+               "), the convolution's output plane (dw and db now hold partial sums)");
   return dx;
 }
 

@@ -41,18 +41,6 @@ inline void require_int(const char* op, const char* name, const Tensor& t) {
                     describe(t));
 }
 
-// On the CPU every value of the int32 tensor t must lie in [lo, hi); on the GPU the kernels
-// skip out-of-range indices instead (checking here would synchronize with the device).
-inline void require_indices_in(const char* op, const char* name, const Tensor& t, int64_t lo,
-                               int64_t hi) {
-  if (t.device() != Device::cpu) return;
-  const int32_t* values = t.i32();
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    NNCORE_CHECK(values[i] >= lo && values[i] < hi, op, ": ", name, " value ", values[i],
-                 " at flat position ", i, " is outside [", lo, ", ", hi, ")");
-  }
-}
-
 inline void require_rank(const char* op, const char* name, const Tensor& t, int64_t rank) {
   NNCORE_CHECK(t.dim() == rank, op, ": ", name, " must be ", rank, "-D, got shape ",
                shape_str(t.shape()));

@@ -58,13 +58,13 @@ Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& 
                shape_str(x_shape));
   const size_t rank = x_shape.size();
   const int64_t planes = shape_numel(Shape(x_shape.begin(), x_shape.end() - 2));
-  // -1: a window with no tap in the image (see max_pool2d_forward)
-  require_indices_in("max_pool2d_backward", "argmax", argmax, -1,
-                     x_shape[rank - 2] * x_shape[rank - 1]);
   Tensor dx = Tensor::empty(x_shape, DType::float32, device);
   if (dx.numel() > 0) {
-    NNCORE_DISPATCH(device, max_pool2d_backward, dy.f32(), argmax.i32(), planes,
-                    x_shape[rank - 2], x_shape[rank - 1], dy.size(-2), dy.size(-1), dx.f32());
+    const int64_t skipped =
+        NNCORE_DISPATCH(device, max_pool2d_backward, dy.f32(), argmax.i32(), planes,
+                        x_shape[rank - 2], x_shape[rank - 1], dy.size(-2), dy.size(-1), dx.f32());
+    NNCORE_CHECK(skipped == 0, "max_pool2d_backward: ", skipped, " argmax value(s) outside [-1, ",
+                 x_shape[rank - 2] * x_shape[rank - 1], "), the input plane");
   }
   return dx;
 }
