@@ -492,3 +492,29 @@ def test_conv2d_pool_is_validated(device, rng):
         bad[1, 2, 3, 0] = 8 * 8
         with pytest.raises(ValueError, match="argmax value"):
             ops.conv2d_pool_backward(xt, wt, y, to_tensor(bad, device), dw, None, 1, 1, 1, 1, True)
+
+
+@pytest.mark.parametrize("algorithm", CPU_CONV_ALGORITHMS)
+def test_conv2d_non_finite_values_are_never_hidden(rng, algorithm):
+    """An inf in the input or the weights: every gradient entry the exact sums make non-finite
+    is non-finite here too (the direct algorithm may make more of them NaN: it multiplies
+    zero-padding lanes by every input value, as im2col's forward multiplies the weights by its
+    zero padding)."""
+    x = rng.standard_normal((2, 6, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    x[1, 2, 4, 8] = np.inf
+    w[3, 1, 0, 2] = -np.inf
+    rdx, rdw, _ = ref.conv2d_backward(x, w, dy, 1, 1, 1, 1)
+    with cpu_conv_algorithm(algorithm):
+        y = to_numpy(ops.conv2d_forward(to_tensor(x), to_tensor(w), None, 1, 1, 1, 1))
+        dw = nc.zeros(w.shape)
+        dx = to_numpy(ops.conv2d_backward(to_tensor(x), to_tensor(w), to_tensor(dy), dw, None,
+                                          1, 1, 1, 1, True))
+    with np.errstate(invalid="ignore"):
+        ry = ref.conv2d_forward(x, w, None, 1, 1, 1, 1)
+    for got, want, what in ((y, ry, "y"), (to_numpy(dw), rdw, "dw"), (dx, rdx, "dx")):
+        hidden = ~np.isfinite(want) & np.isfinite(got)
+        assert not hidden.any(), f"{what}: {hidden.sum()} non-finite entries came out finite"
+        both = np.isfinite(want) & np.isfinite(got)
+        assert np.allclose(got[both], want[both], rtol=1e-4, atol=1e-4), what

@@ -11,6 +11,10 @@
 // where gpad is g framed by `front` = (kh-1)*Wp + kw-1 zeros, so the input gradient is the same
 // shifted-row GEMM run on g with the taps mirrored. Nothing is expanded kh*kw-fold: with few
 // channels (LeNet: 1 and 6) im2col's copies and GEMMs with 6 or 16 rows cost more than the math.
+// The dropped columns multiply real inputs by zero gradients (and zero gradients by weights), so
+// an inf there turns some dW (dx) entries NaN that the exact sums keep finite; finite data give
+// the same sums as im2col to rounding, and a non-finite entry of the exact result is never
+// finite here (tests/test_conv.py checks both).
 //
 // A pass covers as many images as keep its buffers (~512 KiB) in L2. Passes are spread over the
 // threads, each running the kernels single-threaded on its own pass and scratch, because the
