@@ -40,6 +40,22 @@ def _time(fn, sync=lambda: None, min_time=0.2, warmup=2, max_repeats=200) -> flo
     return statistics.median(samples)
 
 
+def _time_pair(fn_a, fn_b, sync_a=lambda: None, sync_b=lambda: None, rounds=3,
+               min_time=0.08, settle=0.12) -> tuple[float, float]:
+    """Seconds per call of fn_a and fn_b, measured in alternating rounds (a, b, a, b, ...): each
+    round's median, then the best round of each. On a shared machine a burst of other work then
+    lands on both sides instead of on whichever happened to run during it. Each round starts
+    after `settle` idle seconds: OpenBLAS's threads keep spinning ~0.1 s after a call (and
+    OpenMP's briefly), which on a 2-core machine would take a core from the next round."""
+    best_a = best_b = float("inf")
+    for _ in range(rounds):
+        time.sleep(settle)
+        best_a = min(best_a, _time(fn_a, sync_a, min_time=min_time))
+        time.sleep(settle)
+        best_b = min(best_b, _time(fn_b, sync_b, min_time=min_time))
+    return best_a, best_b
+
+
 def training_gemm_shapes(batch: int) -> list[tuple[str, int, int, int, bool, bool]]:
     """(label, M, N, K, trans_a, trans_b) of every GEMM one training step of MLP-800 and
     LeNet-5 performs at this batch size (forward, weight gradient, input gradient)."""
@@ -78,8 +94,8 @@ def bench_cpu_sgemm(sizes, batches, rng) -> list[dict]:
         a_op, b_op = (a.T if ta else a), (b.T if tb else b)
         ta_nc, tb_nc = nc.tensor(a), nc.tensor(b)
         c_nc = nc.zeros((m, n))
-        t_np = _time(lambda: np.matmul(a_op, b_op, out=c_np))
-        t_nc = _time(lambda: _C.gemm_(ta_nc, tb_nc, c_nc, ta, tb, 1.0, 0.0))
+        t_nc, t_np = _time_pair(lambda: _C.gemm_(ta_nc, tb_nc, c_nc, ta, tb, 1.0, 0.0),
+                                lambda: np.matmul(a_op, b_op, out=c_np))
         err = float(np.abs(c_nc.numpy() - c_np).max() / (np.abs(c_np).max() + 1e-30))
         flops = 2.0 * m * n * k
         rows.append(dict(device="cpu", op="sgemm", case=label, m=m, n=n, k=k,
@@ -135,7 +151,7 @@ def bench_layers(device: str, quick: bool, rng) -> list[dict]:
         def step_t():
             conv_t(x_t).backward(dy_t)
 
-        t_nc, t_t = _time(step_nc, sync_nc), _time(step_t, sync_t)
+        t_nc, t_t = _time_pair(step_nc, step_t, sync_nc, sync_t)
         rows.append(dict(device=device, op="conv2d fwd+bwd", case=label, nncore_ms=t_nc * 1e3,
                          peer_ms=t_t * 1e3, peer=f"torch {torch.__version__}", ratio=t_t / t_nc))
         _print_row(rows[-1])
@@ -154,7 +170,7 @@ def bench_layers(device: str, quick: bool, rng) -> list[dict]:
         def block_t():
             pool_t(torch.relu(conv_t(x_t))).backward(dy_pool_t)
 
-        t_nc, t_t = _time(block_nc, sync_nc), _time(block_t, sync_t)
+        t_nc, t_t = _time_pair(block_nc, block_t, sync_nc, sync_t)
         rows.append(dict(device=device, op="conv2d+relu+max_pool2d fwd+bwd", case=label,
                          nncore_ms=t_nc * 1e3, peer_ms=t_t * 1e3,
                          peer=f"torch {torch.__version__}", ratio=t_t / t_nc))
@@ -179,7 +195,7 @@ def bench_layers(device: str, quick: bool, rng) -> list[dict]:
                 y = pool_t(x_t)
                 y.backward(y)
 
-            t_nc, t_t = _time(step_nc, sync_nc), _time(step_t, sync_t)
+            t_nc, t_t = _time_pair(step_nc, step_t, sync_nc, sync_t)
             rows.append(dict(device=device, op=f"{kind}_pool2d fwd+bwd", case=label,
                              nncore_ms=t_nc * 1e3, peer_ms=t_t * 1e3,
                              peer=f"torch {torch.__version__}", ratio=t_t / t_nc))
@@ -218,8 +234,8 @@ def bench_gpu_sgemm(sizes, batches, rng) -> list[dict]:
         a_nc, b_nc = nc.tensor(a, device="cuda"), nc.tensor(b, device="cuda")
         c_nc = nc.zeros((m, n), device="cuda")
         run_peer, sync_peer = peer(a, b, ta, tb)
-        t_nc = _time(lambda: _C.gemm_(a_nc, b_nc, c_nc, ta, tb, 1.0, 0.0), nc.cuda.synchronize)
-        t_peer = _time(run_peer, sync_peer)
+        t_nc, t_peer = _time_pair(lambda: _C.gemm_(a_nc, b_nc, c_nc, ta, tb, 1.0, 0.0), run_peer,
+                                  nc.cuda.synchronize, sync_peer)
         ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64) \
             if m * n * k <= 2048 ** 3 else None
         err = float("nan") if ref is None else \
