@@ -353,7 +353,7 @@ struct DirectPlan {
   int64_t x_image;        // padded image + what the last vector of a run reads past it
   int64_t g_plane;        // front + plane + a vector of zeros
   int64_t out_groups, in_groups;  // Cout and C in groups of kGroupRows
-  int64_t out_ld, dx_ld;  // one forward output row (Q), one padded dx row (plane), in vectors
+  int64_t out_ld, dx_ld;  // floats per forward output row (Q) / padded dx row (plane), whole vectors
   Passes p;
   // scratch offsets: packed weights (forward: W in groups of Cout rows; backward: W flipped
   // to rows of C for dx), tap offsets (forward/dW; backward also the flipped ones for dx)
@@ -394,7 +394,8 @@ struct DirectPlan {
 // conservative bound, not measured beyond) a padded image within 256 KiB. Where both apply,
 // by a sweep of stride-1 shapes (N 64/256, C 1-64, H 8-32, k 3/5) on AVX-512:
 //   forward: direct 0.98-1.56x im2col + GEMM, so always direct;
-//   backward, dW: direct 1.1-2.1x for C*kh*kw <= 72, 0.75-1.0x from 144 taps up;
+//   backward, dW: direct 1.1-2.7x for C*kh*kw <= 72, 0.75-1.2x (varying between runs) from
+//     144 taps up, where its dropped columns and padded rows cost more than im2col's copies;
 //   backward, dx: direct computes C rows in groups of 6, so with C < 6 it wastes most of them
 //     (C = 1: 0.45x); from C = 6 up it matched im2col.
 // Forcing (tests): conv2d_force_algorithm.
