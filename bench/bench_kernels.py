@@ -1,8 +1,9 @@
 """Kernel benchmarks: nncore against the field's yardsticks, measured side by side in one run.
 
-CPU rows: SGEMM vs numpy.matmul (OpenBLAS), conv2d/pooling vs PyTorch CPU (when installed).
+CPU rows: SGEMM vs numpy.matmul (OpenBLAS), conv2d/pooling vs PyTorch CPU (when installed),
+memory-bound kernels (pooling, im2col/col2im, ReLU) in GB/s vs the copy bandwidth.
 GPU rows (when nncore has a CUDA device): SGEMM vs cuBLAS FP32 (TF32 off) through PyTorch or
-CuPy, conv2d/pooling vs cuDNN through PyTorch.
+CuPy, conv2d/pooling vs cuDNN through PyTorch, the memory-bound kernels vs a device copy.
 
     python bench/bench_kernels.py [--quick] [--json out.json] [--markdown out.md] [--plot out.png]
                                   [--device cpu|cuda|all]
@@ -203,6 +204,77 @@ def bench_layers(device: str, quick: bool, rng) -> list[dict]:
     return rows
 
 
+def bench_bandwidth(device: str, quick: bool, rng) -> list[dict]:
+    """Memory-bound kernels of a LeNet-5 step (pooling, im2col/col2im, ReLU) as effective GB/s:
+    the bytes each must read and write over its time, beside the device's copy bandwidth for the
+    same number of bytes measured in the same run (a buffer of half that size copied, so the
+    copy too reads and writes that many bytes): ratio = kernel GB/s / copy GB/s."""
+    sync = nc.cuda.synchronize if device == "cuda" else (lambda: None)
+    try:
+        import torch
+        copy_name = "torch copy_"
+        if device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+            copy_name += f", {torch.get_num_threads()} threads"
+        tdev = "cuda" if device == "cuda" else "cpu"
+        sync_copy = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def make_copy(nbytes):
+            src = torch.ones(max(1, nbytes // 8), device=tdev)
+            dst = torch.empty_like(src)
+            return lambda: dst.copy_(src)
+    except ImportError:
+        if device != "cpu":
+            print(f"  (PyTorch not installed: no copy bandwidth on {device}; rows skipped)")
+            return []
+        copy_name, sync_copy = "numpy.copyto, 1 thread", (lambda: None)
+
+        def make_copy(nbytes):
+            src = np.ones(max(1, nbytes // 8), np.float32)
+            dst = np.empty_like(src)
+            return lambda: np.copyto(dst, src)
+
+    batch = 64 if quick else 256
+    T = lambda shape: nc.tensor(rng.standard_normal(shape, dtype=np.float32), device=device)
+    pool_in = T((batch, 6, 28, 28))
+    pool_out, argmax = _C.max_pool2d_forward(pool_in, 2, 2, 2, 2, 0, 0)
+    avg_out = _C.avg_pool2d_forward(pool_in, 2, 2, 2, 2, 0, 0, True)
+    conv1_in, conv2_in = T((batch, 1, 28, 28)), T((batch, 6, 14, 14))
+    col1 = _C.im2col(conv1_in, 5, 5, 1, 1, 2, 2)
+    col2 = _C.im2col(conv2_in, 5, 5, 1, 1, 0, 0)
+    f = 4  # bytes per float or int32
+    size = lambda t: int(np.prod(t.shape))
+    n_in, n_out = size(pool_in), size(pool_out)
+    cases = [  # (label, fn, bytes read + written)
+        ("max_pool2d fwd pool1", lambda: _C.max_pool2d_forward(pool_in, 2, 2, 2, 2, 0, 0),
+         f * (n_in + 2 * n_out)),
+        ("max_pool2d bwd pool1", lambda: _C.max_pool2d_backward(pool_out, argmax, pool_in.shape),
+         f * (2 * n_out + n_in)),
+        ("avg_pool2d fwd pool1", lambda: _C.avg_pool2d_forward(pool_in, 2, 2, 2, 2, 0, 0, True),
+         f * (n_in + n_out)),
+        ("avg_pool2d bwd pool1",
+         lambda: _C.avg_pool2d_backward(avg_out, pool_in.shape, 2, 2, 2, 2, 0, 0, True),
+         f * (n_out + n_in)),
+        ("relu fwd conv1 out", lambda: _C.relu_forward(pool_in), f * 2 * n_in),
+        ("im2col conv1", lambda: _C.im2col(conv1_in, 5, 5, 1, 1, 2, 2),
+         f * (size(conv1_in) + size(col1))),
+        ("col2im conv1", lambda: _C.col2im(col1, conv1_in.shape, 5, 5, 1, 1, 2, 2),
+         f * (size(col1) + size(conv1_in))),
+        ("im2col conv2", lambda: _C.im2col(conv2_in, 5, 5, 1, 1, 0, 0),
+         f * (size(conv2_in) + size(col2))),
+        ("col2im conv2", lambda: _C.col2im(col2, conv2_in.shape, 5, 5, 1, 1, 0, 0),
+         f * (size(col2) + size(conv2_in))),
+    ]
+    rows = []
+    for label, fn, nbytes in cases:
+        t_nc, t_copy = _time_pair(fn, make_copy(nbytes), sync, sync_copy)
+        rows.append(dict(device=device, op="bandwidth", case=f"{label} b{batch}",
+                         bytes=nbytes, nncore_gbs=nbytes / t_nc / 1e9,
+                         peer_gbs=nbytes / t_copy / 1e9, peer=copy_name, ratio=t_copy / t_nc))
+        _print_row(rows[-1])
+    return rows
+
+
 def bench_gpu_sgemm(sizes, batches, rng) -> list[dict]:
     """nncore's CUDA SGEMM vs cuBLAS FP32 with TF32 disabled, through PyTorch (or CuPy)."""
     try:
@@ -251,6 +323,8 @@ def bench_gpu_sgemm(sizes, batches, rng) -> list[dict]:
 def _print_row(row: dict) -> None:
     if "nncore_gflops" in row:
         speed = f"{row['nncore_gflops']:9.1f} vs {row['peer_gflops']:9.1f} GFLOP/s"
+    elif "nncore_gbs" in row:
+        speed = f"{row['nncore_gbs']:9.1f} vs {row['peer_gbs']:9.1f} GB/s   "
     else:
         speed = f"{row['nncore_ms']:8.3f} vs {row['peer_ms']:8.3f} ms   "
     print(f"  {row['device']:4s} {row['op']:18s} {row['case']:20s} {speed}  ratio {row['ratio']:5.2f}",
@@ -291,6 +365,8 @@ def markdown_table(rows: list[dict], env: dict) -> str:
     for r in rows:
         if "nncore_gflops" in r:
             ours, theirs = f"{r['nncore_gflops']:.1f} GFLOP/s", f"{r['peer_gflops']:.1f} GFLOP/s"
+        elif "nncore_gbs" in r:
+            ours, theirs = f"{r['nncore_gbs']:.1f} GB/s", f"{r['peer_gbs']:.1f} GB/s"
         else:
             ours, theirs = f"{r['nncore_ms']:.3f} ms", f"{r['peer_ms']:.3f} ms"
         lines.append(f"| {r['device']} | {r['op']} | {r['case']} | {ours} | {theirs} | "
@@ -353,6 +429,8 @@ def main(argv=None) -> int:
         rows += bench_cpu_sgemm(sizes, [256] if args.quick else [64, 256], rng)
         print("CPU conv2d / pooling, nncore vs PyTorch:")
         rows += bench_layers("cpu", args.quick, rng)
+        print("CPU memory-bound kernels, GB/s vs the copy bandwidth (same run):")
+        rows += bench_bandwidth("cpu", args.quick, rng)
     if args.device in ("cuda", "all"):
         if nc.cuda.is_available():
             sizes = [512, 1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
@@ -360,6 +438,8 @@ def main(argv=None) -> int:
             rows += bench_gpu_sgemm(sizes, [256] if args.quick else [64, 256, 1024], rng)
             print("GPU conv2d / pooling, nncore vs PyTorch (cuDNN):")
             rows += bench_layers("cuda", args.quick, rng)
+            print("GPU memory-bound kernels, GB/s vs the device-to-device copy bandwidth:")
+            rows += bench_bandwidth("cuda", args.quick, rng)
         else:
             print("no CUDA device: GPU rows skipped")
     for path, text in ((args.json, json.dumps(dict(environment=env, rows=rows), indent=1)),
