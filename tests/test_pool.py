@@ -159,7 +159,8 @@ POOL_2X2_SHAPES = [(2, 3, 8, 8), (1, 2, 10, 10), (1, 1, 5, 16), (2, 6, 28, 28), 
 @pytest.mark.parametrize("shape", POOL_2X2_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
     """Ties (values from a small set), then NaNs: the first maximum (or first NaN) in window order
-    wins, and the backward gives each window's dy to exactly that tap."""
+    wins, and the backward gives each window's dy to exactly that tap; the average pool's
+    vector path on the same shapes."""
     x = rng.integers(-2, 3, size=shape).astype(np.float32)
     ry, rarg = ref.max_pool2d_forward(x, 2, 2, 2, 2)
     y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
@@ -168,6 +169,15 @@ def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
     dy = rng.standard_normal(ry.shape).astype(np.float32)
     dx = ops.max_pool2d_backward(to_tensor(dy, device), arg, shape)
     np.testing.assert_array_equal(to_numpy(dx), ref.max_pool2d_backward(dy, rarg, shape))
+
+    # The average pool's vector path too: sums of small integers and /4 are exact.
+    for include_pad in (True, False):
+        ya = ops.avg_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0, include_pad)
+        np.testing.assert_array_equal(to_numpy(ya), ref.avg_pool2d_forward(x, 2, 2, 2, 2, 0, 0,
+                                                                           include_pad))
+        dxa = ops.avg_pool2d_backward(to_tensor(dy, device), shape, 2, 2, 2, 2, 0, 0, include_pad)
+        assert_close(dxa, ref.avg_pool2d_backward(dy, shape, 2, 2, 2, 2, 0, 0, include_pad),
+                     rtol=1e-7)
 
     x[rng.random(shape) < 0.1] = np.nan
     y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)

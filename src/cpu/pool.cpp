@@ -144,7 +144,76 @@ struct Pool2x2 {
     std::memcpy(bottom + 2 * ow, &rows[2], sizeof(Vec));
     std::memcpy(bottom + 2 * ow + L, &rows[3], sizeof(Vec));
   }
+
+  // The average pool's chunk: out[ow + l] = (((0 + t0) + t1) + b0) + b1) / 4, summed in window
+  // order from 0 like the general loop (so the results are the same bits).
+  NNCORE_ALWAYS_INLINE static void average(const float* top, const float* bottom, int64_t ow,
+                                           float* out) {
+    IVec even, odd;
+    lane_indices(even, 0, 2);
+    lane_indices(odd, 1, 2);
+    Vec t0, t1, b0, b1;
+    std::memcpy(&t0, top + 2 * ow, sizeof t0);
+    std::memcpy(&t1, top + 2 * ow + L, sizeof t1);
+    std::memcpy(&b0, bottom + 2 * ow, sizeof b0);
+    std::memcpy(&b1, bottom + 2 * ow + L, sizeof b1);
+    Vec sum = Vec{} + __builtin_shuffle(t0, t1, even);
+    sum += __builtin_shuffle(t0, t1, odd);
+    sum += __builtin_shuffle(b0, b1, even);
+    sum += __builtin_shuffle(b0, b1, odd);
+    sum /= 4.0f;
+    std::memcpy(out + ow, &sum, sizeof sum);
+  }
+
+  // Its inverse: each input under the chunk gets 0 + dy/4 of its window.
+  NNCORE_ALWAYS_INLINE static void average_backward(const float* dy, int64_t ow, float* top,
+                                                    float* bottom) {
+    Vec share;
+    std::memcpy(&share, dy + ow, sizeof share);
+    share = Vec{} + share / 4.0f;
+    IVec lanes;
+    lane_indices(lanes, 0, 1);
+    const IVec lo = lanes / 2, hi = lo + L / 2;  // {s0, s0, s1, s1, ...}
+    const Vec first = __builtin_shuffle(share, lo), second = __builtin_shuffle(share, hi);
+    std::memcpy(top + 2 * ow, &first, sizeof(Vec));
+    std::memcpy(top + 2 * ow + L, &second, sizeof(Vec));
+    std::memcpy(bottom + 2 * ow, &first, sizeof(Vec));
+    std::memcpy(bottom + 2 * ow + L, &second, sizeof(Vec));
+  }
 };
+
+// Calls chunk(ow) for chunks of L outputs covering a row of OW >= L, the last pulled back.
+template <int64_t L, typename Chunk>
+NNCORE_ALWAYS_INLINE void for_each_chunk(int64_t OW, Chunk chunk) {
+  for (int64_t ow = 0;; ow = std::min(ow + L, OW - L)) {
+    chunk(ow);
+    if (ow + L >= OW) return;
+  }
+}
+
+// A plane of a 2x2, stride-2, unpadded average pool (OW >= 4): y from x (row pitch W), or dx
+// rows 2oh, 2oh+1 (columns < 2*OW) from dy.
+template <typename Vec>
+NNCORE_ALWAYS_INLINE void avg_pool_plane_2x2_chunks(const float* x, int64_t W, int64_t OH,
+                                                    int64_t OW, float* y) {
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* top = x + 2 * oh * W;
+    for_each_chunk<Pool2x2<Vec>::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+      Pool2x2<Vec>::average(top, top + W, ow, y + oh * OW);
+    });
+  }
+}
+
+template <typename Vec>
+NNCORE_ALWAYS_INLINE void avg_pool_plane_2x2_backward_chunks(const float* dy, int64_t W,
+                                                             int64_t OH, int64_t OW, float* dx) {
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* top = dx + 2 * oh * W;
+    for_each_chunk<Pool2x2<Vec>::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+      Pool2x2<Vec>::average_backward(dy + oh * OW, ow, top, top + W);
+    });
+  }
+}
 
 // Chunks of Pool2x2<Vec>::L outputs covering a row of OW >= L, the last one pulled back.
 template <typename Vec>
@@ -240,6 +309,32 @@ bool max_pool_plane_2x2_backward(const float* dy, const float* relu_y, const int
   return max_pool_plane_2x2_backward_chunks<Floats4>(dy, relu_y, index, OH, OW, W, dx, ld);
 }
 
+namespace {
+
+NNCORE_WIDEST_VECTORS
+void avg_pool_plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y) {
+  if (OW >= 16) {
+    avg_pool_plane_2x2_chunks<Floats16>(x, W, OH, OW, y);
+  } else if (OW >= 8) {
+    avg_pool_plane_2x2_chunks<Floats8>(x, W, OH, OW, y);
+  } else {
+    avg_pool_plane_2x2_chunks<Floats4>(x, W, OH, OW, y);
+  }
+}
+
+NNCORE_WIDEST_VECTORS
+void avg_pool_plane_2x2_backward(const float* dy, int64_t W, int64_t OH, int64_t OW, float* dx) {
+  if (OW >= 16) {
+    avg_pool_plane_2x2_backward_chunks<Floats16>(dy, W, OH, OW, dx);
+  } else if (OW >= 8) {
+    avg_pool_plane_2x2_backward_chunks<Floats8>(dy, W, OH, OW, dx);
+  } else {
+    avg_pool_plane_2x2_backward_chunks<Floats4>(dy, W, OH, OW, dx);
+  }
+}
+
+}  // namespace
+
 void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, float* y, int32_t* argmax) {
@@ -320,6 +415,13 @@ int64_t max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t plan
 void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, bool count_include_pad, float* y) {
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && OW >= 4) {
+#pragma omp parallel for schedule(static) if (planes * OH * OW * 4 > kParallelMin)
+    for (int64_t p = 0; p < planes; ++p) {  // no padding: both divisors are 4
+      avg_pool_plane_2x2(x + p * H * W, W, OH, OW, y + p * OH * OW);
+    }
+    return;
+  }
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
@@ -350,6 +452,16 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
 void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, int64_t kh,
                          int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                          int64_t OW, bool count_include_pad, float* dx) {
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && OW >= 4) {
+#pragma omp parallel for schedule(static) if (planes * (H * W + OH * OW) > kParallelMin)
+    for (int64_t p = 0; p < planes; ++p) {
+      float* grad_in = dx + p * H * W;
+      avg_pool_plane_2x2_backward(dy + p * OH * OW, W, OH, OW, grad_in);
+      for (int64_t h = 0; W > 2 * OW && h < 2 * OH; ++h) grad_in[h * W + W - 1] = 0.0f;  // odd W
+      if (H > 2 * OH) std::memset(grad_in + (H - 1) * W, 0, sizeof(float) * W);       // odd H
+    }
+    return;
+  }
   constexpr int64_t kChunk = 256;  // outputs per pass: their shares live in a stack buffer
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
 #pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
