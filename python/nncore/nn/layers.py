@@ -321,6 +321,10 @@ class Sequential(Module):
 
     ``backward(dy)`` runs the layers in reverse. A network's input needs no gradient, so by
     default the first layer skips it (returns None); pass ``need_dx=True`` to get it.
+
+    ``forward`` runs a ``Conv2d`` followed by a ``ReLU`` and/or a ``MaxPool2d(2)`` (2x2,
+    stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``);
+    ``backward`` then skips the fused layers.
     """
 
     def __init__(self, *layers):
