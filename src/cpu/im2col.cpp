@@ -159,6 +159,45 @@ void col2im_add_taps(const float* taps, int64_t cols, int64_t kh, int64_t kw, in
   }
 }
 
+// Stride 1 with accumulation rows of at most 16 floats (LeNet's conv2: 14): each row is summed
+// in a register over the taps that land in it, then stored once (the scatter above adds each
+// tap into memory, its overlapping row chunks making loads wait on the stores before them).
+// Tap (i, j) gives acc column p the value col_row[oh*OW + p - j] for p - j in [0, OW): a
+// 16-float vector of the col row shifted back by j, its other lanes masked to 0. Per pixel the
+// sum runs from 0 over the taps in (i, j) order, as in the scatter, and adding a masked +0
+// never changes it (a sum that starts at +0 is never -0): the same bits. The caller makes sure
+// every vector read stays inside col. A row's store spills zeros past ld into the rows after
+// it, which their own stores overwrite; the last row stores only its ld floats.
+NNCORE_WIDEST_VECTORS
+void col2im_gather_rows(const float* taps, int64_t cols, int64_t kh, int64_t kw, int64_t OH,
+                        int64_t OW, int64_t ph, int64_t h0, int64_t h1, float* acc,
+                        int64_t ld) {
+  Ints16 inside[16];  // per j (< kw <= ld <= 16): all ones on lanes j .. j + OW - 1
+  for (int64_t j = 0; j < kw; ++j)
+    for (int l = 0; l < 16; ++l) inside[j][l] = l >= j && l < j + OW ? -1 : 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    Floats16 sum = Floats16{};
+    for (int64_t i = 0; i < kh; ++i) {
+      const int64_t oh = h + ph - i;
+      if (oh < 0 || oh >= OH) continue;
+      for (int64_t j = 0; j < kw; ++j) {
+        Ints16 bits;  // the col vector's bit patterns, masked (0 bits: +0)
+        std::memcpy(&bits, taps + (i * kw + j) * cols + oh * OW - j, sizeof bits);
+        bits &= inside[j];
+        Floats16 x;
+        std::memcpy(&x, &bits, sizeof x);
+        sum += x;
+      }
+    }
+    float* row = acc + (h - h0) * ld;
+    if (h + 1 < h1 && 16 <= (h1 - h) * ld) {
+      std::memcpy(row, &sum, sizeof sum);
+    } else {
+      for (int64_t p = 0; p < ld; ++p) row[p] = sum[p];
+    }
+  }
+}
+
 }  // namespace
 
 // col[r, n, oh, ow] = x[n, c, oh*sh - ph + i, ow*sw - pw + j], 0 outside the image.
@@ -244,9 +283,18 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
       // acc[(h - h0)*ld + wp] accumulates pixel (h, wp - pw) (wp: padded column)
       float* const acc = pw > 0 ? buf.data() : x_rows;
       const int64_t ld = pw > 0 ? Wp : W;
-      std::memset(acc, 0, static_cast<size_t>((h1 - h0) * ld) * sizeof(float));
-      col2im_add_taps(col + c * kh * kw * cols + n * spatial, cols, kh, kw, OH, OW, sh, sw, ph,
-                      h0, h1, acc, ld);
+      const float* taps = col + c * kh * kw * cols + n * spatial;
+      // The gather reads 16 floats from tap row (i, j) at oh*OW - j: within col for every tap
+      // of this plane when the last tap row's last read ends inside it.
+      const bool gather = sh == 1 && sw == 1 && ld <= 16 &&
+                          (kh * kw - 1) * cols + n * spatial + (OH - 1) * OW + 16 <=
+                              (rows - c * kh * kw) * cols;
+      if (gather) {
+        col2im_gather_rows(taps, cols, kh, kw, OH, OW, ph, h0, h1, acc, ld);
+      } else {
+        std::memset(acc, 0, static_cast<size_t>((h1 - h0) * ld) * sizeof(float));
+        col2im_add_taps(taps, cols, kh, kw, OH, OW, sh, sw, ph, h0, h1, acc, ld);
+      }
       if (pw > 0)
         for (int64_t h = h0; h < h1; ++h) copy_row(x_rows + (h - h0) * W, acc + (h - h0) * ld + pw, W);
     }
