@@ -124,6 +124,31 @@ def test_sequential_gradients(device, rng):
     check_gradients(model, rng.standard_normal((2, 1, 6, 6)), device, rng, eps=1e-3, rtol=3e-2)
 
 
+def check_sequential_matches_layer_by_layer(layers, x, fused):
+    """Runs `layers` one by one (nothing fused: forward, then backward from a random dy), then
+    as one Sequential: the same output, input and parameter gradients to rounding, and `fused`
+    the positions Sequential ran inside a Conv2d. Returns the layer-by-layer outputs."""
+    model = nn.Sequential(*layers)
+    outputs, h = [], x
+    for layer in layers:
+        h = layer.forward(h)
+        outputs.append(h.numpy().copy())
+    dy = as_tensor(np.random.default_rng(11).standard_normal(outputs[-1].shape), x.device)
+    g = dy
+    for layer in reversed(layers):
+        g = layer.backward(g, need_dx=True)
+    expected_dx = g.numpy().copy()
+    expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    np.testing.assert_array_equal(model.forward(x).numpy(), outputs[-1])
+    assert model._fused == fused
+    dx = model.backward(dy, need_dx=True)
+    np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model.parameters(), expected_grads):
+        np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
+    return outputs
+
+
 def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
     """Sequential runs Conv2d + ReLU + MaxPool2d(2) and Conv2d + ReLU as fused ops; the result is
     the layer-by-layer one."""
@@ -131,34 +156,13 @@ def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
     layers = [nn.Conv2d(2, 4, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
               nn.Conv2d(4, 3, 3, device=device), nn.ReLU(), nn.Flatten(),
               nn.Linear(3 * 2 * 2, 5, device=device), nn.ReLU()]
-    model = nn.Sequential(*layers)
     x = as_tensor(rng.standard_normal((3, 2, 8, 8)), device)
-    dy = as_tensor(rng.standard_normal((3, 5)), device)
-
-    h = x
-    for position, layer in enumerate(layers):  # one by one: nothing fused
-        h = layer.forward(h)
-        if position == 4:
-            expected_relu2 = h.numpy().copy()
-    expected = h.numpy().copy()
-    g = dy
-    for position in range(len(layers) - 1, -1, -1):
-        g = layers[position].backward(g, need_dx=True)
-    expected_dx = g.numpy().copy()
-    expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
-
-    model.zero_grad()
-    np.testing.assert_array_equal(model.forward(x).numpy(), expected)
-    dx = model.backward(dy, need_dx=True)
-    np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
-    for got, want in zip(model.parameters(), expected_grads):
-        np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
-    assert model._fused == {1, 2, 4}
+    outputs = check_sequential_matches_layer_by_layer(layers, x, {1, 2, 4})
     # A ReLU fused without a pool still answers its own backward (its output's mask is the
     # same); the fused pool too (its argmax is the one it would have found); a ReLU whose
     # output was pooled away inside the fused op says so.
     relu2_dx = layers[4].backward(as_tensor(np.ones((3, 3, 2, 2)), device)).numpy()
-    np.testing.assert_array_equal(relu2_dx, (expected_relu2 > 0).astype(np.float32))
+    np.testing.assert_array_equal(relu2_dx, (outputs[4] > 0).astype(np.float32))
     pool_dx = layers[2].backward(as_tensor(np.ones((3, 4, 4, 4)), device)).numpy()
     assert pool_dx.shape == (3, 4, 8, 8) and pool_dx.sum() == 3 * 4 * 4 * 4
     with pytest.raises(RuntimeError, match="fused"):
@@ -173,7 +177,7 @@ def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
     nc.manual_seed(7)
     conv = lambda: nn.Conv2d(2, 3, 3, padding=1, device=device)
     head = lambda features: [nn.Flatten(), nn.Linear(features, 4, device=device)]
-    shape = (3, 2, 7, 9) if pattern == "conv-relu-pool-odd" else (3, 2, 8, 8)
+    shape = {"conv-relu-pool-odd": (3, 2, 7, 9), "lenet5": (3, 1, 28, 28)}.get(pattern, (3, 2, 8, 8))
     layers, fused = {
         "conv-pool": ([conv(), nn.MaxPool2d(2)] + head(3 * 4 * 4), {1}),
         "conv-relu-pool3": ([conv(), nn.ReLU(), nn.MaxPool2d(3)] + head(3 * 2 * 2), {1}),
@@ -182,27 +186,8 @@ def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
         "conv-relu-pool-odd": ([conv(), nn.ReLU(), nn.MaxPool2d(2)] + head(3 * 3 * 4), {1, 2}),
         "lenet5": (list(models.lenet5(device=device)), {1, 2, 4, 5}),
     }[pattern]
-    if pattern == "lenet5":
-        shape = (3, 1, 28, 28)
-    model = nn.Sequential(*layers)
-    x = as_tensor(rng.standard_normal(shape), device)
-    h = x
-    for layer in layers:  # one by one: nothing fused
-        h = layer.forward(h)
-    expected = h.numpy().copy()
-    dy = as_tensor(rng.standard_normal(expected.shape), device)
-    g = dy
-    for layer in reversed(layers):
-        g = layer.backward(g, need_dx=True)
-    expected_dx = g.numpy().copy()
-    expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
-    model.zero_grad()
-    np.testing.assert_array_equal(model.forward(x).numpy(), expected)
-    assert model._fused == fused
-    dx = model.backward(dy, need_dx=True)
-    np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
-    for got, want in zip(model.parameters(), expected_grads):
-        np.testing.assert_allclose(got.grad.numpy(), want, rtol=1e-5, atol=1e-6)
+    check_sequential_matches_layer_by_layer(layers, as_tensor(rng.standard_normal(shape), device),
+                                            fused)
 
 
 @pytest.mark.parametrize("target_kind", ["labels", "probabilities"])

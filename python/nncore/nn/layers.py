@@ -33,12 +33,16 @@ def _uniform_parameter(shape, bound: float, device: str) -> Parameter:
     return Parameter(nncore.tensor(values, device=device))
 
 
+def _window_outputs(sizes, kernel, stride, padding) -> tuple[int, ...]:
+    """Output sizes of a sliding window over ``sizes``: (size + 2p - k) // s + 1 per axis."""
+    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(sizes, kernel, stride, padding))
+
+
 def _window_output_size(layer: Module, x: Tensor, kernel, stride, padding) -> None:
     """Raises ValueError naming ``layer`` when the padded input is smaller than the window."""
-    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
-        if (size + 2 * p - k) // s + 1 < 1:
-            raise ValueError(f"{layer!r}: input {x.shape} is too small for a {kernel[0]}x{kernel[1]} "
-                             f"window with padding {padding}")
+    if min(_window_outputs(x.shape[2:], kernel, stride, padding)) < 1:
+        raise ValueError(f"{layer!r}: input {x.shape} is too small for a {kernel[0]}x{kernel[1]} "
+                         f"window with padding {padding}")
 
 
 # ---------------------------------------------------------------- layers with parameters
@@ -111,8 +115,7 @@ class Conv2d(Module):
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(OH, OW) of this convolution for an input of height x width."""
-        return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in
-                     zip((height, width), self.kernel_size, self.stride, self.padding))
+        return _window_outputs((height, width), self.kernel_size, self.stride, self.padding)
 
     def backward(self, dy: Tensor, need_dx: bool = True):
         x, relu_y, argmax = self._saved_for_backward()
@@ -374,8 +377,10 @@ class Sequential(Module):
             relu = after < len(layers) and type(layers[after]) is ReLU
             after += relu
             pool = (after < len(layers) and _is_fusable_pool(layers[after])
-                    and isinstance(x, Tensor) and x.ndim == 4
-                    and min(layer.output_size(*x.shape[2:])) >= 2)
+                    and isinstance(x, Tensor) and x.ndim == 4)
+            if pool:
+                conv_shape = (x.shape[0], layer.out_channels, *layer.output_size(*x.shape[2:]))
+                pool = min(conv_shape[2:]) >= 2
             y = layer.forward(x, relu=relu, pool=pool)
             if relu:
                 # [y > 0] == [x > 0]: the ReLU's own backward still works, unless its output
@@ -383,8 +388,7 @@ class Sequential(Module):
                 layers[position + 1]._saved = FUSED_AWAY if pool else y
                 self._fused.add(position + 1)
             if pool:
-                layers[after]._saved = (layer._saved[2], (*x.shape[:1], layer.out_channels,
-                                                          *layer.output_size(*x.shape[2:])))
+                layers[after]._saved = (layer._saved[2], conv_shape)  # its argmax, input shape
                 self._fused.add(after)
             x = y
             position = after + 1 if pool else after
