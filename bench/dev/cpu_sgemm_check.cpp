@@ -1,7 +1,7 @@
 // Standalone correctness + timing harness for nncore::cpu::sgemm (not part of the library).
 //   g++ -O3 -std=c++17 -fopenmp -Isrc/include src/cpu/sgemm*.cpp bench/dev/cpu_sgemm_check.cpp
 //       -o /tmp/sgemm_check
-//   /tmp/sgemm_check check        every kernel path x {1, 2} threads vs a double reference
+//   /tmp/sgemm_check check        every kernel path x {1, 2, 4} threads vs a double reference
 //   /tmp/sgemm_check bench [kernel]  GFLOP/s for square 128..2048 and the training shapes
 //   /tmp/sgemm_check shape M N K ta tb [kernel]   one shape (for perf record)
 #include <omp.h>
@@ -103,7 +103,9 @@ int check() {
                             {3000, 1, 300},  {30, 70, 1500},   {700, 1300, 50}, {4200, 40, 20},
                             {45, 1400, 390}, {2, 5000, 7},      {6, 25, 20000},  {13, 3, 90001},
                             {40, 40, 5000},  {16, 150, 1700},  {61, 64, 263},  {23, 31, 257},
-                            {6, 25, 10192}};
+                            {6, 25, 10192},
+                            // over 1 MiB of A slivers per grid row: threads share one panel
+                            {1200, 1280, 520}};
   for (auto& s : big)
     for (int t = 0; t < 4; ++t) {
       const auto& p = ab[(idx++) % 5];
@@ -118,7 +120,7 @@ int check() {
   int failures = 0;
   for (const char* kern : {"avx512", "avx2", "generic"}) {
     nncore::cpu::sgemm_force_kernel(kern);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, 4}) {
       omp_set_num_threads(threads);
       int bad = 0;
       for (const Case& c : cases) {

@@ -2,8 +2,8 @@
 //   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C      (row-major, leading dimensions)
 //
 // Loop nest (the vector dimension of the register tile is N, the broadcast dimension is M):
-//   for each M panel   (mb <= kMaxPanelRows rows)            A panel  mb x kc  -> shared, L3
-//     for each K block (kc <= kc_max)                        packed once, by all threads
+//   for each M panel   (mb <= kMaxPanelRows rows)            A panel  mb x kc  -> L2 or L3
+//     for each K block (kc <= kc_max)                        (per thread, or shared if large)
 //       for each N chunk of this thread (nb <= nb_max)       B chunk  kc x nb  -> private, L2
 //         for each MR-row A sliver of this thread            A sliver mr x kc  -> L1
 //           for each NR-column B sliver of the chunk         streamed from L2
@@ -96,7 +96,7 @@ struct Scratch {
   }
   ~Scratch() { std::free(data); }
 };
-thread_local Scratch t_a_panel;  // the A panel (shared by the team of the thread that owns it)
+thread_local Scratch t_a_panel;  // packed A slivers (a shared panel: the team's master's)
 thread_local Scratch t_b_chunk;  // this thread's packed B chunk
 thread_local Scratch t_c_partial;  // split-K: this thread's partial product
 
@@ -235,9 +235,13 @@ Blocking blocking_for(const MicroKernel& kern) {
   return {256, 512};  // avx2 / generic: 32 KiB L1 class machines
 }
 constexpr int64_t kMaxPanelRows = 4096;
+// Above this many bytes of A slivers per grid row, the threads of the row share one packed panel.
+constexpr int64_t kMaxPrivateAPanelBytes = int64_t{1} << 20;
 
-// Below this many multiply-adds a single thread wins (thread wake-up costs a few us).
-constexpr double kMinMacsPerThread = 96.0 * 96.0 * 96.0;
+// Each thread gets at least this many multiply-adds (a parallel region costs a few us). Measured
+// at 2 threads with per-thread A panels: 64x64x64 and 48x100x50 ran 0.75-0.85x of one thread,
+// 128x64x32 1.25x, 64x800x10 and 10x800x64 1.35x.
+constexpr double kMinMacsPerThread = 250000.0;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -267,7 +271,9 @@ struct Plan {
   int64_t kc_max, nb_max, mb_max;
   int threads, tm, tn;  // threads = tm * tn
   bool direct_b;        // read B in place (not transposed, few A slivers reuse it)
-  float* a_panel;       // mb_max x kc_max, shared
+  // mb_max x kc_even, packed by all threads together; nullptr: each thread packs the A slivers
+  // it multiplies into its own panel.
+  float* shared_a_panel = nullptr;
 };
 
 // Everything one thread does, for the whole problem; barriers separate A packing and use.
@@ -276,9 +282,7 @@ void run_thread(const Problem& p, const Plan& plan, int tid) {
   const int mr = kern.mr, nr = kern.nr;
   const int nt = plan.threads;
   const int t_m = tid / plan.tn, t_n = tid % plan.tn;
-  // With a grid of rows only, the A slivers a thread packs are exactly the ones it multiplies:
-  // nothing is shared, so there is nothing to wait for.
-  const bool shared_a = nt > 1 && plan.tm != nt;
+  const bool shared_a = plan.shared_a_panel != nullptr;
 
   // This thread's columns of C: whole NR slivers [js, je).
   int64_t js, je;
@@ -292,6 +296,10 @@ void run_thread(const Problem& p, const Plan& plan, int tid) {
   // Equal K blocks, not a short tail. Slivers sit kc_even apart in the A panel for every block
   // (the last may be shorter), so a thread's slivers never move onto another's.
   const int64_t kc_even = round_up(ceil_div(p.K, nkb), 8);
+  // A private panel holds this thread's slivers of one M panel: at most ceil(slivers / tm).
+  const int64_t own_slivers = ceil_div(ceil_div(plan.mb_max, mr), plan.tm);
+  float* const a_panel =
+      shared_a ? plan.shared_a_panel : t_a_panel.get(static_cast<size_t>(own_slivers * mr * kc_even));
 
   float* b_buf = nullptr;
   if (width > 0) b_buf = t_b_chunk.get(static_cast<size_t>(plan.direct_b ? 1 : ceil_div(chunk, nr)) *
@@ -307,13 +315,15 @@ void run_thread(const Problem& p, const Plan& plan, int tid) {
       const int64_t kc = std::min(kc_even, p.K - p0);
       const float beta = p0 == 0 ? p.beta : 1.0f;
 
-      // Pack the A panel cooperatively: thread tid packs slivers [as, ae).
-      int64_t as, ae;
-      split_range(slivers_m, nt, tid, &as, &ae);
+      // Shared panel: thread tid packs slivers [as, ae) of all; private: its own [ms, me),
+      // sliver s at (s - first) * mr * kc_even.
+      int64_t as = ms, ae = me;
+      if (shared_a) split_range(slivers_m, nt, tid, &as, &ae);
+      const int64_t first = shared_a ? 0 : ms;
       for (int64_t s = as; s < ae; ++s) {
         const int64_t i = i0 + s * mr;
         kern.pack_a(p.trans_a, p.A, p.lda, i, static_cast<int>(std::min<int64_t>(mr, p.M - i)), p0,
-               kc, plan.a_panel + s * mr * kc_even);
+               kc, a_panel + (s - first) * mr * kc_even);
       }
 #ifdef _OPENMP
       if (shared_a) {
@@ -344,7 +354,7 @@ void run_thread(const Problem& p, const Plan& plan, int tid) {
         for (int64_t s = ms; s < me; ++s) {
           const int64_t i = i0 + s * mr;
           const int m = static_cast<int>(std::min<int64_t>(mr, p.M - i));
-          const float* a_sliver = plan.a_panel + s * mr * kc_even;
+          const float* a_sliver = a_panel + (s - first) * mr * kc_even;
           float* c_row = p.C + i * p.ldc;
           for (int64_t t = 0; t < slivers_n; ++t) {
             const int64_t j = j0 + t * nr;
@@ -411,8 +421,7 @@ void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
     partials[tid] = sub.C;
     Plan solo = plan;
     solo.threads = solo.tm = solo.tn = 1;
-    solo.a_panel = t_a_panel.get(static_cast<size_t>(plan.mb_max) *
-                                 static_cast<size_t>(std::min(plan.kc_max, round_up(sub.K, 8))));
+    solo.shared_a_panel = nullptr;
     if (sub.K > 0)
       run_thread(sub, solo, 0);
     else
@@ -559,12 +568,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     threads = 1;
     best_tm = best_tn = 1;
   }
-  // A grid of rows only shares nothing (each thread packs its own A rows and all of B), where a
-  // grid with columns shares the packed A panel: barriers, and each thread reading the half the
-  // other packed from the other core's cache. That cost grows with A (M x K), the price of the
-  // rows grid, every thread packing B, with B (N x K): rows win for M >= N. Measured at 2
-  // threads: LeNet's fc1 forward 256x120x400 134 -> 102 us, 800x784x256 and square 1024/2048
-  // 2-4% faster; for M < N (150x25600x16, 64x120x400) columns stayed 10-50% faster.
+  // A grid of rows has every thread pack all of B (N x K), a grid of columns has every thread
+  // pack all of A (M x K) or share a large A panel (barriers, slivers read from the other core's
+  // cache): rows win for M >= N. Measured at 2 threads, when columns still shared A: LeNet's
+  // fc1 forward 256x120x400 134 -> 102 us, 800x784x256 and square 1024/2048 2-4% faster; for
+  // M < N (150x25600x16, 64x120x400) columns stayed 10-50% faster.
   const double eff_rows =
       static_cast<double>(slivers_m) / (threads * ceil_div(slivers_m, threads));
   if (threads > 1 && M >= N && slivers_m >= threads && eff_rows >= 0.85 * best_eff) {
@@ -575,9 +583,18 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   plan.tm = best_tm;
   plan.tn = best_tn;
 
+  // The tn threads of a grid row multiply the same A slivers. Each packing them into its own
+  // panel costs tn-fold packing but no barriers and no reads of slivers packed in another
+  // core's cache; that wins while a thread's slivers fit its L2 (measured at 2 threads: LeNet's
+  // fc1 forward at batch 64, 64x120x400, 59 -> 29 us; 64x256x256 and 64x512x128 1.15x; panels of
+  // 0.1-2 MiB equal within noise). Larger panels are packed once, by all threads together.
   const int64_t nkb = ceil_div(K, plan.kc_max);
   const int64_t kc_even = round_up(ceil_div(K, nkb), 8);
-  plan.a_panel = t_a_panel.get(static_cast<size_t>(plan.mb_max) * static_cast<size_t>(kc_even));
+  const int64_t row_group_panel_bytes =
+      ceil_div(slivers_m, plan.tm) * mr * kc_even * static_cast<int64_t>(sizeof(float));
+  if (plan.tn > 1 && row_group_panel_bytes > kMaxPrivateAPanelBytes)
+    plan.shared_a_panel =
+        t_a_panel.get(static_cast<size_t>(plan.mb_max) * static_cast<size_t>(kc_even));
 
 #ifdef _OPENMP
   if (threads > 1) {
@@ -589,6 +606,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       if (omp_get_num_threads() != threads) {
         Plan solo = plan;
         solo.threads = solo.tm = solo.tn = 1;
+        solo.shared_a_panel = nullptr;
         run_thread(prob, solo, 0);
       }
     }
