@@ -1,0 +1,880 @@
+// CPU emulation harness for the CUDA backend: every kernel entry point of
+// src/include/nncore/kernel_signatures.inc runs as nncore::cuda:: (cuda/*.cu rewritten by
+// preprocess.py, executed by the emulator in include/cuda_runtime.h on host memory) and as
+// nncore::cpu:: (src/cpu/*.cpp) on the same small, awkward inputs, and the outputs are compared:
+// bitwise where both backends do the same float operations in the same order (copies, max pool,
+// ReLU, argmax, dropout, ...), within a tolerance relative to the output's scale where the
+// summation order or the libm differ (GEMM, reductions, softmax, losses, conv, sigmoid/tanh).
+// Every case runs with the real grid caps (the grid covers the work), with tiny ones
+// (emu::g_max_blocks = 2, transpose grid.y = 1: every grid-stride loop takes several turns) and
+// with tiny caps plus 64-bit indexing (fits_int32 forced false: the int64_t instantiations).
+// Outputs start as NaN (a missed element shows), padding and untouched regions hold sentinels,
+// and buffers are allocated to their exact size (ASan catches out-of-bounds accesses).
+//
+// Build and run (ASan + UBSan, ~2 min on 2 cores):  bash bench/dev/cuda_emulate/run.sh
+// Exit status 1 when any check fails. It cannot measure speed or check GPU-only behaviour (see
+// include/cuda_runtime.h): a pass here means the indexing, bounds, tiling, barriers and
+// reductions are right on these shapes, not that the kernels are fast or race-free across
+// blocks.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nncore/kernels.h"
+
+namespace cpu = nncore::cpu;
+namespace gpu = nncore::cuda;
+using V = std::vector<float>;
+using VI = std::vector<int32_t>;
+
+static const float kNaN = std::numeric_limits<float>::quiet_NaN();
+static const float kInf = std::numeric_limits<float>::infinity();
+static int g_checks = 0, g_failures = 0;
+static std::mt19937 g_rng(20240607);
+static std::string g_cap = "";  // which grid caps the current case runs with
+
+// ---- inputs ------------------------------------------------------------------------------------
+static V rnd(size_t n, float lo = -1.f, float hi = 1.f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  V v(n);
+  for (float& x : v) x = u(g_rng);
+  return v;
+}
+static V nans(size_t n) { return V(n, kNaN); }
+static int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
+
+// ---- comparisons -------------------------------------------------------------------------------
+struct Cmp {
+  bool ok = true;
+  std::string detail;
+};
+static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+static std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+// Bitwise equal (any NaN matches any NaN).
+static Cmp exact(const float* got, const float* want, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(got[i]) && std::isnan(want[i])) continue;
+    if (std::memcmp(&got[i], &want[i], 4) != 0)
+      return {false, fmt("[%zu] cuda %.9g cpu %.9g", i, got[i], want[i])};
+  }
+  return {};
+}
+static Cmp exact(const V& got, const V& want) { return exact(got.data(), want.data(), want.size()); }
+// Equal as values: +0 == -0, any NaN matches any NaN (for formulas that legitimately differ in
+// the sign of a zero result, e.g. leaky ReLU written as a select vs. max + slope * min).
+static Cmp same_value(const V& got, const V& want) {
+  for (size_t i = 0; i < want.size(); ++i)
+    if (!(got[i] == want[i]) && !(std::isnan(got[i]) && std::isnan(want[i])))
+      return {false, fmt("[%zu] cuda %.9g cpu %.9g", i, got[i], want[i])};
+  return {};
+}
+static Cmp exact(const VI& got, const VI& want) {
+  for (size_t i = 0; i < want.size(); ++i)
+    if (got[i] != want[i]) return {false, fmt("[%zu] cuda %d cpu %d", i, got[i], want[i])};
+  return {};
+}
+// |got - want| <= rel * scale, scale = max |want| over the finite entries; non-finite entries
+// (NaN, +-inf) must match exactly.
+static Cmp close(const float* got, const float* want, size_t n, double rel) {
+  double scale = 0, worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (std::isfinite(want[i])) scale = std::max(scale, std::fabs(double(want[i])));
+  for (size_t i = 0; i < n; ++i) {
+    const bool gf = std::isfinite(got[i]), wf = std::isfinite(want[i]);
+    if (!gf || !wf) {
+      if ((std::isnan(got[i]) && std::isnan(want[i])) || got[i] == want[i]) continue;
+      return {false, fmt("[%zu] cuda %.9g cpu %.9g", i, got[i], want[i])};
+    }
+    const double e = std::fabs(double(got[i]) - double(want[i]));
+    if (e > worst) worst = e, at = i;
+  }
+  if (worst > rel * std::max(scale, 1e-30))
+    return {false, fmt("max err %.3g = %.3g x scale %.3g at [%zu] (cuda %.9g cpu %.9g)", worst,
+                       worst / std::max(scale, 1e-30), scale, at, got[at], want[at])};
+  return {};
+}
+static Cmp close(const V& got, const V& want, double rel) {
+  return close(got.data(), want.data(), want.size(), rel);
+}
+
+static void check(const std::string& what, const Cmp& c) {
+  ++g_checks;
+  if (!c.ok) {
+    ++g_failures;
+    std::printf("  FAIL %s %s: %s\n", what.c_str(), g_cap.c_str(), c.detail.c_str());
+  }
+}
+
+// Runs the CUDA side; a launch failure reported by the emulator (divergent barrier, bad shuffle,
+// deadlock, invalid configuration) arrives as the library's std::runtime_error.
+static bool run_cuda(const std::string& what, const std::function<void()>& f) {
+  try {
+    f();
+    return true;
+  } catch (const std::exception& e) {
+    ++g_checks;
+    ++g_failures;
+    std::printf("  FAIL %s %s: %s\n", what.c_str(), g_cap.c_str(), e.what());
+    return false;
+  }
+}
+
+// Each case three times: with the real grid caps, threads running freely; with tiny caps (grid-
+// stride loops turn), threads taking turns in ascending order; with tiny caps, 64-bit index
+// arithmetic (the kernels' int64_t instantiations, which real sizes reach only beyond 2^31
+// elements) and turns in descending order (emu::Schedule: exposes missing barriers).
+static void for_caps(const std::function<void()>& body) {
+  for (int variant = 0; variant < 3; ++variant) {
+    emu::g_max_blocks = variant ? 2 : 65535;
+    emu::g_max_grid_y = variant ? 1 : 65535;
+    emu::g_force_int64 = variant == 2;
+    emu::g_schedule = emu::Schedule(variant);
+    g_cap = variant == 0 ? "" : variant == 1 ? "(cap 2, asc)" : "(cap 2, int64, desc)";
+    body();
+  }
+  g_cap = "";
+  emu::g_max_blocks = emu::g_max_grid_y = 65535;
+  emu::g_force_int64 = false;
+  emu::g_schedule = emu::kFree;
+}
+// For the groups not run through for_caps: the schedule cycles from case to case.
+static void cycle_schedule(int i) {
+  emu::g_schedule = emu::Schedule(i % 3);
+  g_cap = i % 3 == 0 ? "" : i % 3 == 1 ? "(asc)" : "(desc)";
+}
+
+struct Group {
+  const char* name;
+  int checks0 = g_checks, failures0 = g_failures;
+  long launches0 = emu::g_launches;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  explicit Group(const char* n) : name(n) {}
+  ~Group() {
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%-30s %4d checks  %3d failures  %5ld launches  %6.2f s  %s\n", name,
+                g_checks - checks0, g_failures - failures0, emu::g_launches - launches0, s,
+                g_failures == failures0 ? "ok" : "FAILED");
+    std::fflush(stdout);
+  }
+};
+
+// ---- GEMM --------------------------------------------------------------------------------------
+// One stored operand: rows x cols inside a buffer with leading dimension ld (padding = NaN, must
+// never be used) starting `offset` floats in (offset 1 breaks 16-byte alignment).
+struct Mat {
+  V buf;
+  int64_t ld, offset;
+  float* p() { return buf.data() + offset; }
+};
+static Mat make_mat(int64_t rows, int64_t cols, int64_t ld, int64_t offset, float pad) {
+  Mat m{V(size_t(std::max<int64_t>(1, offset + rows * ld)), pad), ld, offset};
+  const V v = rnd(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) m.buf[size_t(offset + r * ld + c)] = v[size_t(r * cols + c)];
+  return m;
+}
+
+static void test_sgemm() {
+  Group g("sgemm");
+  // emu::g_sm_count = 4: tiles(128) >= 4 -> 128x128 (L); tiles(64) >= 2 -> 64x64 (M); else
+  // 32x32 (S). Shapes: 1s, K = 0, primes, partial tiles, exact multiples, skinny.
+  struct S { int64_t M, N, K; const char* cfg; };
+  const S shapes[] = {{1, 1, 1, "S"},     {1, 37, 5, "S"},    {37, 53, 29, "S"},
+                      {64, 64, 64, "S"},  {33, 7, 0, "S"},    {5, 3, 100, "S"},
+                      {65, 33, 9, "M"},   {130, 70, 20, "M"}, {128, 128, 16, "M"},
+                      {2, 300, 13, "M"},  {129, 257, 17, "L"}, {256, 256, 12, "L"},
+                      {300, 140, 40, "L"}, {520, 3, 7, "L"}};
+  // layout 0: tight; 1: ld + 3 (odd: scalar loads); 2: ld rounded up to 4 + 4 (float4 loads);
+  // 3: as 2 but every pointer one float past 16-byte alignment (scalar loads).
+  for (const S& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int layout = 0; layout < 4; ++layout)
+          for (int ab = 0; ab < 2; ++ab) {
+            if (layout != 2 && ab == 1 && (ta != tb)) continue;  // fewer runs; all paths still hit
+            const int64_t M = s.M, N = s.N, K = s.K;
+            const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+            auto ld_of = [&](int64_t cols) {
+              return layout == 0 ? std::max<int64_t>(cols, 1)
+                     : layout == 1 ? cols + 3
+                                   : (cols + 3) / 4 * 4 + 4;
+            };
+            const int64_t off = layout == 3 ? 1 : 0;
+            Mat A = make_mat(ra, ca, ld_of(ca), off, kNaN);
+            Mat B = make_mat(rb, cb, ld_of(cb), off, kNaN);
+            const float alpha = ab ? 0.75f : 1.f, beta = ab ? 0.5f : 0.f;
+            Mat C0 = make_mat(M, N, ld_of(N), off, 12345.f);  // padding must stay 12345
+            if (beta == 0.f)  // C is write-only: NaN must not leak into the result
+              for (int64_t r = 0; r < M; ++r)
+                for (int64_t c = 0; c < N; ++c) C0.buf[size_t(off + r * C0.ld + c)] = kNaN;
+            Mat Cc = C0, Cg = C0;
+            cpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cc.p(), Cc.ld);
+            static int case_no = 0;
+            cycle_schedule(case_no++);
+            const std::string what =
+                fmt("sgemm[%s] %ldx%ldx%ld ta=%d tb=%d layout=%d beta=%g", s.cfg, long(M),
+                    long(N), long(K), ta, tb, layout, beta);
+            if (!run_cuda(what, [&] {
+                  gpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cg.p(), Cg.ld);
+                }))
+              continue;
+            check(what, close(Cg.buf, Cc.buf, 1e-5));
+          }
+  cycle_schedule(0);
+}
+
+// ---- bias and layout ----------------------------------------------------------------------------
+static void test_bias() {
+  Group g("bias_add / bias_grad");
+  const int64_t shapes[][3] = {{1, 1, 1},  {3, 5, 1},  {7, 33, 1},  {1, 300, 1}, {100, 33, 1},
+                               {37, 70, 1}, {2, 3, 7}, {5, 4, 65}, {1, 3, 1000}, {4, 6, 100}};
+  for_caps([&] {
+    for (const auto& s : shapes) {
+      const int64_t O = s[0], Ch = s[1], I = s[2], n = O * Ch * I;
+      const V y0 = rnd(size_t(n)), b = rnd(size_t(Ch));
+      V yc = y0, yg = y0;
+      cpu::bias_add(yc.data(), b.data(), O, Ch, I);
+      const std::string w = fmt("bias_add %ldx%ldx%ld", long(O), long(Ch), long(I));
+      if (run_cuda(w, [&] { gpu::bias_add(yg.data(), b.data(), O, Ch, I); })) check(w, exact(yg, yc));
+      const V db0 = rnd(size_t(Ch));
+      V dbc = db0, dbg = db0;
+      cpu::bias_grad(y0.data(), dbc.data(), O, Ch, I);
+      const std::string w2 = fmt("bias_grad %ldx%ldx%ld", long(O), long(Ch), long(I));
+      if (run_cuda(w2, [&] { gpu::bias_grad(y0.data(), dbg.data(), O, Ch, I); }))
+        check(w2, close(dbg, dbc, 1e-5));
+    }
+  });
+}
+
+static void test_swap() {
+  Group g("swap_outer_axes");
+  const int64_t shapes[][3] = {{1, 1, 1},   {33, 65, 1}, {70, 5, 1}, {5, 70, 1}, {100, 40, 1},
+                               {3, 5, 7},   {1, 4, 9},   {7, 3, 33}, {2, 1, 300}};
+  for_caps([&] {
+    for (const auto& s : shapes) {
+      const int64_t A = s[0], B = s[1], I = s[2], n = A * B * I;
+      const V x = rnd(size_t(n));
+      V yc = nans(size_t(n)), yg = nans(size_t(n));
+      cpu::swap_outer_axes(x.data(), yc.data(), A, B, I);
+      const std::string w = fmt("swap_outer_axes %ldx%ldx%ld", long(A), long(B), long(I));
+      if (run_cuda(w, [&] { gpu::swap_outer_axes(x.data(), yg.data(), A, B, I); }))
+        check(w, exact(yg, yc));
+    }
+  });
+}
+
+// ---- im2col / col2im -----------------------------------------------------------------------------
+struct ConvShape {
+  int64_t N, C, H, W, kh, kw, ph, pw, sh, sw;
+  int64_t OH() const { return (H + 2 * ph - kh) / sh + 1; }
+  int64_t OW() const { return (W + 2 * pw - kw) / sw + 1; }
+  std::string str() const {
+    return fmt("N%ld C%ld %ldx%ld k%ldx%ld p%ld,%ld s%ld,%ld", long(N), long(C), long(H), long(W),
+               long(kh), long(kw), long(ph), long(pw), long(sh), long(sw));
+  }
+};
+static const ConvShape kConvShapes[] = {
+    {1, 1, 1, 1, 1, 1, 0, 0, 1, 1}, {2, 3, 7, 5, 3, 3, 1, 1, 1, 1}, {1, 2, 8, 9, 3, 2, 0, 1, 2, 3},
+    {3, 1, 5, 5, 5, 5, 2, 2, 1, 1}, {2, 2, 6, 7, 2, 2, 0, 0, 2, 2}, {1, 3, 10, 4, 4, 1, 3, 0, 3, 1},
+    {2, 1, 9, 11, 3, 5, 1, 2, 2, 1}, {1, 1, 20, 19, 3, 3, 1, 1, 1, 1}};
+
+static void test_im2col() {
+  Group g("im2col / col2im");
+  for_caps([&] {
+    for (const ConvShape& s : kConvShapes) {
+      const int64_t rows = s.C * s.kh * s.kw, cols = s.N * s.OH() * s.OW();
+      const V x = rnd(size_t(s.N * s.C * s.H * s.W));
+      V cc = nans(size_t(rows * cols)), cg = cc;
+      cpu::im2col(x.data(), s.N, s.C, s.H, s.W, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, cc.data());
+      const std::string w = "im2col " + s.str();
+      if (run_cuda(w, [&] {
+            gpu::im2col(x.data(), s.N, s.C, s.H, s.W, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, cg.data());
+          }))
+        check(w, exact(cg, cc));
+      const V col = rnd(size_t(rows * cols));
+      V xc = nans(x.size()), xg = xc;
+      cpu::col2im(col.data(), s.N, s.C, s.H, s.W, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, xc.data());
+      const std::string w2 = "col2im " + s.str();
+      if (run_cuda(w2, [&] {
+            gpu::col2im(col.data(), s.N, s.C, s.H, s.W, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw,
+                        xg.data());
+          }))
+        check(w2, close(xg, xc, 1e-6));
+    }
+  });
+}
+
+// ---- convolution -------------------------------------------------------------------------------
+static void test_conv() {
+  Group g("conv2d_forward / backward");
+  struct CS { ConvShape s; int64_t cout; };
+  const CS shapes[] = {{{1, 1, 5, 5, 3, 3, 0, 0, 1, 1}, 1},  {{2, 3, 7, 6, 3, 3, 1, 1, 1, 1}, 4},
+                       {{3, 2, 9, 8, 5, 5, 2, 2, 1, 1}, 5},  {{2, 2, 8, 7, 3, 2, 0, 1, 2, 2}, 3},
+                       {{4, 1, 6, 6, 2, 2, 0, 0, 1, 1}, 1},  {{1, 3, 12, 13, 3, 3, 1, 1, 1, 1}, 6}};
+  for (const CS& cs : shapes) {
+    const ConvShape& s = cs.s;
+    const int64_t OH = s.OH(), OW = s.OW(), cout = cs.cout, taps = s.C * s.kh * s.kw;
+    const V x = rnd(size_t(s.N * s.C * s.H * s.W)), w = rnd(size_t(cout * taps)),
+            b = rnd(size_t(cout));
+    for (int pooled = 0; pooled < 2; ++pooled)
+      for (int relu = 0; relu < 2; ++relu)
+        for (int bias = 0; bias < 2; ++bias) {
+          if (pooled && (OH < 2 || OW < 2)) continue;
+          const int64_t yh = pooled ? OH / 2 : OH, yw = pooled ? OW / 2 : OW;
+          const size_t ny = size_t(s.N * cout * yh * yw);
+          static int case_no = 0;
+          cycle_schedule(case_no++);
+          const std::string tag = fmt("%s cout%ld%s%s%s", s.str().c_str(), long(cout),
+                                      pooled ? " pool" : "", relu ? " relu" : "", bias ? " bias" : "");
+          // forward
+          V yc = nans(ny), yg = nans(ny);
+          VI ac(pooled ? ny : 0, -7), ag(pooled ? ny : 0, -7);
+          V scc = nans(size_t(cpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw, s.ph,
+                                                        s.pw, s.sh, s.sw, OH, OW, false, pooled)));
+          V scg = nans(size_t(gpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw, s.ph,
+                                                        s.pw, s.sh, s.sw, OH, OW, false, pooled)));
+          cpu::conv2d_forward(x.data(), w.data(), bias ? b.data() : nullptr, s.N, s.C, s.H, s.W,
+                              cout, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, relu, yc.data(),
+                              pooled ? ac.data() : nullptr, scc.data());
+          if (run_cuda("conv2d_forward " + tag, [&] {
+                gpu::conv2d_forward(x.data(), w.data(), bias ? b.data() : nullptr, s.N, s.C, s.H,
+                                    s.W, cout, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, relu,
+                                    yg.data(), pooled ? ag.data() : nullptr, scg.data());
+              })) {
+            check("conv2d_forward y " + tag, close(yg, yc, 1e-5));
+            if (pooled) check("conv2d_forward argmax " + tag, exact(ag, ac));
+          }
+          // backward: relu_y = the CPU forward's output, pool_argmax = the CPU's argmax
+          for (int with_dx = 0; with_dx < 2; ++with_dx) {
+            const V dy = rnd(ny);
+            const V dw0 = rnd(size_t(cout * taps)), db0 = rnd(size_t(cout));
+            V dwc = dw0, dwg = dw0, dbc = db0, dbg = db0;
+            V dxc = nans(x.size()), dxg = nans(x.size());
+            V sbc = nans(size_t(cpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw,
+                                                          s.ph, s.pw, s.sh, s.sw, OH, OW, true,
+                                                          pooled)));
+            V sbg = nans(size_t(gpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw,
+                                                          s.ph, s.pw, s.sh, s.sw, OH, OW, true,
+                                                          pooled)));
+            float* dbc_p = bias ? dbc.data() : nullptr;
+            float* dbg_p = bias ? dbg.data() : nullptr;
+            cpu::conv2d_backward(x.data(), w.data(), dy.data(), relu ? yc.data() : nullptr,
+                                 pooled ? ac.data() : nullptr, s.N, s.C, s.H, s.W, cout, s.kh,
+                                 s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, dwc.data(), dbc_p,
+                                 with_dx ? dxc.data() : nullptr, sbc.data());
+            const std::string bt = tag + (with_dx ? " dx" : "");
+            if (!run_cuda("conv2d_backward " + bt, [&] {
+                  gpu::conv2d_backward(x.data(), w.data(), dy.data(), relu ? yc.data() : nullptr,
+                                       pooled ? ac.data() : nullptr, s.N, s.C, s.H, s.W, cout,
+                                       s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, dwg.data(),
+                                       dbg_p, with_dx ? dxg.data() : nullptr, sbg.data());
+                }))
+              continue;
+            check("conv2d_backward dw " + bt, close(dwg, dwc, 1e-5));
+            if (bias) check("conv2d_backward db " + bt, close(dbg, dbc, 1e-5));
+            if (with_dx) check("conv2d_backward dx " + bt, close(dxg, dxc, 1e-5));
+          }
+        }
+  }
+  cycle_schedule(0);
+}
+
+// ---- pooling -----------------------------------------------------------------------------------
+struct PoolShape {
+  int64_t planes, H, W, kh, kw, sh, sw, ph, pw;
+  int64_t OH() const { return (H + 2 * ph - kh) / sh + 1; }
+  int64_t OW() const { return (W + 2 * pw - kw) / sw + 1; }
+  std::string str() const {
+    return fmt("P%ld %ldx%ld k%ldx%ld s%ld,%ld p%ld,%ld", long(planes), long(H), long(W), long(kh),
+               long(kw), long(sh), long(sw), long(ph), long(pw));
+  }
+};
+static const PoolShape kPoolShapes[] = {
+    {1, 1, 1, 1, 1, 1, 1, 0, 0},   {3, 5, 5, 2, 2, 2, 2, 0, 0},   {2, 7, 6, 3, 3, 1, 1, 1, 1},
+    {2, 6, 9, 3, 2, 2, 3, 1, 1},   {4, 4, 4, 4, 4, 1, 1, 2, 2},   {1, 10, 3, 5, 1, 2, 1, 2, 0},
+    {20, 9, 9, 2, 2, 2, 2, 0, 0},  {3, 17, 18, 2, 2, 2, 2, 0, 0}, {2, 16, 16, 2, 2, 2, 2, 0, 0}};
+
+// Values on a coarse grid (many ties), with a few NaN and -inf.
+static V pool_input(size_t n) {
+  V x(n);
+  for (float& v : x) {
+    const int r = irand(0, 99);
+    v = r < 3 ? kNaN : r < 6 ? -kInf : float(irand(-4, 4)) * 0.25f;
+  }
+  return x;
+}
+
+static void test_pool() {
+  Group g("max/avg_pool2d");
+  for_caps([&] {
+    for (const PoolShape& s : kPoolShapes) {
+      const int64_t OH = s.OH(), OW = s.OW(), nx = s.planes * s.H * s.W, ny = s.planes * OH * OW;
+      const V x = pool_input(size_t(nx));
+      V yc = nans(size_t(ny)), yg = yc;
+      VI ac(size_t(ny), -7), ag(size_t(ny), -7);
+      cpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, OH,
+                              OW, yc.data(), ac.data());
+      const std::string w = "max_pool2d_forward " + s.str();
+      if (run_cuda(w, [&] {
+            gpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph,
+                                    s.pw, OH, OW, yg.data(), ag.data());
+          })) {
+        check(w + " y", exact(yg, yc));
+        check(w + " argmax", exact(ag, ac));
+      }
+      // backward from the CPU's argmax (overlapping windows: repeated targets), plus entries out
+      // of range that both must skip.
+      for (int corrupt = 0; corrupt < 2; ++corrupt) {
+        VI am = ac;
+        if (corrupt)
+          for (size_t i = 0; i < am.size(); i += 3)
+            am[i] = std::vector<int32_t>{-1, int32_t(s.H * s.W), -5, 1 << 30}[(i / 3) % 4];
+        const V dy = rnd(size_t(ny));
+        V dxc = nans(size_t(nx)), dxg = dxc;
+        cpu::max_pool2d_backward(dy.data(), am.data(), s.planes, s.H, s.W, OH, OW, dxc.data());
+        const std::string w2 = "max_pool2d_backward " + s.str() + (corrupt ? " bad-argmax" : "");
+        if (run_cuda(w2, [&] {
+              gpu::max_pool2d_backward(dy.data(), am.data(), s.planes, s.H, s.W, OH, OW, dxg.data());
+            }))
+          check(w2, exact(dxg, dxc));
+      }
+      for (int cip = 0; cip < 2; ++cip) {
+        const V xa = rnd(size_t(nx));
+        V ac2 = nans(size_t(ny)), ag2 = ac2;
+        cpu::avg_pool2d_forward(xa.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw,
+                                OH, OW, cip, ac2.data());
+        const std::string w3 = "avg_pool2d_forward " + s.str() + (cip ? " cip" : "");
+        if (run_cuda(w3, [&] {
+              gpu::avg_pool2d_forward(xa.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph,
+                                      s.pw, OH, OW, cip, ag2.data());
+            }))
+          check(w3, close(ag2, ac2, 1e-6));
+        const V dy = rnd(size_t(ny));
+        V dxc = nans(size_t(nx)), dxg = dxc;
+        cpu::avg_pool2d_backward(dy.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw,
+                                 OH, OW, cip, dxc.data());
+        const std::string w4 = "avg_pool2d_backward " + s.str() + (cip ? " cip" : "");
+        if (run_cuda(w4, [&] {
+              gpu::avg_pool2d_backward(dy.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph,
+                                       s.pw, OH, OW, cip, dxg.data());
+            }))
+          check(w4, close(dxg, dxc, 1e-6));
+      }
+    }
+  });
+}
+
+// ---- activations -------------------------------------------------------------------------------
+// Random values plus the special ones: +-0, +-inf, NaN, large, tiny.
+static V act_input(size_t n) {
+  V x = rnd(n, -6.f, 6.f);
+  const float special[] = {0.f, -0.f, kInf, -kInf, kNaN, 100.f, -100.f, 1e-30f, -1e-30f, 20.f};
+  for (size_t i = 0; i < n; i += 7) x[i] = special[(i / 7) % 10];
+  return x;
+}
+
+static void test_activations() {
+  Group g("activations");
+  using Fwd = void (*)(const float*, float*, int64_t);
+  using Bwd = void (*)(const float*, const float*, float*, int64_t);
+  struct A { const char* name; Fwd fc, fg; Bwd bc, bg; double tol; };
+  const A acts[] = {
+      {"relu", cpu::relu_forward, gpu::relu_forward, cpu::relu_backward, gpu::relu_backward, 0},
+      {"sigmoid", cpu::sigmoid_forward, gpu::sigmoid_forward, cpu::sigmoid_backward,
+       gpu::sigmoid_backward, 2e-6},
+      {"tanh", cpu::tanh_forward, gpu::tanh_forward, cpu::tanh_backward, gpu::tanh_backward, 2e-6}};
+  for_caps([&] {
+    for (int64_t n : {1, 31, 257, 3000}) {
+      const V x = act_input(size_t(n)), dy = rnd(size_t(n));
+      auto cmp = [](const V& a, const V& b, double tol) { return tol == 0 ? exact(a, b) : close(a, b, tol); };
+      for (const A& a : acts) {
+        for (int inplace = 0; inplace < 2; ++inplace) {
+          V yc = inplace ? x : nans(size_t(n)), yg = yc;
+          a.fc(x.data(), yc.data(), n);  // (in place: x's values, y's buffer)
+          const std::string w = fmt("%s_forward n=%ld%s", a.name, long(n), inplace ? " in-place" : "");
+          if (run_cuda(w, [&] { a.fg(inplace ? yg.data() : x.data(), yg.data(), n); }))
+            check(w, cmp(yg, yc, a.tol));
+          // backward takes x (relu) or y (sigmoid, tanh): feed the CPU forward's output for those
+          const V& in = std::strcmp(a.name, "relu") == 0 ? x : yc;
+          V dc = inplace ? dy : nans(size_t(n)), dg = dc;
+          a.bc(in.data(), dy.data(), dc.data(), n);
+          const std::string w2 = fmt("%s_backward n=%ld%s", a.name, long(n), inplace ? " in-place" : "");
+          if (run_cuda(w2, [&] { a.bg(in.data(), inplace ? dg.data() : dy.data(), dg.data(), n); }))
+            check(w2, cmp(dg, dc, a.tol));
+        }
+      }
+      for (float slope : {0.01f, -0.5f}) {
+        V yc = nans(size_t(n)), yg = yc;
+        cpu::leaky_relu_forward(x.data(), yc.data(), n, slope);
+        const std::string w = fmt("leaky_relu_forward n=%ld slope=%g", long(n), slope);
+        // CUDA: x > 0 ? x : slope*x; CPU: max(x,0) + slope*min(x,0): for x = +0 and slope < 0
+        // they give -0 and +0. Equal values, so compared as values.
+        if (run_cuda(w, [&] { gpu::leaky_relu_forward(x.data(), yg.data(), n, slope); }))
+          check(w, same_value(yg, yc));
+        V dc = nans(size_t(n)), dg = dc;
+        cpu::leaky_relu_backward(x.data(), dy.data(), dc.data(), n, slope);
+        const std::string w2 = fmt("leaky_relu_backward n=%ld slope=%g", long(n), slope);
+        if (run_cuda(w2, [&] { gpu::leaky_relu_backward(x.data(), dy.data(), dg.data(), n, slope); }))
+          check(w2, same_value(dg, dc));
+      }
+    }
+  });
+}
+
+// ---- softmax -----------------------------------------------------------------------------------
+// rows x cols, scaled, with rows holding -inf entries, constant values, a NaN, a +inf.
+static V softmax_input(int64_t rows, int64_t cols) {
+  V x = rnd(size_t(rows * cols), -5.f, 5.f);
+  if (rows > 1)
+    for (int64_t c = 0; c < cols; c += 3) x[size_t(cols + c)] = -kInf;
+  if (rows > 2)
+    for (int64_t c = 0; c < cols; ++c) x[size_t(2 * cols + c)] = 0.5f;
+  if (rows > 3) x[size_t(3 * cols + cols / 2)] = kNaN;  // NaN propagates to the whole row
+  if (rows > 4) x[size_t(4 * cols + cols - 1)] = kInf;
+  return x;
+}
+static const int64_t kRowShapes[][2] = {{1, 1},   {3, 7},   {17, 32},  {40, 33},
+                                         {5, 1024}, {3, 1025}, {2, 2500}, {1, 64}};
+
+static void test_softmax() {
+  Group g("softmax / log_softmax");
+  using Fwd = void (*)(const float*, float*, int64_t, int64_t);
+  using Bwd = void (*)(const float*, const float*, float*, int64_t, int64_t);
+  struct S { const char* name; Fwd fc, fg; Bwd bc, bg; };
+  const S ops[] = {{"softmax", cpu::softmax_forward, gpu::softmax_forward, cpu::softmax_backward,
+                    gpu::softmax_backward},
+                   {"log_softmax", cpu::log_softmax_forward, gpu::log_softmax_forward,
+                    cpu::log_softmax_backward, gpu::log_softmax_backward}};
+  for_caps([&] {
+    for (const auto& rc : kRowShapes) {
+      const int64_t R = rc[0], Cn = rc[1];
+      const V x = softmax_input(R, Cn), dy = rnd(size_t(R * Cn));
+      for (const S& o : ops)
+        for (int inplace = 0; inplace < 2; ++inplace) {
+          V yc = inplace ? x : nans(x.size()), yg = yc;
+          o.fc(inplace ? yc.data() : x.data(), yc.data(), R, Cn);
+          const std::string w = fmt("%s_forward %ldx%ld%s", o.name, long(R), long(Cn), inplace ? " in-place" : "");
+          if (run_cuda(w, [&] { o.fg(inplace ? yg.data() : x.data(), yg.data(), R, Cn); }))
+            check(w, close(yg, yc, 1e-5));
+          V dc = inplace ? dy : nans(x.size()), dg = dc;
+          o.bc(yc.data(), inplace ? dc.data() : dy.data(), dc.data(), R, Cn);
+          const std::string w2 = fmt("%s_backward %ldx%ld%s", o.name, long(R), long(Cn), inplace ? " in-place" : "");
+          if (run_cuda(w2, [&] { o.bg(yc.data(), inplace ? dg.data() : dy.data(), dg.data(), R, Cn); }))
+            check(w2, close(dg, dc, 1e-5));
+        }
+    }
+  });
+}
+
+// ---- losses ------------------------------------------------------------------------------------
+static void test_losses() {
+  Group g("losses");
+  const int64_t shapes[][2] = {{0, 5}, {1, 1}, {3, 10}, {33, 7}, {70, 100}, {5, 40}, {2, 1500}};
+  for_caps([&] {
+    for (const auto& rc : shapes) {
+      const int64_t R = rc[0], Cn = rc[1], n = R * Cn;
+      const V logits = rnd(size_t(n), -4.f, 4.f);
+      VI labels(static_cast<size_t>(R));
+      for (int32_t& l : labels) l = irand(0, int(Cn) - 1);
+      V target = rnd(size_t(n), 0.f, 1.f);
+      for (int64_t r = 0; r < R; ++r) {
+        float s = 0;
+        for (int64_t c = 0; c < Cn; ++c) s += target[size_t(r * Cn + c)];
+        for (int64_t c = 0; c < Cn; ++c) target[size_t(r * Cn + c)] /= s;
+      }
+      const std::string sh = fmt("%ldx%ld", long(R), long(Cn));
+      for (int probs_target = 0; probs_target < 2; ++probs_target) {
+        const char* name = probs_target ? "cross_entropy_probs" : "cross_entropy_labels";
+        V pc = nans(size_t(n)), pg = pc, lc = {kNaN}, lg = {kNaN};
+        if (probs_target)
+          cpu::cross_entropy_probs_forward(logits.data(), target.data(), R, Cn, pc.data(), lc.data());
+        else
+          cpu::cross_entropy_labels_forward(logits.data(), labels.data(), R, Cn, pc.data(), lc.data());
+        const std::string w = fmt("%s_forward %s", name, sh.c_str());
+        if (run_cuda(w, [&] {
+              if (probs_target)
+                gpu::cross_entropy_probs_forward(logits.data(), target.data(), R, Cn, pg.data(), lg.data());
+              else
+                gpu::cross_entropy_labels_forward(logits.data(), labels.data(), R, Cn, pg.data(), lg.data());
+            })) {
+          check(w + " probs", close(pg, pc, 1e-5));
+          check(w + " loss", close(lg, lc, 1e-5));
+        }
+        if (n == 0) continue;
+        const float scale = 0.37f;
+        V dc = nans(size_t(n)), dg = dc;
+        if (probs_target)
+          cpu::cross_entropy_probs_backward(pc.data(), target.data(), R, Cn, scale, dc.data());
+        else
+          cpu::cross_entropy_labels_backward(pc.data(), labels.data(), R, Cn, scale, dc.data());
+        const std::string w2 = fmt("%s_backward %s", name, sh.c_str());
+        if (run_cuda(w2, [&] {
+              if (probs_target)
+                gpu::cross_entropy_probs_backward(pc.data(), target.data(), R, Cn, scale, dg.data());
+              else
+                gpu::cross_entropy_labels_backward(pc.data(), labels.data(), R, Cn, scale, dg.data());
+            }))
+          check(w2, probs_target ? close(dg, dc, 1e-5) : exact(dg, dc));
+      }
+      // A label outside [0, cols): the CUDA kernel documents a NaN loss (CPU: dispatch checks).
+      if (R > 0) {
+        VI bad = labels;
+        bad[size_t(R - 1)] = int32_t(Cn);
+        V pg = nans(size_t(n)), lg = {0.f};
+        const std::string w = "cross_entropy_labels_forward bad label gives NaN " + sh;
+        if (run_cuda(w, [&] {
+              gpu::cross_entropy_labels_forward(logits.data(), bad.data(), R, Cn, pg.data(), lg.data());
+            }))
+          check(w, std::isnan(lg[0]) ? Cmp{} : Cmp{false, fmt("loss %g", lg[0])});
+      }
+    }
+    for (int64_t n : {0, 1, 5, 1000, 3001}) {
+      const V p = rnd(size_t(n)), t = rnd(size_t(n));
+      V lc = {kNaN}, lg = {kNaN};
+      cpu::mse_forward(p.data(), t.data(), n, lc.data());
+      const std::string w = fmt("mse_forward n=%ld", long(n));
+      if (run_cuda(w, [&] { gpu::mse_forward(p.data(), t.data(), n, lg.data()); }))
+        check(w, close(lg, lc, 1e-5));
+      V dc = nans(size_t(n)), dg = dc;
+      cpu::mse_backward(p.data(), t.data(), n, 0.3f, dc.data());
+      const std::string w2 = fmt("mse_backward n=%ld", long(n));
+      if (run_cuda(w2, [&] { gpu::mse_backward(p.data(), t.data(), n, 0.3f, dg.data()); }))
+        check(w2, exact(dg, dc));
+    }
+  });
+}
+
+// ---- optimizers --------------------------------------------------------------------------------
+static void test_optim() {
+  Group g("sgd_step / adam_step");
+  for_caps([&] {
+    for (int64_t n : {1, 300, 1000}) {
+      const V p0 = rnd(size_t(n)), grad = rnd(size_t(n)), buf0 = rnd(size_t(n));
+      for (float momentum : {0.f, 0.9f})
+        for (float damp : {0.f, 0.1f})
+          for (float wd : {0.f, 0.01f})
+            for (int nesterov = 0; nesterov < 2; ++nesterov)
+              for (int first = 0; first < 2; ++first) {
+                if (momentum == 0.f && (damp != 0.f || nesterov || first)) continue;
+                V pc = p0, pg = p0, bc = buf0, bg = buf0;
+                float* bcp = momentum != 0.f ? bc.data() : nullptr;
+                float* bgp = momentum != 0.f ? bg.data() : nullptr;
+                cpu::sgd_step(pc.data(), grad.data(), bcp, n, 0.05f, momentum, damp, wd, nesterov, first);
+                const std::string w = fmt("sgd_step n=%ld mom=%g damp=%g wd=%g nesterov=%d first=%d",
+                                          long(n), momentum, damp, wd, nesterov, first);
+                if (run_cuda(w, [&] {
+                      gpu::sgd_step(pg.data(), grad.data(), bgp, n, 0.05f, momentum, damp, wd,
+                                    nesterov, first);
+                    })) {
+                  check(w + " param", exact(pg, pc));
+                  check(w + " buf", exact(bg, bc));
+                }
+              }
+      for (int64_t step : {1, 5})
+        for (float wd : {0.f, 0.01f}) {
+          V pc = p0, pg = p0, mc = rnd(size_t(n)), vc = rnd(size_t(n), 0.f, 1.f);
+          V mg = mc, vg = vc;
+          cpu::adam_step(pc.data(), grad.data(), mc.data(), vc.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
+          const std::string w = fmt("adam_step n=%ld step=%ld wd=%g", long(n), long(step), wd);
+          if (run_cuda(w, [&] {
+                gpu::adam_step(pg.data(), grad.data(), mg.data(), vg.data(), n, 1e-3f, 0.9f, 0.999f,
+                               1e-8f, wd, step);
+              })) {
+            check(w + " param", close(pg, pc, 1e-6));
+            check(w + " m", exact(mg, mc));
+            check(w + " v", exact(vg, vc));
+          }
+        }
+    }
+  });
+}
+
+// ---- dropout and small helpers -----------------------------------------------------------------
+static void test_elementwise() {
+  Group g("dropout / mul / fill / axpy / scale");
+  for_caps([&] {
+    for (int64_t n : {1, 3, 4, 5, 257, 1001, 2050}) {
+      const V x = rnd(size_t(n)), x2 = rnd(size_t(n));
+      for (float p : {0.f, 0.3f, 0.9f})
+        for (uint64_t offset : {uint64_t(0), uint64_t(7), uint64_t(0xFFFFFFFFull)})
+          for (int inplace = 0; inplace < 2; ++inplace) {
+            const uint64_t seed = 0x123456789abcdefull;
+            V yc = inplace ? x : nans(size_t(n)), yg = yc, mc = nans(size_t(n)), mg = mc;
+            cpu::dropout_forward(x.data(), yc.data(), mc.data(), n, p, seed, offset);
+            const std::string w = fmt("dropout_forward n=%ld p=%g offset=%llu%s", long(n), p,
+                                      (unsigned long long)offset, inplace ? " in-place" : "");
+            if (run_cuda(w, [&] {
+                  gpu::dropout_forward(inplace ? yg.data() : x.data(), yg.data(), mg.data(), n, p,
+                                       seed, offset);
+                })) {
+              check(w + " y", exact(yg, yc));
+              check(w + " mask", exact(mg, mc));
+            }
+          }
+      {
+        V yc = nans(size_t(n)), yg = yc;
+        cpu::mul(x.data(), x2.data(), yc.data(), n);
+        const std::string w = fmt("mul n=%ld", long(n));
+        if (run_cuda(w, [&] { gpu::mul(x.data(), x2.data(), yg.data(), n); })) check(w, exact(yg, yc));
+      }
+      {
+        V yc = nans(size_t(n)), yg = yc;
+        cpu::fill(yc.data(), -2.5f, n);
+        const std::string w = fmt("fill n=%ld", long(n));
+        if (run_cuda(w, [&] { gpu::fill(yg.data(), -2.5f, n); })) check(w, exact(yg, yc));
+      }
+      for (int alias = 0; alias < 2; ++alias) {
+        V yc = x2, yg = x2;
+        cpu::axpy(0.7f, alias ? yc.data() : x.data(), yc.data(), n);
+        const std::string w = fmt("axpy n=%ld%s", long(n), alias ? " x=y" : "");
+        if (run_cuda(w, [&] { gpu::axpy(0.7f, alias ? yg.data() : x.data(), yg.data(), n); }))
+          check(w, exact(yg, yc));
+      }
+      {
+        V yc = x, yg = x;
+        cpu::scale(yc.data(), -1.3f, n);
+        const std::string w = fmt("scale n=%ld", long(n));
+        if (run_cuda(w, [&] { gpu::scale(yg.data(), -1.3f, n); })) check(w, exact(yg, yc));
+      }
+    }
+  });
+}
+
+static void test_gather_argmax() {
+  Group g("gather_rows / argmax_rows");
+  for_caps([&] {
+    // row_bytes % 16 == 0 with aligned pointers: 16-byte words; otherwise 4-byte words.
+    for (int64_t row_bytes : {4, 12, 16, 48, 400})
+      for (int misalign = 0; misalign < 2; ++misalign)
+        for (int64_t rows : {1, 7, 300}) {
+          const int64_t src_rows = 13, words = row_bytes / 4;
+          const V x = rnd(size_t(src_rows * words + 1));
+          VI idx(static_cast<size_t>(rows));
+          for (int32_t& i : idx) i = irand(0, int(src_rows) - 1);  // duplicates likely
+          V yc = nans(size_t(rows * words + 1)), yg = yc;
+          const float* xs = x.data() + misalign;
+          cpu::gather_rows(xs, idx.data(), rows, row_bytes, yc.data() + misalign);
+          const std::string w = fmt("gather_rows rows=%ld row_bytes=%ld%s", long(rows),
+                                    long(row_bytes), misalign ? " misaligned" : "");
+          if (run_cuda(w, [&] { gpu::gather_rows(xs, idx.data(), rows, row_bytes, yg.data() + misalign); }))
+            check(w, exact(yg, yc));
+        }
+    const int64_t shapes[][2] = {{1, 1}, {3, 31}, {40, 33}, {5, 100}, {2, 1}, {6, 64}};
+    for (const auto& rc : shapes) {
+      const int64_t R = rc[0], Cn = rc[1];
+      V x(size_t(R * Cn));
+      for (float& v : x) v = float(irand(-3, 3));  // many ties: the first maximum must win
+      for (int64_t r = 0; r < R; ++r) {
+        float* row = x.data() + r * Cn;
+        if (r % 6 == 1) row[Cn / 2] = kNaN, row[Cn - 1] = kNaN;           // first NaN wins
+        if (r % 6 == 2) std::fill(row, row + Cn, -kInf);                  // all -inf: index 0
+        if (r % 6 == 3) std::fill(row, row + Cn, kNaN);                   // all NaN: index 0
+        if (r % 6 == 4) row[Cn - 1] = 10.f;                               // last column
+      }
+      VI oc(size_t(R), -7), og = oc;
+      cpu::argmax_rows(x.data(), R, Cn, oc.data());
+      const std::string w = fmt("argmax_rows %ldx%ld", long(R), long(Cn));
+      if (run_cuda(w, [&] { gpu::argmax_rows(x.data(), R, Cn, og.data()); })) check(w, exact(og, oc));
+    }
+  });
+}
+
+// ---- the emulator itself: it must catch the bugs it claims to catch -----------------------------
+// (Kernels written here, in the same dialect; launched directly with emu::launch.)
+static void self_test_one() {
+  auto expect_failure = [](const char* what, dim3 grid, dim3 block, std::function<void()> body) {
+    emu::launch(grid, block, 0, nullptr, what, body);
+    const cudaError_t e = cudaGetLastError();
+    check(fmt("self-test: %s is reported", what),
+          e != cudaSuccess ? Cmp{} : Cmp{false, "the emulator did not report it"});
+  };
+  expect_failure("divergent __syncthreads", 1, 64, [] {
+    if (threadIdx.x < 32) __syncthreads();
+    else __syncthreads();
+  });
+  expect_failure("shuffle on a partial warp", 1, 48,
+                 [] { (void)__shfl_xor_sync(0xffffffffu, 1.f, 1); });
+  expect_failure("shuffle after a lane exited", 1, 32, [] {
+    if (threadIdx.x == 5) return;
+    (void)__shfl_xor_sync(0xffffffffu, 1.f, 1);
+  });
+  expect_failure("deadlock: lane 32 at a barrier, its warp in __syncwarp", 1, 64, [] {
+    if (threadIdx.x <= 32) {
+      __syncthreads();
+    } else {
+      __syncwarp();
+    }
+  });
+  expect_failure("block of 2048 threads", 1, 2048, [] {});
+  // And a correct warp reduction over a block with an exited warp passes.
+  float out[2] = {0, 0};
+  emu::launch(2, 64, 0, nullptr, "warp sum", [&] {
+    float v = float(threadIdx.x);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x >= 32) return;
+    __syncthreads();
+    if (threadIdx.x == 0) out[blockIdx.x] = v;
+  });
+  check("self-test: warp sum", cudaGetLastError() == cudaSuccess && out[0] == 496.f && out[1] == 496.f
+                                   ? Cmp{}
+                                   : Cmp{false, fmt("got %g %g", out[0], out[1])});
+  // A missing barrier (thread t writes s[t], then reads s[63 - t]) must show in a serialized
+  // schedule: the first thread to run reads before its partner wrote.
+  if (emu::g_schedule != emu::kFree) {
+    static float s[64];
+    int stale = 0;
+    std::fill(s, s + 64, -1.f);
+    emu::launch(1, 64, 0, nullptr, "race", [&] {
+      s[threadIdx.x] = 1.f;
+      if (s[63 - threadIdx.x] < 0) __atomic_add_fetch(&stale, 1, __ATOMIC_RELAXED);
+    });
+    check("self-test: missing barrier shows", stale > 0 ? Cmp{} : Cmp{false, "not seen"});
+  }
+}
+static void self_test() {
+  Group g("emulator self-test");
+  for (int sched = 0; sched < 3; ++sched) {
+    cycle_schedule(sched);
+    self_test_one();
+  }
+  cycle_schedule(0);
+}
+
+int main(int argc, char** argv) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string only = argc > 1 ? argv[1] : "";
+  struct T { const char* name; void (*fn)(); };
+  const T tests[] = {{"self", self_test},          {"sgemm", test_sgemm},
+                     {"bias", test_bias},          {"swap", test_swap},
+                     {"im2col", test_im2col},      {"conv", test_conv},
+                     {"pool", test_pool},          {"act", test_activations},
+                     {"softmax", test_softmax},    {"loss", test_losses},
+                     {"optim", test_optim},        {"elementwise", test_elementwise},
+                     {"gather", test_gather_argmax}};
+  for (const T& t : tests)
+    if (only.empty() || only == t.name) t.fn();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("SUMMARY: %d checks, %d failures, %ld emulated launches, %.1f s\n", g_checks,
+              g_failures, emu::g_launches, s);
+  std::fflush(stdout);
+  return g_failures == 0 ? 0 : 1;
+}
