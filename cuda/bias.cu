@@ -103,12 +103,11 @@ __global__ void transpose_kernel(const float* __restrict__ x, float* __restrict_
 void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
   const int64_t total = outer * channels * inner;
   if (total <= 0) return;
-  if (fits_int32({total}))
-    bias_add_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        y, b, total, static_cast<int32_t>(channels), static_cast<int32_t>(inner));
-  else
-    bias_add_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(y, b, total, channels,
-                                                                           inner);
+  with_index_type({total}, [&](auto index) {
+    using I = decltype(index);
+    bias_add_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(y, b, total, I(channels),
+                                                                     I(inner));
+  });
   NNCORE_CUDA_LAUNCH_CHECK("bias_add");
 }
 
@@ -123,13 +122,11 @@ void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int6
     return;
   }
   const unsigned blocks = blocks_for(channels, 1);
-  if (fits_int32({outer * channels * inner}))
-    bias_grad_planes_kernel<int32_t><<<blocks, kThreads, 0, stream()>>>(
-        dy, db, static_cast<int32_t>(outer), static_cast<int32_t>(channels),
-        static_cast<int32_t>(inner));
-  else
-    bias_grad_planes_kernel<int64_t><<<blocks, kThreads, 0, stream()>>>(dy, db, outer, channels,
-                                                                        inner);
+  with_index_type({outer * channels * inner}, [&](auto index) {
+    using I = decltype(index);
+    bias_grad_planes_kernel<I><<<blocks, kThreads, 0, stream()>>>(dy, db, I(outer), I(channels),
+                                                                  I(inner));
+  });
   NNCORE_CUDA_LAUNCH_CHECK("bias_grad_planes");
 }
 
@@ -146,13 +143,11 @@ void swap_outer_axes(const float* x, float* y, int64_t A, int64_t B, int64_t inn
     NNCORE_CUDA_LAUNCH_CHECK("swap_outer_axes_transpose");
     return;
   }
-  if (fits_int32({total}))
-    swap_outer_axes_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, y, total, static_cast<int32_t>(A), static_cast<int32_t>(B),
-        static_cast<int32_t>(inner));
-  else
-    swap_outer_axes_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(x, y, total, A,
-                                                                                  B, inner);
+  with_index_type({total}, [&](auto index) {
+    using I = decltype(index);
+    swap_outer_axes_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(x, y, total, I(A),
+                                                                            I(B), I(inner));
+  });
   NNCORE_CUDA_LAUNCH_CHECK("swap_outer_axes");
 }
 

@@ -30,6 +30,17 @@ inline bool fits_int32(std::initializer_list<int64_t> extents) {
   return true;
 }
 
+// Calls launch(I{}) with I = int32_t when every extent fits in 32 bits (cheaper index arithmetic
+// in the kernel), else with I = int64_t, so one launch statement serves both index widths:
+//   with_index_type({total}, [&](auto i) { using I = decltype(i); k<I><<<...>>>(..., I(n)); });
+template <typename Launch>
+void with_index_type(std::initializer_list<int64_t> extents, Launch&& launch) {
+  if (fits_int32(extents))
+    launch(int32_t{});
+  else
+    launch(int64_t{});
+}
+
 __device__ __forceinline__ int64_t global_thread() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }

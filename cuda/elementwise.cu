@@ -135,23 +135,15 @@ void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t row_
   const int64_t total = rows * row_words;
   // Source offsets are computed in 64 bits in the kernel (index[r] * row_words); only the
   // output position and the row split use I.
-  if (wide) {
-    if (fits_int32({total}))
-      gather_rows_kernel<uint4, int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint4*>(x), index, total, static_cast<int32_t>(row_words),
-          static_cast<uint4*>(y));
+  with_index_type({total}, [&](auto position) {
+    using I = decltype(position);
+    if (wide)
+      gather_rows_kernel<uint4, I><<<blocks_for(total), kThreads, 0, stream()>>>(
+          static_cast<const uint4*>(x), index, total, I(row_words), static_cast<uint4*>(y));
     else
-      gather_rows_kernel<uint4, int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint4*>(x), index, total, row_words, static_cast<uint4*>(y));
-  } else {
-    if (fits_int32({total}))
-      gather_rows_kernel<uint32_t, int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint32_t*>(x), index, total, static_cast<int32_t>(row_words),
-          static_cast<uint32_t*>(y));
-    else
-      gather_rows_kernel<uint32_t, int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint32_t*>(x), index, total, row_words, static_cast<uint32_t*>(y));
-  }
+      gather_rows_kernel<uint32_t, I><<<blocks_for(total), kThreads, 0, stream()>>>(
+          static_cast<const uint32_t*>(x), index, total, I(row_words), static_cast<uint32_t*>(y));
+  });
   NNCORE_CUDA_LAUNCH_CHECK("gather_rows");
 }
 

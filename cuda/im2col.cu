@@ -84,14 +84,14 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
   const int64_t NOHW = N * OH * OW;
   const int64_t total = C * NOHW;
   // 32-bit index math when the image, the column matrix and the intermediate h/w fit.
-  if (fits_int32({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
-                  OW * sw + kw}))
-    im2col_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, int32_t(C), int32_t(H), int32_t(W), int32_t(kh), int32_t(kw), int32_t(ph),
-        int32_t(pw), int32_t(sh), int32_t(sw), int32_t(OH), int32_t(OW), int32_t(NOHW), col);
-  else
-    im2col_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, C, H, W, kh, kw, ph, pw, sh, sw, OH, OW, NOHW, col);
+  with_index_type({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
+                   OW * sw + kw},
+                  [&](auto index) {
+                    using I = decltype(index);
+                    im2col_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+                        x, total, I(C), I(H), I(W), I(kh), I(kw), I(ph), I(pw), I(sh), I(sw),
+                        I(OH), I(OW), I(NOHW), col);
+                  });
   NNCORE_CUDA_LAUNCH_CHECK("im2col");
 }
 
@@ -101,14 +101,14 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   if (total <= 0) return;
   const int64_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
   const int64_t NOHW = N * OH * OW;
-  if (fits_int32({total, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
-                  OW * sw + kw}))
-    col2im_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        col, total, int32_t(C), int32_t(H), int32_t(W), int32_t(kh), int32_t(kw), int32_t(ph),
-        int32_t(pw), int32_t(sh), int32_t(sw), int32_t(OH), int32_t(OW), int32_t(NOHW), x);
-  else
-    col2im_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        col, total, C, H, W, kh, kw, ph, pw, sh, sw, OH, OW, NOHW, x);
+  with_index_type({total, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
+                   OW * sw + kw},
+                  [&](auto index) {
+                    using I = decltype(index);
+                    col2im_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+                        col, total, I(C), I(H), I(W), I(kh), I(kw), I(ph), I(pw), I(sh), I(sw),
+                        I(OH), I(OW), I(NOHW), x);
+                  });
   NNCORE_CUDA_LAUNCH_CHECK("col2im");
 }
 

@@ -132,12 +132,11 @@ void cross_entropy_labels_backward(const float* probs, const int32_t* labels, in
                                    int64_t cols, float scale, float* dlogits) {
   const int64_t total = rows * cols;
   if (total <= 0) return;
-  if (fits_int32({total}))
-    cross_entropy_labels_backward_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        probs, labels, total, static_cast<int32_t>(cols), scale, dlogits);
-  else
-    cross_entropy_labels_backward_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        probs, labels, total, cols, scale, dlogits);
+  with_index_type({total}, [&](auto index) {
+    using I = decltype(index);
+    cross_entropy_labels_backward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+        probs, labels, total, I(cols), scale, dlogits);
+  });
   NNCORE_CUDA_LAUNCH_CHECK("cross_entropy_labels_backward");
 }
 

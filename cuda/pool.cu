@@ -140,10 +140,14 @@ __global__ void avg_pool2d_backward_kernel(const float* __restrict__ dy, int64_t
   }
 }
 
-bool pool_fits_int32(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,
-                     int64_t sw, int64_t ph, int64_t pw, int64_t OH, int64_t OW) {
-  return fits_int32({planes * H * W, planes * OH * OW, H + 2 * ph + kh, W + 2 * pw + kw,
-                     OH * sh + kh, OW * sw + kw, kh * kw});
+// Runs launch with the index type (int32_t or int64_t) that every extent of the pooling fits.
+template <typename Launch>
+void with_pool_index_type(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw,
+                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH, int64_t OW,
+                          Launch&& launch) {
+  with_index_type({planes * H * W, planes * OH * OW, H + 2 * ph + kh, W + 2 * pw + kw,
+                   OH * sh + kh, OW * sw + kw, kh * kw},
+                  launch);
 }
 
 }  // namespace
@@ -153,13 +157,11 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
                         int64_t OW, float* y, int32_t* argmax) {
   const int64_t total = planes * OH * OW;
   if (total <= 0) return;
-  if (pool_fits_int32(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW))
-    max_pool2d_forward_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, int32_t(H), int32_t(W), int32_t(kh), int32_t(kw), int32_t(sh), int32_t(sw),
-        int32_t(ph), int32_t(pw), int32_t(OH), int32_t(OW), y, argmax);
-  else
-    max_pool2d_forward_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, H, W, kh, kw, sh, sw, ph, pw, OH, OW, y, argmax);
+  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+    using I = decltype(index);
+    max_pool2d_forward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+        x, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW), y, argmax);
+  });
   NNCORE_CUDA_LAUNCH_CHECK("max_pool2d_forward");
 }
 
@@ -178,13 +180,12 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
                         int64_t OW, bool count_include_pad, float* y) {
   const int64_t total = planes * OH * OW;
   if (total <= 0) return;
-  if (pool_fits_int32(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW))
-    avg_pool2d_forward_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, int32_t(H), int32_t(W), int32_t(kh), int32_t(kw), int32_t(sh), int32_t(sw),
-        int32_t(ph), int32_t(pw), int32_t(OH), int32_t(OW), count_include_pad, y);
-  else
-    avg_pool2d_forward_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        x, total, H, W, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad, y);
+  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+    using I = decltype(index);
+    avg_pool2d_forward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+        x, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW),
+        count_include_pad, y);
+  });
   NNCORE_CUDA_LAUNCH_CHECK("avg_pool2d_forward");
 }
 
@@ -193,13 +194,12 @@ void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, 
                          int64_t OW, bool count_include_pad, float* dx) {
   const int64_t total = planes * H * W;
   if (total <= 0) return;
-  if (pool_fits_int32(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW))
-    avg_pool2d_backward_kernel<int32_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        dy, total, int32_t(H), int32_t(W), int32_t(kh), int32_t(kw), int32_t(sh), int32_t(sw),
-        int32_t(ph), int32_t(pw), int32_t(OH), int32_t(OW), count_include_pad, dx);
-  else
-    avg_pool2d_backward_kernel<int64_t><<<blocks_for(total), kThreads, 0, stream()>>>(
-        dy, total, H, W, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad, dx);
+  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+    using I = decltype(index);
+    avg_pool2d_backward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+        dy, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW),
+        count_include_pad, dx);
+  });
   NNCORE_CUDA_LAUNCH_CHECK("avg_pool2d_backward");
 }
 
