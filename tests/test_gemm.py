@@ -96,6 +96,13 @@ def test_gemm_large_many_k_blocks(device, rng):
     check_gemm(device, rng, 96, 80, 2000, True, True, 1.0, 0.0)
 
 
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+def test_gemm_large_a_panel(device, rng, trans_a, trans_b):
+    """Over 1 MiB of packed A per grid row (the AVX-512 kernel at 2+ threads): the threads of a
+    row share one packed panel, with barriers, instead of each packing its own."""
+    check_gemm(device, rng, 1200, 1280, 520, trans_a, trans_b, 1.0, 0.0)
+
+
 def test_gemm_zero_k(device):
     """K == 0: the product is empty, so C = beta * C (beta 0: zeros)."""
     a = nc.zeros((3, 0), device=device)
