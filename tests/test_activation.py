@@ -51,6 +51,25 @@ def test_relu_family_at_zero(device):
     assert to_numpy(F.leaky_relu(to_tensor(x, device)))[1] == 0.0
 
 
+@pytest.mark.parametrize("slope", [0.01, -0.5, 0.0, -0.0, 2.0])
+def test_leaky_relu_bits(device, slope):
+    """Bit for bit the select x > 0 ? x : slope*x (dy : slope*dy), as PyTorch computes it:
+    signed zeros (slope*(+0) is -0 for a negative slope), infinities, NaN, subnormals."""
+    vals = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3e38, -3e38],
+                    np.float32)
+    x, dy = np.repeat(vals, vals.size), np.tile(vals, vals.size)
+    s = np.float32(slope)
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf, 2 * 3e38
+        want_y = np.where(x > 0, x, s * x)
+        want_dx = np.where(x > 0, dy, s * dy)
+    got_y = to_numpy(ops.leaky_relu_forward(to_tensor(x, device), slope))
+    got_dx = to_numpy(ops.leaky_relu_backward(to_tensor(x, device), to_tensor(dy, device), slope))
+    for got, want in ((got_y, want_y), (got_dx, want_dx)):
+        np.testing.assert_array_equal(got, want)  # values, NaN where NaN (+0 == -0 here)
+        finite_or_inf = ~np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[finite_or_inf]), np.signbit(want[finite_or_inf]))
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sigmoid(device, rng, shape):
     x, dy = data(rng, shape, scale=6.0)

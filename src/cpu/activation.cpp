@@ -33,22 +33,32 @@ void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
   }
 }
 
+namespace {
+// GCC vectorizes a select between a loaded value and a constant, not between a value and a
+// product, so leaky ReLU is computed as a + slope * b with one of a, b a zero: a - 0 and
+// slope * b + (-0) are exact for every a and b, so for every finite slope the result is bit for
+// bit PyTorch's (and the CUDA kernels') select, signed zeros included, when the zero in the
+// product term is the one that makes slope * zero == -0.
+inline float zero_with_negative_product(float slope) { return std::signbit(slope) ? 0.0f : -0.0f; }
+}  // namespace
+
 // y = x if x > 0 else slope * x
 void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
+  const float z = zero_with_negative_product(slope);
 #pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
-    // One of the two terms is 0; GCC vectorizes max/min but not a select of two products.
-    y[i] = std::max(v, 0.0f) + slope * std::min(v, 0.0f);
+    y[i] = (v > 0.0f ? v : -0.0f) + slope * (v > 0.0f ? z : v);
   }
 }
 
 // dx = dy if x > 0 else slope * dy
 void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, float slope) {
+  const float z = zero_with_negative_product(slope);
 #pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i], v = x[i];
-    dx[i] = (v > 0.0f ? g : 0.0f) + slope * (v > 0.0f ? 0.0f : g);  // selects against 0 vectorize
+    dx[i] = (v > 0.0f ? g : -0.0f) + slope * (v > 0.0f ? z : g);
   }
 }
 

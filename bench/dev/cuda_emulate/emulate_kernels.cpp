@@ -77,14 +77,6 @@ static Cmp exact(const float* got, const float* want, size_t n) {
   return {};
 }
 static Cmp exact(const V& got, const V& want) { return exact(got.data(), want.data(), want.size()); }
-// Equal as values: +0 == -0, any NaN matches any NaN (for formulas that legitimately differ in
-// the sign of a zero result, e.g. leaky ReLU written as a select vs. max + slope * min).
-static Cmp same_value(const V& got, const V& want) {
-  for (size_t i = 0; i < want.size(); ++i)
-    if (!(got[i] == want[i]) && !(std::isnan(got[i]) && std::isnan(want[i])))
-      return {false, fmt("[%zu] cuda %.9g cpu %.9g", i, got[i], want[i])};
-  return {};
-}
 static Cmp exact(const VI& got, const VI& want) {
   for (size_t i = 0; i < want.size(); ++i)
     if (got[i] != want[i]) return {false, fmt("[%zu] cuda %d cpu %d", i, got[i], want[i])};
@@ -526,15 +518,13 @@ static void test_activations() {
         V yc = nans(size_t(n)), yg = yc;
         cpu::leaky_relu_forward(x.data(), yc.data(), n, slope);
         const std::string w = fmt("leaky_relu_forward n=%ld slope=%g", long(n), slope);
-        // CUDA: x > 0 ? x : slope*x; CPU: max(x,0) + slope*min(x,0): for x = +0 and slope < 0
-        // they give -0 and +0. Equal values, so compared as values.
         if (run_cuda(w, [&] { gpu::leaky_relu_forward(x.data(), yg.data(), n, slope); }))
-          check(w, same_value(yg, yc));
+          check(w, exact(yg, yc));
         V dc = nans(size_t(n)), dg = dc;
         cpu::leaky_relu_backward(x.data(), dy.data(), dc.data(), n, slope);
         const std::string w2 = fmt("leaky_relu_backward n=%ld slope=%g", long(n), slope);
         if (run_cuda(w2, [&] { gpu::leaky_relu_backward(x.data(), dy.data(), dg.data(), n, slope); }))
-          check(w2, same_value(dg, dc));
+          check(w2, exact(dg, dc));
       }
     }
   });
