@@ -75,23 +75,34 @@ __global__ void col2im_kernel(const float* __restrict__ col, int64_t total, I C,
   }
 }
 
+// Launches kernel_of(I{}) (im2col_kernel<I> or col2im_kernel<I>: the same parameters) over
+// `total` items, I = int32_t when the image, the column matrix and the intermediate h/w fit in
+// 32 bits, else int64_t.
+template <typename KernelOf>
+void launch_col_kernel(KernelOf kernel_of, const float* src, int64_t total, int64_t N, int64_t C,
+                       int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t ph, int64_t pw,
+                       int64_t sh, int64_t sw, float* dst) {
+  const int64_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
+  const int64_t NOHW = N * OH * OW;
+  with_index_type({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
+                   OW * sw + kw},
+                  [&](auto index) {
+                    using I = decltype(index);
+                    const auto kernel = kernel_of(index);
+                    kernel<<<blocks_for(total), kThreads, 0, stream()>>>(
+                        src, total, I(C), I(H), I(W), I(kh), I(kw), I(ph), I(pw), I(sh), I(sw),
+                        I(OH), I(OW), I(NOHW), dst);
+                  });
+}
+
 }  // namespace
 
 void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw,
             int64_t ph, int64_t pw, int64_t sh, int64_t sw, float* col) {
   const int64_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
   if (N <= 0 || C <= 0 || OH <= 0 || OW <= 0 || kh <= 0 || kw <= 0) return;
-  const int64_t NOHW = N * OH * OW;
-  const int64_t total = C * NOHW;
-  // 32-bit index math when the image, the column matrix and the intermediate h/w fit.
-  with_index_type({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
-                   OW * sw + kw},
-                  [&](auto index) {
-                    using I = decltype(index);
-                    im2col_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
-                        x, total, I(C), I(H), I(W), I(kh), I(kw), I(ph), I(pw), I(sh), I(sw),
-                        I(OH), I(OW), I(NOHW), col);
-                  });
+  launch_col_kernel([](auto index) { return &im2col_kernel<decltype(index)>; }, x,
+                    C * N * OH * OW, N, C, H, W, kh, kw, ph, pw, sh, sw, col);
   NNCORE_CUDA_LAUNCH_CHECK("im2col");
 }
 
@@ -99,16 +110,8 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
             int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, float* x) {
   const int64_t total = N * C * H * W;
   if (total <= 0) return;
-  const int64_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
-  const int64_t NOHW = N * OH * OW;
-  with_index_type({total, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
-                   OW * sw + kw},
-                  [&](auto index) {
-                    using I = decltype(index);
-                    col2im_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
-                        col, total, I(C), I(H), I(W), I(kh), I(kw), I(ph), I(pw), I(sh), I(sw),
-                        I(OH), I(OW), I(NOHW), x);
-                  });
+  launch_col_kernel([](auto index) { return &col2im_kernel<decltype(index)>; }, col, total, N, C,
+                    H, W, kh, kw, ph, pw, sh, sw, x);
   NNCORE_CUDA_LAUNCH_CHECK("col2im");
 }
 

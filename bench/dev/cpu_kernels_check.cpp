@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "nncore/kernels.h"
+#include "format.h"
 #include "nncore/philox.h"
 
 namespace k = nncore::cpu;
@@ -85,15 +85,6 @@ static bool close(const vector<float>& got, const vector<double>& want, double r
   return close(got.data(), want.data(), static_cast<int64_t>(got.size()), rtol, atol, what);
 }
 
-static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-static std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 
 // ------------------------------------------------------------------ bias + layout
 static void check_bias_and_layout() {

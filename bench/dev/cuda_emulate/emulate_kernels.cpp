@@ -19,7 +19,6 @@
 #include <cuda_runtime.h>
 
 #include <chrono>
-#include <cstdarg>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +30,7 @@
 #include <vector>
 
 #include "nncore/kernels.h"
+#include "../format.h"
 
 namespace cpu = nncore::cpu;
 namespace gpu = nncore::cuda;
@@ -58,15 +58,6 @@ struct Cmp {
   bool ok = true;
   std::string detail;
 };
-static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-static std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
 // Bitwise equal (any NaN matches any NaN).
 static Cmp exact(const float* got, const float* want, size_t n) {
   for (size_t i = 0; i < n; ++i) {
