@@ -194,6 +194,21 @@ def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
             assert y[index] == values.max() and arg[index] == taps[int(np.argmax(values))], index
 
 
+@pytest.mark.parametrize("shape", POOL_2X2_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_max_pool2d_2x2_stride2_signed_zeros_and_infinities(device, rng, shape):
+    """No NaN: the first maximum in window order, to the bit (-0 then +0 gives -0), and its
+    index; first from zeros alone, then with infinities and ones mixed in."""
+    values = np.array([-0.0, 0.0, -np.inf, np.inf, 1.0, -1.0], np.float32)
+    for choices in (values[:2], values[:4], values):
+        x = rng.choice(choices, size=shape)
+        ry, rarg = ref.max_pool2d_forward(x, 2, 2, 2, 2)
+        y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
+        y = to_numpy(y)
+        np.testing.assert_array_equal(to_numpy(arg), rarg)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(ry))
+
+
 def test_max_pool2d_backward_argmax_outside_its_window(device, rng):
     """max_pool2d_backward takes any argmax: where one is not in its own 2x2 window, the plane
     still gets dx = 0, dx[argmax] += dy (the CPU's windowed path falls back to the scatter)."""

@@ -70,9 +70,12 @@ namespace {
 
 // v = {first, first + step, ...}. (Vectors go through references: a function returning a wide
 // vector type by value changes the ABI between the target clones, which GCC warns about.)
+// (A constant ramp plus a broadcast: filling lane by lane costs one insert per lane.)
 template <typename IVec>
 NNCORE_ALWAYS_INLINE void lane_indices(IVec& v, int32_t first, int32_t step) {
-  for (int i = 0; i < static_cast<int>(sizeof(IVec) / 4); ++i) v[i] = first + step * i;
+  IVec ramp{};
+  for (int i = 0; i < static_cast<int>(sizeof(IVec) / 4); ++i) ramp[i] = i;
+  v = ramp * step + first;
 }
 
 template <typename Vec>
@@ -80,30 +83,72 @@ struct Pool2x2 {
   static constexpr int L = sizeof(Vec) / sizeof(float);
   typedef typename IntsOf<Vec>::type IVec;
 
-
-  // out[ow + l], out_index[ow + l] for l < L; rel = 0, 1, W, W+1: which tap won.
-  NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow, int32_t top_index,
-                      int32_t W, float* out, int32_t* out_index) {
-    IVec even, odd, index;
+  // The windows of outputs ow .. ow + L-1, tap by tap in window order: taps[k][l] is tap k
+  // (0: top left, 1: top right, 2: bottom left, 3: bottom right) of output ow + l.
+  NNCORE_ALWAYS_INLINE static void load_taps(const float* top, const float* bottom, int64_t ow,
+                                             Vec (&taps)[4]) {
+    IVec even, odd;
     lane_indices(even, 0, 2);
     lane_indices(odd, 1, 2);
-    lane_indices(index, top_index + 2 * static_cast<int32_t>(ow), 2);
     Vec t0, t1, b0, b1;
     std::memcpy(&t0, top + 2 * ow, sizeof t0);
     std::memcpy(&t1, top + 2 * ow + L, sizeof t1);
     std::memcpy(&b0, bottom + 2 * ow, sizeof b0);
     std::memcpy(&b1, bottom + 2 * ow + L, sizeof b1);
-    const Vec taps[3] = {__builtin_shuffle(t0, t1, odd), __builtin_shuffle(b0, b1, even),
-                         __builtin_shuffle(b0, b1, odd)};
-    const int32_t rel[3] = {1, W, W + 1};
-    Vec best = __builtin_shuffle(t0, t1, even);
+    taps[0] = __builtin_shuffle(t0, t1, even);
+    taps[1] = __builtin_shuffle(t0, t1, odd);
+    taps[2] = __builtin_shuffle(b0, b1, even);
+    taps[3] = __builtin_shuffle(b0, b1, odd);
+  }
+
+  // out[ow + l], out_index[ow + l] for l < L, for any input; rel = 0, 1, W, W+1: which tap won.
+  NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow,
+                                           int32_t top_index, int32_t W, float* out,
+                                           int32_t* out_index) {
+    Vec taps[4];
+    load_taps(top, bottom, ow, taps);
+    const int32_t rel[4] = {0, 1, W, W + 1};
+    Vec best = taps[0];
     IVec best_rel = IVec{} + 0;
-    for (int k = 0; k < 3; ++k) {  // strictly greater keeps the first maximum; or the first NaN
-      const IVec take = (taps[k] > best) | ((taps[k] != taps[k]) & (best == best));
+    // Take tap k when it is greater (strictly: the first maximum stays) or NaN, unless best is
+    // already NaN (the first NaN stays): !(tap <= best) is true for both, one compare.
+    for (int k = 1; k < 4; ++k) {
+      const IVec take = ~(taps[k] <= best) & (best == best);
       best = take ? taps[k] : best;
       best_rel = take ? IVec{} + rel[k] : best_rel;
     }
-    index += best_rel;
+    store(ow, top_index, best, best_rel, out, out_index);
+  }
+
+  // The same where no tap is NaN, in half the instructions: the maximum as a tree,
+  // m = b > a ? b : a (a vmaxps; on a tie the earlier tap a stays, as in window order), top
+  // pair, bottom pair, then the two; the winner's rel from comparisons written as !(b <= a),
+  // equal to b > a without NaN, so that they stay separate from the maxima. Lanes with a NaN
+  // tap (or an infinite sum) make nan_probe NaN and have wrong outputs: the caller then redoes
+  // them with forward. (nan_probe += s - s, s the taps' sum: 0 unless s is NaN or infinite.)
+  NNCORE_ALWAYS_INLINE static void forward_without_nan(const float* top, const float* bottom,
+                                                       int64_t ow, int32_t top_index, int32_t W,
+                                                       float* out, int32_t* out_index,
+                                                       Vec& nan_probe) {
+    Vec t[4];
+    load_taps(top, bottom, ow, t);
+    const Vec sum = (t[0] + t[1]) + (t[2] + t[3]);
+    nan_probe += sum - sum;
+    const Vec top_max = t[1] > t[0] ? t[1] : t[0];
+    const Vec bottom_max = t[3] > t[2] ? t[3] : t[2];
+    const Vec best = bottom_max > top_max ? bottom_max : top_max;
+    const IVec top_rel = -(~(t[1] <= t[0]));          // 0 or 1 (a true lane is -1)
+    const IVec bottom_rel = W - (~(t[3] <= t[2]));    // W or W+1
+    const IVec best_rel = ~(bottom_max <= top_max) ? bottom_rel : top_rel;
+    store(ow, top_index, best, best_rel, out, out_index);
+  }
+
+  // out[ow + l] = best, out_index[ow + l] = index of the window's top left tap + rel.
+  NNCORE_ALWAYS_INLINE static void store(int64_t ow, int32_t top_index, const Vec& best,
+                                         const IVec& rel, float* out, int32_t* out_index) {
+    IVec index;
+    lane_indices(index, top_index + 2 * static_cast<int32_t>(ow), 2);
+    index += rel;
     std::memcpy(out + ow, &best, sizeof best);
     std::memcpy(out_index + ow, &index, sizeof index);
   }
@@ -149,18 +194,10 @@ struct Pool2x2 {
   // order from 0 like the general loop (so the results are the same bits).
   NNCORE_ALWAYS_INLINE static void average(const float* top, const float* bottom, int64_t ow,
                                            float* out) {
-    IVec even, odd;
-    lane_indices(even, 0, 2);
-    lane_indices(odd, 1, 2);
-    Vec t0, t1, b0, b1;
-    std::memcpy(&t0, top + 2 * ow, sizeof t0);
-    std::memcpy(&t1, top + 2 * ow + L, sizeof t1);
-    std::memcpy(&b0, bottom + 2 * ow, sizeof b0);
-    std::memcpy(&b1, bottom + 2 * ow + L, sizeof b1);
-    Vec sum = Vec{} + __builtin_shuffle(t0, t1, even);
-    sum += __builtin_shuffle(t0, t1, odd);
-    sum += __builtin_shuffle(b0, b1, even);
-    sum += __builtin_shuffle(b0, b1, odd);
+    Vec taps[4];
+    load_taps(top, bottom, ow, taps);
+    Vec sum = Vec{} + taps[0];
+    for (int k = 1; k < 4; ++k) sum += taps[k];
     sum /= 4.0f;
     std::memcpy(out + ow, &sum, sizeof sum);
   }
@@ -215,15 +252,31 @@ NNCORE_ALWAYS_INLINE void avg_pool_plane_2x2_backward_chunks(const float* dy, in
   }
 }
 
-// Chunks of Pool2x2<Vec>::L outputs covering a row of OW >= L, the last one pulled back.
+// A plane of rows of OW >= L outputs, in chunks of L (the last one pulled back): first as if no
+// tap were NaN, then, only if one was, again with the general rule.
 template <typename Vec>
-NNCORE_ALWAYS_INLINE void max_pool_row_2x2_chunks(const float* top, const float* bottom,
-                                                  int64_t OW, int32_t top_index, int32_t W,
-                                                  float* out, int32_t* out_index) {
-  constexpr int64_t L = Pool2x2<Vec>::L;
-  for (int64_t ow = 0;; ow = std::min(ow + L, OW - L)) {
-    Pool2x2<Vec>::forward(top, bottom, ow, top_index, W, out, out_index);
-    if (ow + L >= OW) return;
+NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, int64_t OH,
+                                                    int64_t OW, int32_t W, float* y,
+                                                    int32_t* argmax) {
+  typedef Pool2x2<Vec> Chunk;
+  Vec nan_probe{};
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* top = x + 2 * oh * ld;
+    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
+    for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+      Chunk::forward_without_nan(top, top + ld, ow, top_index, W, y + oh * OW, argmax + oh * OW,
+                                 nan_probe);
+    });
+  }
+  bool any_nan = false;
+  for (int l = 0; l < Chunk::L; ++l) any_nan |= nan_probe[l] != 0.0f;
+  if (!any_nan) return;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* top = x + 2 * oh * ld;
+    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
+    for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+      Chunk::forward(top, top + ld, ow, top_index, W, y + oh * OW, argmax + oh * OW);
+    });
   }
 }
 
@@ -271,28 +324,23 @@ int64_t max_pool_plane_backward(const float* __restrict grad_out, const int32_t*
 NNCORE_WIDEST_VECTORS
 void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
                         int32_t* argmax) {
+  if (OW >= 16) return max_pool_plane_2x2_chunks<Floats16>(x, ld, OH, OW, W, y, argmax);
+  if (OW >= 8) return max_pool_plane_2x2_chunks<Floats8>(x, ld, OH, OW, W, y, argmax);
+  if (OW >= 4) return max_pool_plane_2x2_chunks<Floats4>(x, ld, OH, OW, W, y, argmax);
   for (int64_t oh = 0; oh < OH; ++oh, y += OW, argmax += OW) {
     const float* top = x + 2 * oh * ld;
     const float* bottom = top + ld;
     const int32_t top_index = static_cast<int32_t>(2 * oh * W);
-    if (OW >= 16) {
-      max_pool_row_2x2_chunks<Floats16>(top, bottom, OW, top_index, W, y, argmax);
-    } else if (OW >= 8) {
-      max_pool_row_2x2_chunks<Floats8>(top, bottom, OW, top_index, W, y, argmax);
-    } else if (OW >= 4) {
-      max_pool_row_2x2_chunks<Floats4>(top, bottom, OW, top_index, W, y, argmax);
-    } else {
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const float taps[4] = {top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]};
-        const int32_t rel[4] = {0, 1, W, W + 1};
-        int k_best = 0;
-        for (int k = 1; k < 4; ++k) {
-          const float v = taps[k], best = taps[k_best];
-          if (v > best || (v != v && best == best)) k_best = k;
-        }
-        y[ow] = taps[k_best];
-        argmax[ow] = top_index + 2 * static_cast<int32_t>(ow) + rel[k_best];
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float taps[4] = {top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]};
+      const int32_t rel[4] = {0, 1, W, W + 1};
+      int k_best = 0;
+      for (int k = 1; k < 4; ++k) {
+        const float v = taps[k], best = taps[k_best];
+        if (v > best || (v != v && best == best)) k_best = k;
       }
+      y[ow] = taps[k_best];
+      argmax[ow] = top_index + 2 * static_cast<int32_t>(ow) + rel[k_best];
     }
   }
 }
