@@ -600,10 +600,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
-      // The runtime may give fewer threads than asked; the plan needs exactly `threads`.
-      if (omp_get_num_threads() == threads) run_thread(prob, plan, omp_get_thread_num());
-#pragma omp single
-      if (omp_get_num_threads() != threads) {
+      // The runtime may give fewer threads than asked; the plan needs exactly `threads`, so
+      // then thread 0 does it all. (No `single`: its barrier would cost a second one per call.)
+      if (omp_get_num_threads() == threads) {
+        run_thread(prob, plan, omp_get_thread_num());
+      } else if (omp_get_thread_num() == 0) {
         Plan solo = plan;
         solo.threads = solo.tm = solo.tn = 1;
         solo.shared_a_panel = nullptr;
