@@ -59,6 +59,16 @@ def test_im2col(device, rng, case):
     np.testing.assert_array_equal(to_numpy(col), expected)  # pure data movement: exact
 
 
+@pytest.mark.parametrize("OW", range(1, 34))
+def test_im2col_row_widths(device, rng, OW):
+    """Stride 1: every output row length the CPU copies in its own way (scalars; chunks of 4, 8
+    or 16, overlapping or not; a chunk of 8 and one exact move of 1, 2 or 4), unpadded and padded."""
+    for ph, pw in ((0, 0), (1, 1)):
+        x = rng.standard_normal((2, 2, 6, OW + 2 - 2 * pw)).astype(np.float32)
+        col = ops.im2col(to_tensor(x, device), 3, 3, 1, 1, ph, pw)
+        np.testing.assert_array_equal(to_numpy(col), ref.im2col(x, 3, 3, 1, 1, ph, pw))
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
 def test_col2im(device, rng, case):
     N, Cin, H, W, _, kh, kw, sh, sw, ph, pw = case

@@ -190,6 +190,9 @@ static void check_im2col() {
       {1, 1, 2, 2, 3, 3, 2, 2, 1, 1},   // pad >= kernel/2: windows of pure padding
       {2, 1, 28, 28, 5, 5, 0, 0, 1, 1}, // LeNet conv1
       {3, 6, 14, 14, 5, 5, 0, 0, 1, 1}, // LeNet conv2
+      {2, 2, 9, 11, 3, 3, 0, 0, 1, 1},  // rows of 9, 11, 12: a chunk of 8 and one exact move
+      {2, 2, 9, 13, 3, 3, 0, 0, 1, 1},  //   or overlapping chunks
+      {2, 2, 9, 14, 3, 3, 0, 0, 1, 1},
       {2, 1, 2, 70, 1, 66, 0, 1, 1, 2}, // kw > 64 (taps past the kernels' cached ranges)
       // large enough for the parallel paths (> 2^15 col entries):
       {13, 1, 28, 28, 5, 5, 2, 2, 1, 1},  // LeNet conv1 pass ("same" padding, few planes)
