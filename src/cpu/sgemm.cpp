@@ -525,8 +525,14 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   plan.kc_max = blk.kc_max;
   plan.nb_max = blk.nb_max;
   plan.mb_max = std::min(round_up(M, mr), round_up(kMaxPanelRows, mr));
-  // Few A slivers reuse each B sliver: reading B in place beats copying it first.
-  plan.direct_b = !trans_b && M <= 4 * mr;
+  // Few A slivers reuse each B sliver: reading B in place beats copying it first, for one
+  // sliver always, for up to four while B is small. A large B read in place is slower: each
+  // tile reads 128 bytes from each of its kc rows, a row pitch apart (measured at 2 threads:
+  // 16x1600x150 and 6x200704x25 direct 1.1-1.3x faster; packed: 16x25600x150 (15 MiB of B,
+  // LeNet's conv2 forward at batch 256 as one GEMM) 1.14-1.5x, 16x6400x150 (3.7 MiB, batch
+  // 64) 300-320 -> 240 us; 16x3200x150 (1.8 MiB) either way within noise).
+  constexpr int64_t kMaxDirectBBytes = int64_t{2} << 20;
+  plan.direct_b = !trans_b && (M <= mr || (M <= 4 * mr && K * N * 4 <= kMaxDirectBBytes));
 
   // Threads: enough work per thread, never nested inside another parallel region.
   int threads = 1;
