@@ -68,9 +68,9 @@ namespace {
 // shuffles; rows are covered by chunks of the widest width that fits, the last one pulled back
 // to end at the row's end (overlapping outputs are computed twice, identically).
 
-// v = {first, first + step, ...}. (Vectors go through references: a function returning a wide
+// v = {first, first + step, ...}, as a constant ramp plus a broadcast (filled lane by lane it
+// costs one insert per lane). (Vectors go through references: a function returning a wide
 // vector type by value changes the ABI between the target clones, which GCC warns about.)
-// (A constant ramp plus a broadcast: filling lane by lane costs one insert per lane.)
 template <typename IVec>
 NNCORE_ALWAYS_INLINE void lane_indices(IVec& v, int32_t first, int32_t step) {
   IVec ramp{};
@@ -259,25 +259,28 @@ NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, 
                                                     int64_t OW, int32_t W, float* y,
                                                     int32_t* argmax) {
   typedef Pool2x2<Vec> Chunk;
+  // chunk(top, bottom, ow, top_index, out, out_index) for every chunk of the plane.
+  const auto each_chunk = [&](auto chunk) __attribute__((always_inline)) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* top = x + 2 * oh * ld;
+      const int32_t top_index = static_cast<int32_t>(2 * oh * W);
+      for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+        chunk(top, top + ld, ow, top_index, y + oh * OW, argmax + oh * OW);
+      });
+    }
+  };
   Vec nan_probe{};
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* top = x + 2 * oh * ld;
-    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
-    for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
-      Chunk::forward_without_nan(top, top + ld, ow, top_index, W, y + oh * OW, argmax + oh * OW,
-                                 nan_probe);
-    });
-  }
+  each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
+                 int32_t* out_index) __attribute__((always_inline)) {
+    Chunk::forward_without_nan(top, bottom, ow, top_index, W, out, out_index, nan_probe);
+  });
   bool any_nan = false;
   for (int l = 0; l < Chunk::L; ++l) any_nan |= nan_probe[l] != 0.0f;
   if (!any_nan) return;
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* top = x + 2 * oh * ld;
-    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
-    for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
-      Chunk::forward(top, top + ld, ow, top_index, W, y + oh * OW, argmax + oh * OW);
-    });
-  }
+  each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
+                 int32_t* out_index) __attribute__((always_inline)) {
+    Chunk::forward(top, bottom, ow, top_index, W, out, out_index);
+  });
 }
 
 template <typename Vec>
