@@ -79,28 +79,59 @@ NNCORE_ALWAYS_INLINE void copy_exact(float* __restrict dst, const float* __restr
   std::memcpy(dst, v, sizeof v);
 }
 
-// The widest chunks that fit in n. Rows of 8 + 1, 2 or 4 floats go as a chunk and one exact
-// move: LeNet conv2's rows of 10 as 8 + 2 ran 1.3-1.5x faster than as two overlapping chunks of
-// 8 (the second store 8 bytes after the first); rests of 3, 5, 6 or 7 floats would take two or
-// three moves, and overlapping chunks ran as fast or faster there (rows of 14 equal, of 7 as
-// 4 + 2 + 1 1.4x slower).
-NNCORE_ALWAYS_INLINE void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+// The moves for one row of n floats, each a RowCopy (n is ignored where it is fixed).
+using RowCopy = void (*)(float* __restrict, const float* __restrict, int64_t);
+
+template <typename Vec>
+NNCORE_ALWAYS_INLINE void copy_row_chunks(float* __restrict dst, const float* __restrict src,
+                                          int64_t n) {
+  copy_chunks<Vec>(dst, src, n);
+}
+
+// A row of 8 + Rest floats: one chunk of 8 and one exact move.
+template <int Rest>
+NNCORE_ALWAYS_INLINE void copy_row_8_plus(float* __restrict dst, const float* __restrict src,
+                                          int64_t) {
+  copy_exact<8>(dst, src);
+  if constexpr (Rest > 0) copy_exact<Rest>(dst + 8, src + 8);
+}
+
+NNCORE_ALWAYS_INLINE void copy_row_scalar(float* __restrict dst, const float* __restrict src,
+                                          int64_t n) {
+  for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
+}
+
+template <RowCopy copy>
+NNCORE_ALWAYS_INLINE void copy_rows_with(float* dst, int64_t dst_step, const float* src,
+                                         int64_t src_step, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) copy(dst + r * dst_step, src + r * src_step, n);
+}
+
+// rows x n floats: dst[r*dst_step + t] = src[r*src_step + t], with the widest chunks that fit
+// in n, chosen once for all the rows (chosen per row, the branches cost as much as the copy:
+// LeNet conv2's im2col, rows of 10, ran 1.7x faster with the choice outside the loop).
+// Rows of 8 + 1, 2 or 4 floats go as a chunk and one exact move: rows of 10 as 8 + 2 ran
+// 1.3-1.5x faster than as two overlapping chunks of 8 (the second store 8 bytes after the
+// first); rests of 3, 5, 6 or 7 floats would take two or three moves, and overlapping chunks
+// ran as fast or faster there (rows of 14 equal, of 7 as 4 + 2 + 1 1.4x slower).
+NNCORE_ALWAYS_INLINE void copy_rows(float* dst, int64_t dst_step, const float* src,
+                                    int64_t src_step, int64_t rows, int64_t n) {
   if (n >= 16) {
-    copy_chunks<Floats16>(dst, src, n);
+    copy_rows_with<copy_row_chunks<Floats16>>(dst, dst_step, src, src_step, rows, n);
+  } else if (n == 8) {
+    copy_rows_with<copy_row_8_plus<0>>(dst, dst_step, src, src_step, rows, n);
+  } else if (n == 9) {
+    copy_rows_with<copy_row_8_plus<1>>(dst, dst_step, src, src_step, rows, n);
+  } else if (n == 10) {
+    copy_rows_with<copy_row_8_plus<2>>(dst, dst_step, src, src_step, rows, n);
+  } else if (n == 12) {
+    copy_rows_with<copy_row_8_plus<4>>(dst, dst_step, src, src_step, rows, n);
   } else if (n >= 8) {
-    const int64_t rest = n - 8;
-    if (rest == 0 || rest == 1 || rest == 2 || rest == 4) {
-      copy_exact<8>(dst, src);
-      if (rest == 1) dst[8] = src[8];
-      if (rest == 2) copy_exact<2>(dst + 8, src + 8);
-      if (rest == 4) copy_exact<4>(dst + 8, src + 8);
-    } else {
-      copy_chunks<Floats8>(dst, src, n);
-    }
+    copy_rows_with<copy_row_chunks<Floats8>>(dst, dst_step, src, src_step, rows, n);
   } else if (n >= 4) {
-    copy_chunks<Floats4>(dst, src, n);
+    copy_rows_with<copy_row_chunks<Floats4>>(dst, dst_step, src, src_step, rows, n);
   } else {
-    for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
+    copy_rows_with<copy_row_scalar>(dst, dst_step, src, src_step, rows, n);
   }
 }
 
@@ -138,9 +169,9 @@ void im2col_tap_row(const float* tap_rows, int64_t ld, int64_t kw, int64_t OH, i
     const float* __restrict in = tap_rows + j;
     if (sw == 1) {
       if (sh == 1 && OW == ld) {  // kw == 1 unpadded in w: the rows are contiguous
-        copy_row(out, in, OH * OW);
+        copy_rows(out, 0, in, 0, 1, OH * OW);
       } else {
-        for (int64_t oh = 0; oh < OH; ++oh) copy_row(out + oh * OW, in + oh * sh * ld, OW);
+        copy_rows(out, OW, in, sh * ld, OH, OW);
       }
     } else {
       for (int64_t oh = 0; oh < OH; ++oh) {
@@ -241,14 +272,22 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
     std::vector<float> buf;  // zero-bordered copy of the current plane (padded case)
     if (padded && begin < end) buf.assign(static_cast<size_t>(Hp * Wp), 0.0f);
     int64_t buffered = -1;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t p = item / kh, i = item % kh;
-      const int64_t n = p / C, c = p % C;
+    // item = (n*C + c)*kh + i, stepped without a division per item
+    int64_t p = begin / kh, i = begin % kh, n = p / C, c = p % C;
+    for (int64_t item = begin; item < end; ++item, ++i) {
+      if (i == kh) {
+        i = 0;
+        ++p;
+        if (++c == C) {
+          c = 0;
+          ++n;
+        }
+      }
       const float* src = x + p * H * W;
       int64_t ld = W;
       if (padded) {
         if (p != buffered) {  // the borders stay zero; only the interior is rewritten
-          for (int64_t h = 0; h < H; ++h) copy_row(&buf[(h + ph) * Wp + pw], src + h * W, W);
+          copy_rows(&buf[ph * Wp + pw], Wp, src, W, H, W);
           buffered = p;
         }
         src = buf.data();
@@ -316,7 +355,7 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
         col2im_add_taps(taps, cols, kh, kw, OH, OW, sh, sw, ph, h0, h1, acc, ld);
       }
       if (pw > 0)
-        for (int64_t h = h0; h < h1; ++h) copy_row(x_rows + (h - h0) * W, acc + (h - h0) * ld + pw, W);
+        copy_rows(x_rows, W, acc + pw, ld, h1 - h0, W);
     }
   }
 }
