@@ -316,7 +316,8 @@ def test_conv2d_each_cpu_algorithm(rng, algorithm, case):
 
 def test_cpu_conv_algorithm_choice():
     """The documented choice (src/cpu/conv.cpp): direct forward for stride 1; direct backward
-    for at most 128 taps, and with dx only from 6 input channels up; im2col otherwise."""
+    for at most 32 taps, or at most 128 with output rows wider than 16, and with dx only from
+    6 input channels up; im2col otherwise."""
     choose = nc._C.cpu_conv_algorithm
     lenet_conv1 = (1, 28, 28, 6, 5, 5, 2, 2, 1, 1)   # C, H, W, Cout, kh, kw, ph, pw, sh, sw
     lenet_conv2 = (6, 14, 14, 16, 5, 5, 0, 0, 1, 1)  # 150 taps
@@ -325,7 +326,10 @@ def test_cpu_conv_algorithm_choice():
     assert choose(*lenet_conv1, backward=True, need_dx=True) == "im2col"
     assert choose(*lenet_conv2) == "direct"
     assert choose(*lenet_conv2, backward=True, need_dx=False) == "im2col"
-    assert choose(8, 28, 28, 8, 3, 3, 1, 1, 1, 1, backward=True) == "direct"
+    assert choose(8, 28, 28, 8, 3, 3, 1, 1, 1, 1, backward=True) == "direct"  # 72 taps, OW 28
+    assert choose(8, 14, 14, 16, 3, 3, 0, 0, 1, 1, backward=True) == "im2col"  # OW 12
+    assert choose(8, 14, 14, 16, 3, 3, 0, 0, 1, 1, backward=True, need_dx=False) == "im2col"
+    assert choose(3, 16, 16, 16, 3, 3, 0, 0, 1, 1, backward=True, need_dx=False) == "direct"
     strided = (6, 14, 14, 16, 5, 5, 0, 0, 2, 2)
     assert choose(*strided) == "im2col"
     with cpu_conv_algorithm("direct"):

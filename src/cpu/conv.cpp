@@ -402,8 +402,12 @@ struct DirectPlan {
 // conservative bound, not measured beyond) a padded image within 256 KiB. Where both apply,
 // by a sweep of stride-1 shapes (N 64/256, C 1-64, H 8-32, k 3/5) on AVX-512:
 //   forward: direct 0.98-1.56x im2col + GEMM, so always direct;
-//   backward, dW: direct 1.1-2.7x for C*kh*kw <= 72, 0.75-1.2x (varying between runs) from
-//     144 taps up, where its dropped columns and padded rows cost more than im2col's copies;
+//   backward: direct computes the kw - 1 dropped columns of every padded row too, and im2col
+//     copies rows of OW floats (since each run of rows copies with one choice of moves,
+//     short rows cost it little). Measured (N 64/256, Cout 6-32, with and without dx):
+//     up to 27 taps direct 1.06-1.37x; from 36 to 128 taps with OW <= 16 im2col 1.1-1.6x,
+//     with OW 20-24 even (0.95-1.05), with OW 28 direct 1.09-1.44x; from 144 taps up
+//     direct 0.6-1.1x;
 //   backward, dx: direct computes C rows in groups of 6, so with C < 6 it wastes most of them
 //     (C = 1: 0.45x); from C = 6 up it matched im2col.
 // Forcing (tests): conv2d_force_algorithm.
@@ -428,7 +432,9 @@ bool use_direct(int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64
   const int forced = g_forced_algorithm.load(std::memory_order_relaxed);
   if (forced >= 0) return forced == 1;
   if (phase == Phase::forward) return true;
-  return C * kh * kw <= 128 && (phase == Phase::backward || C >= kGroupRows);
+  const int64_t taps = C * kh * kw, OW = W + 2 * pw - kw + 1;
+  return (taps <= 32 || (taps <= 128 && OW > 16)) &&
+         (phase == Phase::backward || C >= kGroupRows);
 }
 
 // Copies image x (C x H x W) into the interior of its zero-framed planes (C x Hp x Wp).
