@@ -92,8 +92,6 @@ void run_passes(const Passes& p, PassFn pass) {
   }
 }
 
-// Where the forward's outputs go: y[n, o] = act(conv + b[o]) (N, Cout, OH, OW), or with
-// argmax (the fused pool) y[n, o] = max_pool2d 2x2 of that, (N, Cout, OH/2, OW/2).
 // out[r*out_ld + s] = in[r*in_ld + s] + bias, then max(., 0) when relu (NaN stays NaN), for
 // rows x cols floats; in and out may be the same rows. (Compiled at the baseline width it was
 // 5% of a LeNet-5 training step: it runs over every conv output plane.)
@@ -109,6 +107,8 @@ void add_bias_rows(const float* in, int64_t in_ld, int64_t rows, int64_t cols, f
   }
 }
 
+// Where the forward's outputs go: y[n, o] = act(conv + b[o]) (N, Cout, OH, OW), or with
+// argmax (the fused pool) y[n, o] = max_pool2d 2x2 of that, (N, Cout, OH/2, OW/2).
 struct OutputSink {
   float* y;
   int32_t* argmax;  // null: no pool

@@ -79,14 +79,9 @@ NNCORE_ALWAYS_INLINE void copy_exact(float* __restrict dst, const float* __restr
   std::memcpy(dst, v, sizeof v);
 }
 
-// The moves for one row of n floats, each a RowCopy (n is ignored where it is fixed).
+// The moves for one row of n floats (copy_chunks, or the fixed-length ones below, which
+// ignore n).
 using RowCopy = void (*)(float* __restrict, const float* __restrict, int64_t);
-
-template <typename Vec>
-NNCORE_ALWAYS_INLINE void copy_row_chunks(float* __restrict dst, const float* __restrict src,
-                                          int64_t n) {
-  copy_chunks<Vec>(dst, src, n);
-}
 
 // A row of 8 + Rest floats: one chunk of 8 and one exact move.
 template <int Rest>
@@ -117,7 +112,7 @@ NNCORE_ALWAYS_INLINE void copy_rows_with(float* dst, int64_t dst_step, const flo
 NNCORE_ALWAYS_INLINE void copy_rows(float* dst, int64_t dst_step, const float* src,
                                     int64_t src_step, int64_t rows, int64_t n) {
   if (n >= 16) {
-    copy_rows_with<copy_row_chunks<Floats16>>(dst, dst_step, src, src_step, rows, n);
+    copy_rows_with<copy_chunks<Floats16>>(dst, dst_step, src, src_step, rows, n);
   } else if (n == 8) {
     copy_rows_with<copy_row_8_plus<0>>(dst, dst_step, src, src_step, rows, n);
   } else if (n == 9) {
@@ -127,9 +122,9 @@ NNCORE_ALWAYS_INLINE void copy_rows(float* dst, int64_t dst_step, const float* s
   } else if (n == 12) {
     copy_rows_with<copy_row_8_plus<4>>(dst, dst_step, src, src_step, rows, n);
   } else if (n >= 8) {
-    copy_rows_with<copy_row_chunks<Floats8>>(dst, dst_step, src, src_step, rows, n);
+    copy_rows_with<copy_chunks<Floats8>>(dst, dst_step, src, src_step, rows, n);
   } else if (n >= 4) {
-    copy_rows_with<copy_row_chunks<Floats4>>(dst, dst_step, src, src_step, rows, n);
+    copy_rows_with<copy_chunks<Floats4>>(dst, dst_step, src, src_step, rows, n);
   } else {
     copy_rows_with<copy_row_scalar>(dst, dst_step, src, src_step, rows, n);
   }
