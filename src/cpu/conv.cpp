@@ -197,13 +197,16 @@ struct GradSource {
     } else {
       scatter_pooled(at, dst, ld);
     }
+    // Locals, not members, in the loops: with this->dy reloaded each step GCC keeps them scalar.
+    const float* d = dy + at;
+    const int64_t n = POH * POW;
     float sum = 0.0f;
     if (mask != nullptr) {
 #pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < POH * POW; ++i) sum += select_bits(mask[i] > 0.0f, dy[at + i], 0.0f);
+      for (int64_t i = 0; i < n; ++i) sum += select_bits(mask[i] > 0.0f, d[i], 0.0f);
     } else {
 #pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < POH * POW; ++i) sum += dy[at + i];
+      for (int64_t i = 0; i < n; ++i) sum += d[i];
     }
     return sum;
   }
