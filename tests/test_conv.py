@@ -499,6 +499,25 @@ def test_conv2d_pool_nan_and_ties(device):
     assert y[0, 0, 1, 0] == 0.0 and argmax[0, 0, 1, 0] == 20  # all zero: the first tap
 
 
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
+@pytest.mark.parametrize("width", [6, 10, 20, 42])  # pooled rows of 3, 5, 10, 21: every chunk width
+def test_conv2d_pool_adds_the_bias_before_the_max(device, width, relu):
+    """Inputs that differ only below the rounding of x + bias tie once the bias is added, so the
+    fused pool, like conv2d then max_pool2d, takes the first tap of each window (a pool that took
+    the maximum first and added the bias after would take the larger bottom row)."""
+    x = np.ones((1, 1, 2, width), np.float32)
+    x[0, 0, 1, :] += np.float32(2.0**-20)  # 1024 + (1 + 2^-20) rounds to 1025, like 1024 + 1
+    w, b = np.ones((1, 1, 1, 1), np.float32), np.array([1024.0], np.float32)
+    args = [to_tensor(a, device) for a in (x, w, b)]
+    y, argmax = ops.conv2d_pool_forward(*args, relu=relu)
+    full = ops.conv2d_forward(*args, relu=relu)
+    y_sep, argmax_sep = ops.max_pool2d_forward(full, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(to_numpy(y), np.full((1, 1, 1, width // 2), 1025.0))
+    np.testing.assert_array_equal(to_numpy(argmax), 2 * np.arange(width // 2).reshape(1, 1, 1, -1))
+    np.testing.assert_array_equal(to_numpy(argmax), to_numpy(argmax_sep))
+    np.testing.assert_array_equal(to_numpy(y), to_numpy(y_sep))
+
 def test_conv2d_pool_is_validated(device, rng):
     x, w, _, _ = conv_data(rng, 2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1)
     xt, wt = to_tensor(x, device), to_tensor(w, device)

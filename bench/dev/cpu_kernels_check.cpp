@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "nncore/kernels.h"
+#include "../../src/cpu/pool_2x2.h"
 #include "format.h"
 #include "nncore/philox.h"
 
@@ -348,6 +349,51 @@ static void check_pool() {
   vector<float> xi = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   k::max_pool2d_forward(xi.data(), 1, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, &y, &a);
   report(y == -INFINITY && a == 0, "max_pool2d all -inf window");
+}
+
+// The fused convolution's pool (max_pool_plane_2x2 with a PoolInputActivation): the same bits as
+// a(x) = x + bias, then max(., 0) when relu, stored and pooled with the first-maximum / first-NaN
+// rule, at every row width (the vector chunks and the scalar rows) and a row pitch past 2*OW.
+static void check_activated_pool_plane() {
+  for (int64_t OW : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool relu = variant & 1, ties = variant & 2;
+      const int64_t OH = 3, W = 2 * OW + (OW % 2), ld = W + 3, n = 2 * OH * ld;
+      // ties: integers plus a small offset that the bias's rounding erases (tie after a)
+      auto x = ties ? rand_int_valued(n, 3) : randn(n);
+      if (ties)
+        for (auto& v : x) v += static_cast<float>(rand_int(0, 1)) * 0x1p-20f;
+      x[rand_int(0, n - 1)] = -0.0f;
+      if (OW % 4 == 1) x[rand_int(0, n - 1)] = NAN;
+      const k::PoolInputActivation act{ties ? 1024.0f : 0.25f, relu};
+      vector<float> y(OH * OW, -7.0f), want(OH * OW);
+      vector<int32_t> idx(OH * OW, -7), want_idx(OH * OW);
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t pos[4] = {2 * oh * ld + 2 * ow, 2 * oh * ld + 2 * ow + 1,
+                                  (2 * oh + 1) * ld + 2 * ow, (2 * oh + 1) * ld + 2 * ow + 1};
+          const int32_t at[4] = {int32_t(2 * oh * W + 2 * ow), int32_t(2 * oh * W + 2 * ow + 1),
+                                 int32_t((2 * oh + 1) * W + 2 * ow),
+                                 int32_t((2 * oh + 1) * W + 2 * ow + 1)};
+          float best = 0.0f;
+          for (int t = 0; t < 4; ++t) {
+            const float sum = x[pos[t]] + act.bias;
+            const float v = relu ? std::max(sum, 0.0f) : sum;
+            if (t == 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
+              best = v;
+              want_idx[oh * OW + ow] = at[t];
+            }
+          }
+          want[oh * OW + ow] = best;
+        }
+      k::max_pool_plane_2x2(x.data(), ld, OH, OW, static_cast<int32_t>(W), y.data(), idx.data(),
+                            &act);
+      const bool same_bits = std::memcmp(y.data(), want.data(), sizeof(float) * y.size()) == 0;
+      report(same_bits && idx == want_idx,
+             fmt("max_pool_plane_2x2 with bias %g relu %d, OW %lld%s", act.bias, int(relu),
+                 (long long)OW, ties ? " ties" : ""));
+    }
+  }
 }
 
 // ------------------------------------------------------------------ activations
@@ -773,6 +819,7 @@ int main(int argc, char** argv) {
   check_bias_and_layout();
   check_im2col();
   check_pool();
+  check_activated_pool_plane();
   check_activations();
   check_softmax_and_losses();
   check_optim();

@@ -93,8 +93,8 @@ void run_passes(const Passes& p, PassFn pass) {
 }
 
 // out[r*out_ld + s] = in[r*in_ld + s] + bias, then max(., 0) when relu (NaN stays NaN), for
-// rows x cols floats; in and out may be the same rows. (Compiled at the baseline width it was
-// 5% of a LeNet-5 training step: it runs over every conv output plane.)
+// rows x cols floats. (Compiled at the baseline width it was 5% of a LeNet-5 training step: it
+// runs over every unpooled conv output plane.)
 NNCORE_WIDEST_VECTORS
 void add_bias_rows(const float* in, int64_t in_ld, int64_t rows, int64_t cols, float bias,
                    bool relu, float* out, int64_t out_ld) {
@@ -119,15 +119,16 @@ struct OutputSink {
   int64_t plane_size() const { return argmax != nullptr ? (OH / 2) * (OW / 2) : OH * OW; }
 
   // Output plane (n, o) from the convolution's plane src (OH rows of OW, row pitch ld); with a
-  // pool, the activation is applied to src in place first.
-  void store(int64_t n, int64_t o, float* src, int64_t ld) const {
+  // pool, the pool applies the activation as it loads src (one pass over the plane, not two).
+  void store(int64_t n, int64_t o, const float* src, int64_t ld) const {
     const float bias = b != nullptr ? b[o] : 0.0f;
     const int64_t at = (n * cout + o) * plane_size();
-    float* dst = argmax != nullptr ? src : y + at;
-    const int64_t dst_ld = argmax != nullptr ? ld : OW;
-    add_bias_rows(src, ld, OH, OW, bias, relu, dst, dst_ld);
     if (argmax != nullptr) {
-      max_pool_plane_2x2(src, ld, OH / 2, OW / 2, static_cast<int32_t>(OW), y + at, argmax + at);
+      const PoolInputActivation act{bias, relu};
+      max_pool_plane_2x2(src, ld, OH / 2, OW / 2, static_cast<int32_t>(OW), y + at, argmax + at,
+                         &act);
+    } else {
+      add_bias_rows(src, ld, OH, OW, bias, relu, y + at, OW);
     }
   }
 };

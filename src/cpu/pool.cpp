@@ -101,12 +101,36 @@ struct Pool2x2 {
     taps[3] = __builtin_shuffle(b0, b1, odd);
   }
 
-  // out[ow + l], out_index[ow + l] for l < L, for any input; rel = 0, 1, W, W+1: which tap won.
-  NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow,
-                                           int32_t top_index, int32_t W, float* out,
-                                           int32_t* out_index) {
-    Vec taps[4];
+  // A fused convolution's PoolInputActivation as vectors: a(x) = max(x + bias, floor), floor 0
+  // for ReLU, else -inf (which keeps every x + bias, NaN and -0 included; one vmaxps either way).
+  struct Activation {
+    Vec bias, floor;
+    explicit Activation(const PoolInputActivation& a)
+        : bias(Vec{} + a.bias),
+          floor(Vec{} + (a.relu ? 0.0f : -std::numeric_limits<float>::infinity())) {}
+  };
+
+  // The taps of outputs ow .. ow + L-1, with a applied when kActivate.
+  template <bool kActivate>
+  NNCORE_ALWAYS_INLINE static void load_activated_taps(const float* top, const float* bottom,
+                                                       int64_t ow, const Activation& act,
+                                                       Vec (&taps)[4]) {
     load_taps(top, bottom, ow, taps);
+    if constexpr (kActivate) {
+      for (int k = 0; k < 4; ++k) {
+        const Vec t = taps[k] + act.bias;
+        taps[k] = act.floor > t ? act.floor : t;
+      }
+    }
+  }
+
+  // out[ow + l], out_index[ow + l] for l < L, for any input; rel = 0, 1, W, W+1: which tap won.
+  template <bool kActivate>
+  NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow,
+                                           int32_t top_index, int32_t W, const Activation& act,
+                                           float* out, int32_t* out_index) {
+    Vec taps[4];
+    load_activated_taps<kActivate>(top, bottom, ow, act, taps);
     const int32_t rel[4] = {0, 1, W, W + 1};
     Vec best = taps[0];
     IVec best_rel = IVec{} + 0;
@@ -126,12 +150,13 @@ struct Pool2x2 {
   // equal to b > a without NaN, so that they stay separate from the maxima. Lanes with a NaN
   // tap (or an infinite sum) make nan_probe NaN and have wrong outputs: the caller then redoes
   // them with forward. (nan_probe += s - s, s the taps' sum: 0 unless s is NaN or infinite.)
+  template <bool kActivate>
   NNCORE_ALWAYS_INLINE static void forward_without_nan(const float* top, const float* bottom,
                                                        int64_t ow, int32_t top_index, int32_t W,
-                                                       float* out, int32_t* out_index,
-                                                       Vec& nan_probe) {
+                                                       const Activation& act, float* out,
+                                                       int32_t* out_index, Vec& nan_probe) {
     Vec t[4];
-    load_taps(top, bottom, ow, t);
+    load_activated_taps<kActivate>(top, bottom, ow, act, t);
     const Vec sum = (t[0] + t[1]) + (t[2] + t[3]);
     nan_probe += sum - sum;
     const Vec top_max = t[1] > t[0] ? t[1] : t[0];
@@ -254,11 +279,13 @@ NNCORE_ALWAYS_INLINE void avg_pool_plane_2x2_backward_chunks(const float* dy, in
 
 // A plane of rows of OW >= L outputs, in chunks of L (the last one pulled back): first as if no
 // tap were NaN, then, only if one was, again with the general rule.
-template <typename Vec>
+template <typename Vec, bool kActivate>
 NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, int64_t OH,
                                                     int64_t OW, int32_t W, float* y,
-                                                    int32_t* argmax) {
+                                                    int32_t* argmax,
+                                                    const PoolInputActivation& activation) {
   typedef Pool2x2<Vec> Chunk;
+  const typename Chunk::Activation act(activation);
   // chunk(top, bottom, ow, top_index, out, out_index) for every chunk of the plane.
   const auto each_chunk = [&](auto chunk) __attribute__((always_inline)) {
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -272,14 +299,15 @@ NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, 
   Vec nan_probe{};
   each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
                  int32_t* out_index) __attribute__((always_inline)) {
-    Chunk::forward_without_nan(top, bottom, ow, top_index, W, out, out_index, nan_probe);
+    Chunk::template forward_without_nan<kActivate>(top, bottom, ow, top_index, W, act, out,
+                                                   out_index, nan_probe);
   });
   bool any_nan = false;
   for (int l = 0; l < Chunk::L; ++l) any_nan |= nan_probe[l] != 0.0f;
   if (!any_nan) return;
   each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
                  int32_t* out_index) __attribute__((always_inline)) {
-    Chunk::forward(top, bottom, ow, top_index, W, out, out_index);
+    Chunk::template forward<kActivate>(top, bottom, ow, top_index, W, act, out, out_index);
   });
 }
 
@@ -320,22 +348,27 @@ int64_t max_pool_plane_backward(const float* __restrict grad_out, const int32_t*
   return skipped;
 }
 
-}  // namespace
-
-// In the widest chunks that fit (rows of 14, LeNet's conv1, go as two chunks of 8); rows of
-// fewer than 4 outputs one window at a time, with the same rule.
-NNCORE_WIDEST_VECTORS
-void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
-                        int32_t* argmax) {
-  if (OW >= 16) return max_pool_plane_2x2_chunks<Floats16>(x, ld, OH, OW, W, y, argmax);
-  if (OW >= 8) return max_pool_plane_2x2_chunks<Floats8>(x, ld, OH, OW, W, y, argmax);
-  if (OW >= 4) return max_pool_plane_2x2_chunks<Floats4>(x, ld, OH, OW, W, y, argmax);
+// The plane for any OW, with a applied to the inputs when kActivate.
+template <bool kActivate>
+NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_any(const float* x, int64_t ld, int64_t OH,
+                                                 int64_t OW, int32_t W, float* y, int32_t* argmax,
+                                                 const PoolInputActivation& act) {
+  if (OW >= 16)
+    return max_pool_plane_2x2_chunks<Floats16, kActivate>(x, ld, OH, OW, W, y, argmax, act);
+  if (OW >= 8)
+    return max_pool_plane_2x2_chunks<Floats8, kActivate>(x, ld, OH, OW, W, y, argmax, act);
+  if (OW >= 4)
+    return max_pool_plane_2x2_chunks<Floats4, kActivate>(x, ld, OH, OW, W, y, argmax, act);
+  const auto a = [&](float v) {  // as Pool2x2::Activation, with the ReLU written as add_bias_rows'
+    return kActivate ? (act.relu ? std::max(v + act.bias, 0.0f) : v + act.bias) : v;
+  };
   for (int64_t oh = 0; oh < OH; ++oh, y += OW, argmax += OW) {
     const float* top = x + 2 * oh * ld;
     const float* bottom = top + ld;
     const int32_t top_index = static_cast<int32_t>(2 * oh * W);
     for (int64_t ow = 0; ow < OW; ++ow) {
-      const float taps[4] = {top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]};
+      const float taps[4] = {a(top[2 * ow]), a(top[2 * ow + 1]), a(bottom[2 * ow]),
+                             a(bottom[2 * ow + 1])};
       const int32_t rel[4] = {0, 1, W, W + 1};
       int k_best = 0;
       for (int k = 1; k < 4; ++k) {
@@ -346,6 +379,17 @@ void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int3
       argmax[ow] = top_index + 2 * static_cast<int32_t>(ow) + rel[k_best];
     }
   }
+}
+
+}  // namespace
+
+// In the widest chunks that fit (rows of 14, LeNet's conv1, go as two chunks of 8); rows of
+// fewer than 4 outputs one window at a time, with the same rule.
+NNCORE_WIDEST_VECTORS
+void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
+                        int32_t* argmax, const PoolInputActivation* act) {
+  if (act != nullptr) return max_pool_plane_2x2_any<true>(x, ld, OH, OW, W, y, argmax, *act);
+  max_pool_plane_2x2_any<false>(x, ld, OH, OW, W, y, argmax, PoolInputActivation{0.0f, false});
 }
 
 NNCORE_WIDEST_VECTORS
