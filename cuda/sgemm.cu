@@ -26,11 +26,18 @@
 //   L: 128x128 tile, 8x8 per thread, 256 threads   (large problems)
 //   M:  64x64  tile, 4x4 per thread, 256 threads
 //   S:  32x32  tile, 4x4 per thread,  64 threads   (small problems: many small blocks)
+//
+// Split-K: when even those tiles leave SMs idle and K is long (a weight gradient: C is Cout x
+// Cin*kh*kw, K is batch x pixels, e.g. 6 x 25 x 200704 for LeNet-5's conv1 at batch 256, one
+// tile), blockIdx.y picks a slice of K. Each slice writes alpha * op(A) op(B) over its k's to
+// its own M x N panel of a workspace, and splitk_reduce_kernel adds the panels in slice order
+// (deterministic, no atomics): C = sum + beta * C.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "check.cuh"
+#include "common.cuh"
+#include "nncore/device.h"
 #include "nncore/kernels.h"
 
 namespace nncore::cuda {
@@ -160,13 +167,16 @@ struct TileLoader {
 
 // One block computes the C tile (tile_m, tile_n) = (blockIdx.x / tiles_n, blockIdx.x % tiles_n)
 // (a 1-D grid, so neither dimension is limited to 65535 tiles; consecutive blocks share the
-// same A row panel, which stays in L2).
-template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool TA, bool TB>
+// same A row panel, which stays in L2). SPLIT_K: over the K slice blockIdx.y, k in
+// [y * k_slice, (y + 1) * k_slice), written to C + y * c_slice. (The 128x128 configuration, only
+// chosen when its tiles fill the GPU, is compiled without: at its 128-register cap the slice's
+// pointers cost spills.)
+template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K, bool TA, bool TB>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A,
                  int64_t lda, const float* __restrict__ B, int64_t ldb, float beta,
                  float* __restrict__ C, int64_t ldc, int64_t tiles_n, bool vec_a, bool vec_b,
-                 bool vec_c) {
+                 bool vec_c, int64_t k_slice, int64_t c_slice) {
   constexpr int NT = (BM / TM) * (BN / TN);
   constexpr int VM = TM < 4 ? TM : 4;  // rows per shared-memory vector read
   constexpr int VN = TN < 4 ? TN : 4;
@@ -179,6 +189,13 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   __shared__ __align__(16) float As[2][BK][BM + kPad];
   __shared__ __align__(16) float Bs[2][BK][BN + kPad];
 
+  if (SPLIT_K && gridDim.y > 1) {  // this block's K slice (k_slice is a multiple of 4)
+    const int64_t k0 = static_cast<int64_t>(blockIdx.y) * k_slice;
+    K = K - k0 < k_slice ? K - k0 : k_slice;
+    A += TA ? k0 * lda : k0;
+    B += TB ? k0 : k0 * ldb;
+    C += static_cast<int64_t>(blockIdx.y) * c_slice;
+  }
   const int tid = threadIdx.x;
   const int tx = tid % (BN / TN);  // column position of this thread's sub-tile
   const int ty = tid / (BN / TN);  // row position
@@ -276,6 +293,19 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   }
 }
 
+// C[m, n] = P[0][m, n] + P[1][m, n] + ... (slice order), + beta * C[m, n] unless beta == 0;
+// P holds `slices` dense M x N panels.
+__global__ void splitk_reduce_kernel(const float* __restrict__ P, int64_t slices, int64_t M,
+                                     int64_t N, float beta, float* __restrict__ C, int64_t ldc) {
+  const int64_t panel = M * N;
+  for (int64_t i = detail::global_thread(); i < panel; i += detail::grid_stride()) {
+    float sum = P[i];
+    for (int64_t s = 1; s < slices; ++s) sum += P[s * panel + i];
+    float* c = C + (i / N) * ldc + i % N;
+    *c = beta != 0.f ? sum + beta * *c : sum;
+  }
+}
+
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 int sm_count() {
@@ -288,7 +318,33 @@ int sm_count() {
   return count;
 }
 
-template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS>
+// K per split-K slice at least: 32 steps of BK = 8, so that a slice's prologue and epilogue
+// (loads before the first step, the C stores) stay small beside its main loop.
+constexpr int64_t kMinSliceK = 256;
+constexpr int64_t kMaxSlices = 1024;  // (grid.y; also bounds the workspace)
+
+// How many K slices a launch of `tiles` blocks gets: enough for about two blocks per SM when the
+// tiles alone leave SMs idle, as long as every slice keeps kMinSliceK of K.
+int64_t split_k_slices(int64_t tiles, int64_t K, int64_t sms) {
+  if (tiles >= sms) return 1;
+  const int64_t wanted = (2 * sms + tiles - 1) / tiles;
+  return std::max<int64_t>(1, std::min({wanted, K / kMinSliceK, kMaxSlices}));
+}
+
+// Device workspace from the caching allocator (none for 0 floats), given back once the launches
+// are queued: every kernel runs on the one stream, so its next user is ordered after them.
+struct Workspace {
+  float* data;
+  explicit Workspace(size_t floats)
+      : data(floats > 0 ? static_cast<float*>(device_malloc(floats * sizeof(float))) : nullptr) {}
+  ~Workspace() {
+    if (data != nullptr) device_free(data);
+  }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+};
+
+template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K>
 void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                    float beta, float* C, int64_t ldc) {
@@ -298,20 +354,35 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   if (tiles > 0x7fffffff || K > 0x3fffffff)
     throw std::runtime_error(
         concat("nncore: sgemm: problem too large for one launch (M=", M, ", N=", N, ", K=", K, ")"));
+  // Slices of a multiple of BK (so of 4: the slices' float4 loads stay aligned).
+  int64_t slices = SPLIT_K ? split_k_slices(tiles, K, sm_count()) : 1;
+  const int64_t k_slice = slices > 1 ? ((K + slices - 1) / slices + BK - 1) / BK * BK : K;
+  if (slices > 1) slices = (K + k_slice - 1) / k_slice;
+  // With slices, the GEMM writes the workspace panels (C is only read and written by the reduce).
+  const Workspace panels(slices > 1 ? static_cast<size_t>(slices * M * N) : 0);
+  float* out = slices > 1 ? panels.data : C;
+  const int64_t ld_out = slices > 1 ? N : ldc;
+  const float beta_out = slices > 1 ? 0.0f : beta;
   const bool vec_a = aligned16(A) && lda % 4 == 0;
   const bool vec_b = aligned16(B) && ldb % 4 == 0;
-  const bool vec_c = aligned16(C) && ldc % 4 == 0;
-  const dim3 grid(static_cast<unsigned>(tiles));
+  const bool vec_c = aligned16(out) && ld_out % 4 == 0;
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(slices));
   cudaStream_t s = detail::stream();
-#define NNCORE_SGEMM_LAUNCH(TA, TB)                                                          \
-  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, TA, TB><<<grid, NT, 0, s>>>(                  \
-      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, tiles_n, vec_a, vec_b, vec_c)
+#define NNCORE_SGEMM_LAUNCH(TA, TB)                                                        \
+  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, SPLIT_K, TA, TB><<<grid, NT, 0, s>>>(       \
+      M, N, K, alpha, A, lda, B, ldb, beta_out, out, ld_out, tiles_n, vec_a, vec_b, vec_c, \
+      k_slice, M * N)
   if (!ta && !tb) NNCORE_SGEMM_LAUNCH(false, false);
   else if (!ta && tb) NNCORE_SGEMM_LAUNCH(false, true);
   else if (ta && !tb) NNCORE_SGEMM_LAUNCH(true, false);
   else NNCORE_SGEMM_LAUNCH(true, true);
 #undef NNCORE_SGEMM_LAUNCH
   NNCORE_CUDA_LAUNCH_CHECK(name);
+  if (slices > 1) {
+    splitk_reduce_kernel<<<detail::blocks_for(M * N), detail::kThreads, 0, s>>>(
+        panels.data, slices, M, N, beta, C, ldc);
+    NNCORE_CUDA_LAUNCH_CHECK("sgemm_splitk_reduce");
+  }
 }
 
 }  // namespace
@@ -324,14 +395,14 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   const int64_t sms = sm_count();
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
   if (tiles(128) >= sms) {
-    launch_config<128, 128, 8, 8, 8, 2>("sgemm_128x128x8", trans_a, trans_b, M, N, K, alpha, A,
-                                        lda, B, ldb, beta, C, ldc);
+    launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,
+                                               alpha, A, lda, B, ldb, beta, C, ldc);
   } else if (tiles(64) >= sms / 2) {
-    launch_config<64, 64, 8, 4, 4, 1>("sgemm_64x64x8", trans_a, trans_b, M, N, K, alpha, A, lda,
-                                      B, ldb, beta, C, ldc);
+    launch_config<64, 64, 8, 4, 4, 1, true>("sgemm_64x64x8", trans_a, trans_b, M, N, K, alpha, A,
+                                            lda, B, ldb, beta, C, ldc);
   } else {
-    launch_config<32, 32, 8, 4, 4, 1>("sgemm_32x32x8", trans_a, trans_b, M, N, K, alpha, A, lda,
-                                      B, ldb, beta, C, ldc);
+    launch_config<32, 32, 8, 4, 4, 1, true>("sgemm_32x32x8", trans_a, trans_b, M, N, K, alpha, A,
+                                            lda, B, ldb, beta, C, ldc);
   }
 }
 

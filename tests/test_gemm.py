@@ -96,6 +96,24 @@ def test_gemm_large_many_k_blocks(device, rng):
     check_gemm(device, rng, 96, 80, 2000, True, True, 1.0, 0.0)
 
 
+
+@pytest.mark.parametrize("beta,nan_c", [(0.0, True), (1.0, False)], ids=["beta0-nan-c", "beta1"])
+def test_gemm_long_k_few_tiles(device, rng, beta, nan_c):
+    """Weight-gradient shapes: C of a tile or a few, K = batch x pixels (LeNet-5's conv1 dW is
+    6 x 25 x 200704 at batch 256). The GPU splits K over blocks and adds the slices' products in
+    a fixed order: right, and the same bits every time."""
+    for M, N, K, ta, tb in [(6, 25, 40000, False, True), (16, 150, 6400, False, True),
+                            (25, 6, 9000, True, False)]:
+        check_gemm(device, rng, M, N, K, ta, tb, 0.5, beta, nan_c=nan_c)
+        a, b, c = make_gemm_operands(rng, M, N, K, ta, tb)
+        at, bt = to_tensor(a, device), to_tensor(b, device)
+        results = []
+        for _ in range(2):
+            ct = to_tensor(c, device)
+            ops.gemm_(at, bt, ct, ta, tb, 1.0, beta)
+            results.append(to_numpy(ct))
+        np.testing.assert_array_equal(results[0], results[1])
+
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 def test_gemm_large_a_panel(device, rng, trans_a, trans_b):
     """Over 1 MiB of packed A per grid row (the AVX-512 kernel at 2+ threads): the threads of a

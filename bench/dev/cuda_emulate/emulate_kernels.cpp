@@ -179,13 +179,18 @@ static Mat make_mat(int64_t rows, int64_t cols, int64_t ld, int64_t offset, floa
 static void test_sgemm() {
   Group g("sgemm");
   // emu::g_sm_count = 4: tiles(128) >= 4 -> 128x128 (L); tiles(64) >= 2 -> 64x64 (M); else
-  // 32x32 (S). Shapes: 1s, K = 0, primes, partial tiles, exact multiples, skinny.
+  // 32x32 (S). Shapes: 1s, K = 0, primes, partial tiles, exact multiples, skinny. With
+  // emu::g_min_slice_k = 32, S and M launches of fewer than 4 tiles split K when K >= 64
+  // ("+kN": N slices, the last one partial where K says so).
   struct S { int64_t M, N, K; const char* cfg; };
-  const S shapes[] = {{1, 1, 1, "S"},     {1, 37, 5, "S"},    {37, 53, 29, "S"},
-                      {64, 64, 64, "S"},  {33, 7, 0, "S"},    {5, 3, 100, "S"},
-                      {65, 33, 9, "M"},   {130, 70, 20, "M"}, {128, 128, 16, "M"},
-                      {2, 300, 13, "M"},  {129, 257, 17, "L"}, {256, 256, 12, "L"},
-                      {300, 140, 40, "L"}, {520, 3, 7, "L"}};
+  const S shapes[] = {{1, 1, 1, "S"},      {1, 37, 5, "S"},      {37, 53, 29, "S"},
+                      {64, 64, 64, "S"},   {33, 7, 0, "S"},      {5, 3, 100, "S+k3"},
+                      {65, 33, 9, "M"},    {130, 70, 20, "M"},   {128, 128, 16, "M"},
+                      {2, 300, 13, "M"},   {129, 257, 17, "L"},  {256, 256, 12, "L"},
+                      {300, 140, 40, "L"}, {520, 3, 7, "L"},     {6, 25, 277, "S+k7"},
+                      {33, 20, 97, "S+k3"}, {3, 1, 64, "S+k2"},  {70, 60, 75, "M+k2"},
+                      {40, 9, 300, "S+k4"}};
+  emu::g_min_slice_k = 32;
   // layout 0: tight; 1: ld + 3 (odd: scalar loads); 2: ld rounded up to 4 + 4 (float4 loads);
   // 3: as 2 but every pointer one float past 16-byte alignment (scalar loads).
   for (const S& s : shapes)
@@ -223,6 +228,7 @@ static void test_sgemm() {
             check(what, close(Cg.buf, Cc.buf, 1e-5));
           }
   cycle_schedule(0);
+  emu::g_min_slice_k = 256;
 }
 
 // ---- bias and layout ----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ point at cuda/FILE:LINE):
     kMaxBlocks (common.cuh) and the transpose's grid.y cap (bias.cu) become runtime variables
     emu::g_max_blocks / emu::g_max_grid_y, so the harness can shrink them and make every
     grid-stride loop take several turns on small inputs; fits_int32 (common.cuh) answers false
-    while emu::g_force_int64 is set, so the int64-index kernel instantiations run too.
+    while emu::g_force_int64 is set, so the int64-index kernel instantiations run too; sgemm's
+    kMinSliceK becomes emu::g_min_slice_k, so split-K runs on short (cheap to emulate) K.
 What it cannot do: launches whose kernel expression is not an identifier with optional template
 arguments, or __shared__ declarations of several names in one statement (it fails loudly).
 """
@@ -33,6 +34,8 @@ KNOBS = {
                     " if (::emu::g_force_int64) return false;  // emulator knob")],
     "bias.cu": [("std::min<int64_t>(tiles_a, 65535)",
                  "std::min<int64_t>(tiles_a, ::emu::g_max_grid_y)")],
+    "sgemm.cu": [("constexpr int64_t kMinSliceK = 256;",
+                  "inline const int64_t& kMinSliceK = ::emu::g_min_slice_k;  // emulator knob")],
 }
 
 

@@ -1,7 +1,8 @@
 // 09 library: the kernel nncore actually ships, nncore::cuda::sgemm from cuda/sgemm.cu (linked in
 // with cuda/runtime.cu, which owns the library's one stream). It is the ladder's top rung plus
 // what a library needs: op(A)/op(B) transposes resolved in its loads, any leading dimension, any
-// size (scalar fallback loads when not 16-byte aligned), three tile configurations picked per call.
+// size (scalar fallback loads when not 16-byte aligned), three tile configurations picked per call
+// (and split-K for few tiles with a long K, which the ladder's square sizes never trigger).
 // Here it is called with no transposes and dense leading dimensions (lda = K, ldb = N, ldc = N).
 #pragma once
 #include <cuda_runtime.h>

@@ -115,6 +115,7 @@ inline int g_sm_count = 4;          // what cudaDeviceGetAttribute reports (sgem
 inline int64_t g_max_blocks = 65535;
 inline int64_t g_max_grid_y = 65535;
 inline bool g_force_int64 = false;  // fits_int32() answers false: the int64-index kernels run
+inline int64_t g_min_slice_k = 256;  // sgemm's kMinSliceK (K per split-K slice at least)
 inline long g_launches = 0;
 }  // namespace emu
 
