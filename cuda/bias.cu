@@ -43,21 +43,40 @@ __global__ void bias_grad_rows_kernel(const float* __restrict__ dy, float* __res
   }
 }
 
-// inner > 1 (NCHW): one block per channel c (grid-stride over channels); the block's threads
-// walk the outer*inner values of the channel (index j = o*inner + i) and block-reduce.
+// inner > 1 (NCHW): one block per (channel c, chunk k of `chunk` outer rows), grid-stride over
+// the channels * chunks units; the block's threads walk the chunk's values of the channel (index
+// j = o*inner + i) and block-reduce. One chunk: db[c] += sum. Several (few channels, e.g. 6 for
+// LeNet-5's conv1, would leave most SMs idle): partial[c * chunks + k] = sum, for
+// bias_grad_chunks_kernel.
 template <typename I>
 __global__ void bias_grad_planes_kernel(const float* __restrict__ dy, float* __restrict__ db,
-                                        I outer, I channels, I inner) {
+                                        float* __restrict__ partial, I outer, I channels, I inner,
+                                        I chunk, I chunks) {
   __shared__ float scratch[32];
-  const I per_channel = outer * inner;
-  for (I c = blockIdx.x; c < channels; c += gridDim.x) {
+  for (I unit = blockIdx.x; unit < channels * chunks; unit += gridDim.x) {
+    const I c = unit / chunks, o0 = unit % chunks * chunk;
+    const I values = (outer - o0 < chunk ? outer - o0 : chunk) * inner;
+    const float* base = dy + (static_cast<int64_t>(o0) * channels + c) * inner;
     float sum = 0.f;
-    for (I j = threadIdx.x; j < per_channel; j += blockDim.x) {
+    for (I j = threadIdx.x; j < values; j += blockDim.x) {
       const I o = j / inner, i = j - o * inner;
-      sum += dy[(static_cast<int64_t>(o) * channels + c) * inner + i];
+      sum += base[static_cast<int64_t>(o) * channels * inner + i];
     }
     sum = block_allreduce(sum, SumOp{}, scratch);
-    if (threadIdx.x == 0) db[c] += sum;
+    if (threadIdx.x == 0) {
+      if (chunks == 1) db[c] += sum;
+      else partial[unit] = sum;
+    }
+  }
+}
+
+// db[c] += partial[c, 0] + partial[c, 1] + ... (chunk order: deterministic).
+__global__ void bias_grad_chunks_kernel(const float* __restrict__ partial, float* __restrict__ db,
+                                        int64_t channels, int64_t chunks) {
+  for (int64_t c = global_thread(); c < channels; c += grid_stride()) {
+    float sum = 0.f;
+    for (int64_t k = 0; k < chunks; ++k) sum += partial[c * chunks + k];
+    db[c] += sum;
   }
 }
 
@@ -121,13 +140,25 @@ void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int6
     NNCORE_CUDA_LAUNCH_CHECK("bias_grad_rows");
     return;
   }
-  const unsigned blocks = blocks_for(channels, 1);
+  // Chunks of at least kMinChunkValues values, and enough of them for about two blocks per SM.
+  constexpr int64_t kMinChunkValues = 4096;
+  const int64_t wanted = (2 * sm_count() + channels - 1) / channels;
+  const int64_t chunk =
+      std::max((outer + wanted - 1) / wanted, (kMinChunkValues + inner - 1) / inner);
+  const int64_t chunks = (outer + chunk - 1) / chunk;
+  const Workspace partial(chunks > 1 ? static_cast<size_t>(channels * chunks) : 0);
+  const unsigned blocks = blocks_for(channels * chunks, 1);
   with_index_type({outer * channels * inner}, [&](auto index) {
     using I = decltype(index);
-    bias_grad_planes_kernel<I><<<blocks, kThreads, 0, stream()>>>(dy, db, I(outer), I(channels),
-                                                                  I(inner));
+    bias_grad_planes_kernel<I><<<blocks, kThreads, 0, stream()>>>(
+        dy, db, partial.data, I(outer), I(channels), I(inner), I(chunk), I(chunks));
   });
   NNCORE_CUDA_LAUNCH_CHECK("bias_grad_planes");
+  if (chunks > 1) {
+    bias_grad_chunks_kernel<<<blocks_for(channels), kThreads, 0, stream()>>>(partial.data, db,
+                                                                            channels, chunks);
+    NNCORE_CUDA_LAUNCH_CHECK("bias_grad_chunks");
+  }
 }
 
 void swap_outer_axes(const float* x, float* y, int64_t A, int64_t B, int64_t inner) {

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "check.cuh"
+#include "nncore/device.h"
 
 namespace nncore::cuda::detail {
 
@@ -21,6 +22,30 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads, int64_t cap = kMax
   const int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, cap)));
 }
+
+// Streaming multiprocessors of the current device (read once).
+inline int sm_count() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    NNCORE_CUDA_CHECK(cudaGetDevice(&device));
+    NNCORE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms > 0 ? sms : 1;
+  }();
+  return count;
+}
+
+// Device workspace from the caching allocator (none for 0 floats), given back once the launches
+// are queued: every kernel runs on the one stream, so its next user is ordered after them.
+struct Workspace {
+  float* data;
+  explicit Workspace(size_t floats)
+      : data(floats > 0 ? static_cast<float*>(device_malloc(floats * sizeof(float))) : nullptr) {}
+  ~Workspace() {
+    if (data != nullptr) device_free(data);
+  }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+};
 
 // True when every extent fits 32-bit index arithmetic (32-bit division is several times
 // cheaper than 64-bit on the GPU). Callers pass the element counts of every array they index.

@@ -37,7 +37,6 @@
 #include <cstdint>
 
 #include "common.cuh"
-#include "nncore/device.h"
 #include "nncore/kernels.h"
 
 namespace nncore::cuda {
@@ -308,16 +307,6 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ P, int64_t slices
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-int sm_count() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    NNCORE_CUDA_CHECK(cudaGetDevice(&device));
-    NNCORE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms > 0 ? sms : 1;
-  }();
-  return count;
-}
-
 // K per split-K slice at least: 32 steps of BK = 8, so that a slice's prologue and epilogue
 // (loads before the first step, the C stores) stay small beside its main loop.
 constexpr int64_t kMinSliceK = 256;
@@ -331,19 +320,6 @@ int64_t split_k_slices(int64_t tiles, int64_t K, int64_t sms) {
   return std::max<int64_t>(1, std::min({wanted, K / kMinSliceK, kMaxSlices}));
 }
 
-// Device workspace from the caching allocator (none for 0 floats), given back once the launches
-// are queued: every kernel runs on the one stream, so its next user is ordered after them.
-struct Workspace {
-  float* data;
-  explicit Workspace(size_t floats)
-      : data(floats > 0 ? static_cast<float*>(device_malloc(floats * sizeof(float))) : nullptr) {}
-  ~Workspace() {
-    if (data != nullptr) device_free(data);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-};
-
 template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K>
 void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
@@ -355,11 +331,11 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
     throw std::runtime_error(
         concat("nncore: sgemm: problem too large for one launch (M=", M, ", N=", N, ", K=", K, ")"));
   // Slices of a multiple of BK (so of 4: the slices' float4 loads stay aligned).
-  int64_t slices = SPLIT_K ? split_k_slices(tiles, K, sm_count()) : 1;
+  int64_t slices = SPLIT_K ? split_k_slices(tiles, K, detail::sm_count()) : 1;
   const int64_t k_slice = slices > 1 ? ((K + slices - 1) / slices + BK - 1) / BK * BK : K;
   if (slices > 1) slices = (K + k_slice - 1) / k_slice;
   // With slices, the GEMM writes the workspace panels (C is only read and written by the reduce).
-  const Workspace panels(slices > 1 ? static_cast<size_t>(slices * M * N) : 0);
+  const detail::Workspace panels(slices > 1 ? static_cast<size_t>(slices * M * N) : 0);
   float* out = slices > 1 ? panels.data : C;
   const int64_t ld_out = slices > 1 ? N : ldc;
   const float beta_out = slices > 1 ? 0.0f : beta;
@@ -392,7 +368,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   // K == 0 still launches: C = beta * C (or 0 when beta == 0).
-  const int64_t sms = sm_count();
+  const int64_t sms = detail::sm_count();
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
   if (tiles(128) >= sms) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,

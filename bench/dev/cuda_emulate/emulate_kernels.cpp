@@ -234,8 +234,11 @@ static void test_sgemm() {
 // ---- bias and layout ----------------------------------------------------------------------------
 static void test_bias() {
   Group g("bias_add / bias_grad");
+  // The last two give bias_grad several chunks of outer rows per channel (emu::g_sm_count = 4):
+  // 3 chunks of 137 rows (the last 26), and 2 of 41 (the last 23).
   const int64_t shapes[][3] = {{1, 1, 1},  {3, 5, 1},  {7, 33, 1},  {1, 300, 1}, {100, 33, 1},
-                               {37, 70, 1}, {2, 3, 7}, {5, 4, 65}, {1, 3, 1000}, {4, 6, 100}};
+                               {37, 70, 1}, {2, 3, 7}, {5, 4, 65}, {1, 3, 1000}, {4, 6, 100},
+                               {300, 2, 30}, {64, 3, 100}};
   for_caps([&] {
     for (const auto& s : shapes) {
       const int64_t O = s[0], Ch = s[1], I = s[2], n = O * Ch * I;
