@@ -43,18 +43,18 @@ __global__ void bias_grad_rows_kernel(const float* __restrict__ dy, float* __res
   }
 }
 
-// inner > 1 (NCHW): one block per (channel c, chunk k of `chunk` outer rows), grid-stride over
-// the channels * chunks units; the block's threads walk the chunk's values of the channel (index
+// inner > 1 (NCHW): one block per (chunk k of `chunk` outer rows, channel c), grid-stride over
+// the chunks * channels units; the block's threads walk the chunk's values of the channel (index
 // j = o*inner + i) and block-reduce. One chunk: db[c] += sum. Several (few channels, e.g. 6 for
-// LeNet-5's conv1, would leave most SMs idle): partial[c * chunks + k] = sum, for
-// bias_grad_chunks_kernel.
+// LeNet-5's conv1, would leave most SMs idle): partial[k * channels + c] = sum, one panel of
+// channels per chunk, for sum_panels.
 template <typename I>
 __global__ void bias_grad_planes_kernel(const float* __restrict__ dy, float* __restrict__ db,
                                         float* __restrict__ partial, I outer, I channels, I inner,
                                         I chunk, I chunks) {
   __shared__ float scratch[32];
   for (I unit = blockIdx.x; unit < channels * chunks; unit += gridDim.x) {
-    const I c = unit / chunks, o0 = unit % chunks * chunk;
+    const I c = unit % channels, o0 = unit / channels * chunk;
     const I values = (outer - o0 < chunk ? outer - o0 : chunk) * inner;
     const float* base = dy + (static_cast<int64_t>(o0) * channels + c) * inner;
     float sum = 0.f;
@@ -70,15 +70,6 @@ __global__ void bias_grad_planes_kernel(const float* __restrict__ dy, float* __r
   }
 }
 
-// db[c] += partial[c, 0] + partial[c, 1] + ... (chunk order: deterministic).
-__global__ void bias_grad_chunks_kernel(const float* __restrict__ partial, float* __restrict__ db,
-                                        int64_t channels, int64_t chunks) {
-  for (int64_t c = global_thread(); c < channels; c += grid_stride()) {
-    float sum = 0.f;
-    for (int64_t k = 0; k < chunks; ++k) sum += partial[c * chunks + k];
-    db[c] += sum;
-  }
-}
 
 // y[b, a, i] = x[a, b, i], inner > 1: one thread per output element (reads are contiguous runs
 // of `inner`, writes fully coalesced).
@@ -154,11 +145,9 @@ void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int6
         dy, db, partial.data, I(outer), I(channels), I(inner), I(chunk), I(chunks));
   });
   NNCORE_CUDA_LAUNCH_CHECK("bias_grad_planes");
-  if (chunks > 1) {
-    bias_grad_chunks_kernel<<<blocks_for(channels), kThreads, 0, stream()>>>(partial.data, db,
-                                                                            channels, chunks);
-    NNCORE_CUDA_LAUNCH_CHECK("bias_grad_chunks");
-  }
+  // db = (sum of the chunks, in order) + 1 * db: the bits of db[c] += sum.
+  if (chunks > 1)
+    sum_panels("bias_grad_chunks", partial.data, chunks, 1, channels, 1.0f, db, channels);
 }
 
 void swap_outer_axes(const float* x, float* y, int64_t A, int64_t B, int64_t inner) {

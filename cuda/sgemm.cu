@@ -30,8 +30,8 @@
 // Split-K: when even those tiles leave SMs idle and K is long (a weight gradient: C is Cout x
 // Cin*kh*kw, K is batch x pixels, e.g. 6 x 25 x 200704 for LeNet-5's conv1 at batch 256, one
 // tile), blockIdx.y picks a slice of K. Each slice writes alpha * op(A) op(B) over its k's to
-// its own M x N panel of a workspace, and splitk_reduce_kernel adds the panels in slice order
-// (deterministic, no atomics): C = sum + beta * C.
+// its own M x N panel of a workspace, and sum_panels (common.cuh) adds the panels in slice
+// order (deterministic, no atomics): C = sum + beta * C.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -292,19 +292,6 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   }
 }
 
-// C[m, n] = P[0][m, n] + P[1][m, n] + ... (slice order), + beta * C[m, n] unless beta == 0;
-// P holds `slices` dense M x N panels.
-__global__ void splitk_reduce_kernel(const float* __restrict__ P, int64_t slices, int64_t M,
-                                     int64_t N, float beta, float* __restrict__ C, int64_t ldc) {
-  const int64_t panel = M * N;
-  for (int64_t i = detail::global_thread(); i < panel; i += detail::grid_stride()) {
-    float sum = P[i];
-    for (int64_t s = 1; s < slices; ++s) sum += P[s * panel + i];
-    float* c = C + (i / N) * ldc + i % N;
-    *c = beta != 0.f ? sum + beta * *c : sum;
-  }
-}
-
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // K per split-K slice at least: 32 steps of BK = 8, so that a slice's prologue and epilogue
@@ -354,11 +341,8 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   else NNCORE_SGEMM_LAUNCH(true, true);
 #undef NNCORE_SGEMM_LAUNCH
   NNCORE_CUDA_LAUNCH_CHECK(name);
-  if (slices > 1) {
-    splitk_reduce_kernel<<<detail::blocks_for(M * N), detail::kThreads, 0, s>>>(
-        panels.data, slices, M, N, beta, C, ldc);
-    NNCORE_CUDA_LAUNCH_CHECK("sgemm_splitk_reduce");
-  }
+  if (slices > 1)
+    detail::sum_panels("sgemm_splitk_sum", panels.data, slices, M, N, beta, C, ldc);
 }
 
 }  // namespace

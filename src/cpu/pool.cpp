@@ -359,9 +359,7 @@ NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_any(const float* x, int64_t ld, int
     return max_pool_plane_2x2_chunks<Floats8, kActivate>(x, ld, OH, OW, W, y, argmax, act);
   if (OW >= 4)
     return max_pool_plane_2x2_chunks<Floats4, kActivate>(x, ld, OH, OW, W, y, argmax, act);
-  const auto a = [&](float v) {  // as Pool2x2::Activation, with the ReLU written as add_bias_rows'
-    return kActivate ? (act.relu ? std::max(v + act.bias, 0.0f) : v + act.bias) : v;
-  };
+  const auto a = [&](float v) { return kActivate ? act(v) : v; };
   for (int64_t oh = 0; oh < OH; ++oh, y += OW, argmax += OW) {
     const float* top = x + 2 * oh * ld;
     const float* bottom = top + ld;

@@ -1,6 +1,7 @@
 // The 2x2, stride-2, unpadded max pool (pool.cpp) by output rows and planes, shared with the
 // convolution that fuses it (conv.cpp).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 namespace nncore::cpu {
@@ -10,6 +11,7 @@ namespace nncore::cpu {
 struct PoolInputActivation {
   float bias;
   bool relu;
+  float operator()(float x) const { return relu ? std::max(x + bias, 0.0f) : x + bias; }
 };
 
 // A plane of OH x OW outputs: y[oh, ow] = max of the window a(x[2oh, 2ow]), a(x[2oh, 2ow+1]),
