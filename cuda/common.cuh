@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -158,6 +159,68 @@ __global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {
 template <class F>
 __global__ void map2_kernel(const float* a, const float* b, float* y, int64_t n, F f) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
+}
+
+// ---- many tensors in one launch (optimizer updates and zero_grad over a whole model) ---------
+// A launch takes up to kListTensors tensors, seen as one concatenation of their elements cut
+// into chunks of kListChunk; block b takes chunks b, b + gridDim.x, ... and, in a chunk, the
+// piece of each tensor that overlaps it. Tensor t of list l is table.ptr[l][t]: L parallel lists
+// (param, grad, buffers) of equally long tensors. The table travels in the kernel's parameters
+// (1.3 KB for L = 4, under the 4 KB limit), so a launch needs no host-to-device copy.
+constexpr int kListTensors = 32;
+constexpr int64_t kListChunk = 4 * kThreads;  // floats per block per turn
+
+template <int L>
+struct TensorListTable {
+  float* ptr[L][kListTensors];
+  int64_t end[kListTensors];  // tensor t is [end[t-1], end[t]) of the concatenation (end[-1] = 0)
+  int count;
+};
+
+// op(p, i) updates element i of the tensor whose L pointers are p.
+template <int L, class Op>
+__global__ void tensor_list_kernel(const TensorListTable<L> table, Op op) {
+  const int64_t total = table.end[table.count - 1];
+  for (int64_t begin = static_cast<int64_t>(blockIdx.x) * kListChunk; begin < total;
+       begin += static_cast<int64_t>(gridDim.x) * kListChunk) {
+    const int64_t stop = begin + kListChunk < total ? begin + kListChunk : total;
+    for (int t = 0; t < table.count; ++t) {
+      const int64_t start = t > 0 ? table.end[t - 1] : 0, end = table.end[t];
+      if (end <= begin) continue;  // tensor t ends before this chunk
+      if (start >= stop) break;    // it (and every later one) starts after it
+      float* p[L];
+#pragma unroll
+      for (int l = 0; l < L; ++l) p[l] = table.ptr[l][t];
+      const int64_t hi = end < stop ? end : stop;
+      for (int64_t i = (begin > start ? begin : start) + threadIdx.x; i < hi; i += blockDim.x)
+        op(p, i - start);
+    }
+  }
+}
+
+// Runs op over every element of `count` tensors (tensor t: sizes[t] floats at lists[l][t]; a
+// null list passes null pointers), kListTensors tensors per launch.
+template <int L, class Op>
+void launch_tensor_lists(const char* name, const std::array<float* const*, L>& lists,
+                         const int64_t* sizes, int64_t count, Op op) {
+  TensorListTable<L> table;
+  table.count = 0;
+  int64_t total = 0;
+  auto launch = [&] {
+    tensor_list_kernel<L><<<blocks_for(total, static_cast<int>(kListChunk)), kThreads, 0,
+                            stream()>>>(table, op);
+    NNCORE_CUDA_LAUNCH_CHECK(name);
+    table.count = 0;
+    total = 0;
+  };
+  for (int64_t t = 0; t < count; ++t) {
+    if (sizes[t] <= 0) continue;
+    for (int l = 0; l < L; ++l) table.ptr[l][table.count] = lists[l] ? lists[l][t] : nullptr;
+    total += sizes[t];
+    table.end[table.count++] = total;
+    if (table.count == kListTensors) launch();
+  }
+  if (table.count > 0) launch();
 }
 
 template <class F>

@@ -41,9 +41,10 @@ struct Mul {
   __device__ float operator()(float a, float b) const { return a * b; }
 };
 
-__global__ void fill_kernel(float* __restrict__ y, float value, int64_t n) {
-  for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = value;
-}
+struct Fill {
+  float value;
+  __device__ void operator()(float* const (&y)[1], int64_t i) const { y[0][i] = value; }
+};
 // y += alpha * x (x may alias y)
 __global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] += alpha * x[i];
@@ -108,10 +109,10 @@ void dropout_forward(const float* x, float* y, float* mask, int64_t n, float p, 
 
 void mul(const float* a, const float* b, float* y, int64_t n) { launch_map2("mul", a, b, y, n, Mul{}); }
 
-void fill(float* y, float value, int64_t n) {
-  if (n <= 0) return;
-  fill_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(y, value, n);
-  NNCORE_CUDA_LAUNCH_CHECK("fill");
+void fill(float* y, float value, int64_t n) { fill_tensors(&y, &n, 1, value); }
+
+void fill_tensors(float* const* ys, const int64_t* sizes, int64_t count, float value) {
+  launch_tensor_lists<1>("fill", {ys}, sizes, count, Fill{value});
 }
 
 void axpy(float alpha, const float* x, float* y, int64_t n) {

@@ -163,6 +163,7 @@ Tensor tensor_from_dlpack(const py::object& obj) {
 void bind_ops(py::module_& m) {
   using py::arg;
   m.def("fill_", &ops::fill_, arg("y"), arg("value"));
+  m.def("fill_tensors_", &ops::fill_tensors_, arg("tensors"), arg("value"));
   m.def("axpy_", &ops::axpy_, arg("y"), arg("alpha"), arg("x"));
   m.def("scale_", &ops::scale_, arg("y"), arg("alpha"));
   m.def("mul", &ops::mul, arg("a"), arg("b"));
@@ -245,10 +246,10 @@ void bind_ops(py::module_& m) {
   m.def("mse_forward", &ops::mse_forward, arg("pred"), arg("target"));
   m.def("mse_backward", &ops::mse_backward, arg("pred"), arg("target"), arg("grad_scale") = 1.0f);
 
-  m.def("sgd_step_", &ops::sgd_step_, arg("param"), arg("grad"), arg("momentum_buf") = py::none(),
+  m.def("sgd_step_", &ops::sgd_step_, arg("params"), arg("grads"), arg("momentum_bufs") = py::none(),
         arg("lr"), arg("momentum") = 0.0f, arg("dampening") = 0.0f, arg("weight_decay") = 0.0f,
         arg("nesterov") = false, arg("first_step") = false);
-  m.def("adam_step_", &ops::adam_step_, arg("param"), arg("grad"), arg("m"), arg("v"), arg("lr"),
+  m.def("adam_step_", &ops::adam_step_, arg("params"), arg("grads"), arg("m"), arg("v"), arg("lr"),
         arg("beta1") = 0.9f, arg("beta2") = 0.999f, arg("eps") = 1e-8f,
         arg("weight_decay") = 0.0f, arg("step"));
   m.def("dropout_forward", &ops::dropout_forward, arg("x"), arg("p"), arg("seed"),

@@ -249,19 +249,41 @@ def test_indexing_errors(T, device):
 
 def test_optimizer_errors(T):
     with pytest.raises(ValueError, match="^sgd_step: .*" + shape_re((3,), (4,))):
-        ops.sgd_step_(T(3), T(4), None, 0.1, 0.0, 0.0, 0.0, False, False)
-    with pytest.raises(ValueError, match="^sgd_step: .*momentum buffer"):
-        ops.sgd_step_(T(3), T(3), None, 0.1, 0.9, 0.0, 0.0, False, False)
+        ops.sgd_step_([T(3)], [T(4)], None, 0.1, 0.0, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match="^sgd_step: .*momentum buffers"):
+        ops.sgd_step_([T(3)], [T(3)], None, 0.1, 0.9, 0.0, 0.0, False, False)
     with pytest.raises(ValueError, match="^sgd_step: Nesterov"):
-        ops.sgd_step_(T(3), T(3), T(3), 0.1, 0.9, 0.1, 0.0, True, False)
+        ops.sgd_step_([T(3)], [T(3)], [T(3)], 0.1, 0.9, 0.1, 0.0, True, False)
     with pytest.raises(ValueError, match="^sgd_step: lr"):
-        ops.sgd_step_(T(3), T(3), None, -0.1, 0.0, 0.0, 0.0, False, False)
+        ops.sgd_step_([T(3)], [T(3)], None, -0.1, 0.0, 0.0, 0.0, False, False)
     with pytest.raises(ValueError, match="^adam_step: .*" + shape_re((3,), (2,))):
-        ops.adam_step_(T(3), T(3), T(3), T(2), 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+        ops.adam_step_([T(3)], [T(3)], [T(3)], [T(2)], 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
     with pytest.raises(ValueError, match="^adam_step: step"):
-        ops.adam_step_(T(3), T(3), T(3), T(3), 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
+        ops.adam_step_([T(3)], [T(3)], [T(3)], [T(3)], 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
     with pytest.raises(ValueError, match="^adam_step: betas"):
-        ops.adam_step_(T(3), T(3), T(3), T(3), 0.1, 1.0, 0.999, 1e-8, 0.0, 1)
+        ops.adam_step_([T(3)], [T(3)], [T(3)], [T(3)], 0.1, 1.0, 0.999, 1e-8, 0.0, 1)
+
+
+def test_optimizer_list_errors(T):
+    """The list ops name the tensor at fault and refuse a parameter listed twice."""
+    with pytest.raises(ValueError, match=r"^sgd_step: grads holds 1 tensors but params holds 2"):
+        ops.sgd_step_([T(3), T(2)], [T(3)], None, 0.1)
+    with pytest.raises(ValueError, match=r"^sgd_step: params\[1\] \(2,\) and grads\[1\] \(3,\)"):
+        ops.sgd_step_([T(3), T(2)], [T(3), T(3)], None, 0.1)
+    with pytest.raises(ValueError, match=r"^adam_step: params\[1\] \(2,\) and v\[1\] \(5,\)"):
+        ops.adam_step_([T(3), T(2)], [T(3), T(2)], [T(3), T(2)], [T(3), T(5)], 0.1, 0.9, 0.9,
+                       1e-8, 0.0, 1)
+    with pytest.raises(TypeError, match=r"^sgd_step: grads\[0\] must be float32"):
+        ops.sgd_step_([T(3)], [T(3, dtype=np.int32)], None, 0.1)
+    p = T(4, 3)
+    with pytest.raises(ValueError, match=r"^sgd_step: params\[0\] and params\[2\] share memory"):
+        ops.sgd_step_([p, T(5), p], [T(4, 3), T(5), T(4, 3)], None, 0.1)
+    with pytest.raises(ValueError, match=r"^adam_step: params\[0\] and params\[1\] share memory"):
+        ops.adam_step_([p, p.reshape((12,))], [T(4, 3), T(12)], [T(4, 3), T(12)],
+                       [T(4, 3), T(12)], 0.1, 0.9, 0.9, 1e-8, 0.0, 1)
+    with pytest.raises(TypeError, match=r"^fill_tensors_: tensors\[1\] must be float32"):
+        ops.fill_tensors_([T(2), T(3, dtype=np.int32)], 0.0)
+    ops.fill_tensors_([p, p], 0.0)  # filling twice is harmless
 
 
 @pytest.mark.parametrize("p", [1.0, -0.1, 1.5])
@@ -295,3 +317,6 @@ def test_mixed_devices(cuda_device):
     with pytest.raises(ValueError, match="^cross_entropy: .*device"):
         ops.cross_entropy_forward(nc.tensor(np.ones((2, 3), np.float32), device="cuda"),
                                   nc.tensor(np.array([0, 1], np.int32)))
+    with pytest.raises(ValueError, match=r"^sgd_step: all tensors must be on one device.*grads\[1\]"):
+        ops.sgd_step_([a, b], [nc.tensor(np.ones((2, 3), np.float32)), nc.tensor(np.ones((3, 4), np.float32))],
+                      None, 0.1)

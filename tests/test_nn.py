@@ -421,6 +421,36 @@ def test_schedules(device):
     assert opt.lr == pytest.approx(0.01)
 
 
+def test_optimizer_steps_parameters_with_and_without_state(device, rng):
+    """step() updates all parameters in one call per kind of state: a parameter whose momentum
+    buffer was dropped takes a first step (buf = g) while the others go on (buf = m buf + (1-d) g)."""
+    params = nn.Linear(3, 2, device=device).parameters() + nn.Linear(2, 4, device=device).parameters()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9, dampening=0.5)
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    for param, g in zip(params, grads):
+        param.grad = as_tensor(g, device)
+    want = [param.data.numpy().astype(np.float64) for param in params]
+    bufs = [g.astype(np.float64) for g in grads]
+    opt.step()
+    want = [w - 0.1 * b for w, b in zip(want, bufs)]
+    opt.state[1] = {}
+    opt.step()
+    bufs = [g if i == 1 else 0.9 * b + 0.5 * g for i, (b, g) in enumerate(zip(bufs, grads))]
+    want = [w - 0.1 * b for w, b in zip(want, bufs)]
+    for i, (param, w) in enumerate(zip(params, want)):
+        np.testing.assert_allclose(param.data.numpy(), w, rtol=1e-6, atol=1e-6, err_msg=f"param {i}")
+    opt.zero_grad()
+    assert not any(param.grad.numpy().any() for param in params)
+
+
+def test_shared_layer_parameters_are_listed_once(device):
+    shared = nn.Linear(3, 3, device=device)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    assert len(list(model.named_parameters())) == 4
+    assert model.parameters() == [shared.weight, shared.bias]
+    optim.SGD(model.parameters(), lr=0.1).step()  # each parameter updated once
+
+
 def test_optimizer_state_dict_round_trip(device, rng):
     layer = nn.Linear(3, 2, device=device)
     opt = optim.Adam(layer.parameters(), lr=0.01)

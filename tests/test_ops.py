@@ -165,14 +165,14 @@ def _ce(T, logits, target):
 def _sgd(T, p, g, buf):
     p, b = T(p), T(buf)
     for first in (True, False, False):
-        ops.sgd_step_(p, T(g), b, 0.1, 0.9, 0.0, 0.01, True, first)
+        ops.sgd_step_([p], [T(g)], [b], 0.1, 0.9, 0.0, 0.01, True, first)
     return [p, b]
 
 
 def _adam(T, p, g):
     p, m, v = T(p), T(np.zeros_like(g)), T(np.zeros_like(g))
     for step in (1, 2, 3):
-        ops.adam_step_(p, T(g * step), m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, step)
+        ops.adam_step_([p], [T(g * step)], [m], [v], 0.01, 0.9, 0.999, 1e-8, 0.01, step)
     return [p, m, v]
 
 
@@ -182,7 +182,9 @@ def _elementwise(T, x, y):
     ops.scale_(yt, 3.0)
     z = T(x)
     ops.fill_(z, 2.0)
-    return [yt, ops.mul(T(x), T(y)), z]
+    zs = [T(x), T(y)]
+    ops.fill_tensors_(zs, -1.5)
+    return [yt, ops.mul(T(x), T(y)), z, *zs]
 
 
 CASE_NAMES = list(_cases(np.random.default_rng(0)).keys())

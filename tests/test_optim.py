@@ -29,8 +29,8 @@ def test_sgd_trajectory(device, rng, n, momentum, dampening, weight_decay, neste
     rp, rbuf = p0.astype(np.float64), None                                      # overwrites it
     for step in range(6):
         g = rng.standard_normal(n).astype(np.float32)
-        ops.sgd_step_(param, to_tensor(g, device), buf, lr, momentum, dampening, weight_decay,
-                      nesterov, step == 0)
+        ops.sgd_step_([param], [to_tensor(g, device)], [buf] if momentum else None, lr, momentum,
+                      dampening, weight_decay, nesterov, step == 0)
         rp, rbuf = ref.sgd_step(rp, g, rbuf, lr, momentum, dampening, weight_decay, nesterov,
                                 step == 0)
         assert_close(param, rp, rtol=1e-6, atol=2e-6 * (step + 1), what=f"param step {step}")
@@ -42,7 +42,7 @@ def test_sgd_trajectory(device, rng, n, momentum, dampening, weight_decay, neste
 def test_sgd_plain_matches_formula_exactly(device):
     p = to_tensor(np.array([1.0, -2.0, 0.5], np.float32), device)
     g = to_tensor(np.array([0.5, 0.5, -1.0], np.float32), device)
-    ops.sgd_step_(p, g, None, 0.1, 0.0, 0.0, 0.0, False, True)
+    ops.sgd_step_([p], [g], None, 0.1, 0.0, 0.0, 0.0, False, True)
     assert_close(p, [0.95, -2.05, 0.6], rtol=1e-7)
 
 
@@ -51,7 +51,7 @@ def test_sgd_first_step_buffer_is_gradient(device, rng):
     p0 = rng.standard_normal(9).astype(np.float32)
     g = rng.standard_normal(9).astype(np.float32)
     p, buf = to_tensor(p0, device), to_tensor(np.full(9, 123.0, np.float32), device)
-    ops.sgd_step_(p, to_tensor(g, device), buf, 0.1, 0.9, 0.5, 0.01, False, True)
+    ops.sgd_step_([p], [to_tensor(g, device)], [buf], 0.1, 0.9, 0.5, 0.01, False, True)
     expected_buf = g.astype(np.float64) + 0.01 * p0
     assert_close(buf, expected_buf, rtol=1e-6)
     assert_close(p, p0 - 0.1 * expected_buf, rtol=1e-6)
@@ -72,8 +72,8 @@ def test_adam_trajectory(device, rng, n, lr, beta1, beta2, eps, weight_decay):
     rp, rm, rv = p0.astype(np.float64), np.zeros(n), np.zeros(n)
     for step in range(1, 8):
         g = rng.standard_normal(n).astype(np.float32)
-        ops.adam_step_(param, to_tensor(g, device), m, v, lr, beta1, beta2, eps, weight_decay,
-                       step)
+        ops.adam_step_([param], [to_tensor(g, device)], [m], [v], lr, beta1, beta2, eps,
+                       weight_decay, step)
         rp, rm, rv = ref.adam_step(rp, g, rm, rv, lr, beta1, beta2, eps, weight_decay, step)
         assert_close(m, rm, rtol=1e-5, what=f"m step {step}")
         assert_close(v, rv, rtol=3e-5, what=f"v step {step}")
@@ -87,8 +87,80 @@ def test_adam_first_step_moves_by_lr(device, rng):
     g = np.array([0.3, -2.0, 5.0, -0.01], np.float32)
     p = to_tensor(np.zeros(4, np.float32), device)
     m, v = to_tensor(np.zeros(4, np.float32), device), to_tensor(np.zeros(4, np.float32), device)
-    ops.adam_step_(p, to_tensor(g, device), m, v, 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+    ops.adam_step_([p], [to_tensor(g, device)], [m], [v], 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
     assert_close(p, -0.1 * np.sign(g), rtol=1e-5)
+
+
+# ---- one call over a list of tensors (a whole model) -------------------------------------------
+
+# 40 tensors: more than one CUDA launch takes (32), sizes around its chunk of 1024 floats, empty
+# ones, and tensors smaller than a chunk so that one chunk spans several of them.
+LIST_SHAPES = ([(0,), (1,), (6, 1, 5, 5), (6,), (1023,), (1024,), (1025,), (16, 6, 5, 5), (0, 3)]
+               + [(k + 1,) for k in range(25)] + [(120, 400), (120,), (3000,), (84, 120), (5,), (7, 3)])
+
+
+def _list(rng, device, fill=None):
+    arrays = [rng.standard_normal(shape).astype(np.float32) if fill is None
+              else np.full(shape, fill, np.float32) for shape in LIST_SHAPES]
+    return arrays, [to_tensor(a, device) for a in arrays]
+
+
+@pytest.mark.parametrize("momentum,dampening,weight_decay,nesterov", SGD_CONFIGS[::3])
+def test_sgd_over_a_list_is_the_update_of_each_tensor(device, rng, momentum, dampening,
+                                                      weight_decay, nesterov):
+    """One call over 40 tensors gives each tensor the bits that a call for it alone gives."""
+    p0, params = _list(rng, device)
+    alone = [to_tensor(p, device) for p in p0]
+    _, bufs = _list(rng, device, fill=np.nan)
+    bufs_alone = [to_tensor(to_numpy(b), device) for b in bufs]
+    for step in range(3):
+        grads = _list(rng, device)[1]
+        ops.sgd_step_(params, grads, bufs if momentum else None, 0.05, momentum, dampening,
+                      weight_decay, nesterov, step == 0)
+        for p, g, b in zip(alone, grads, bufs_alone):
+            ops.sgd_step_([p], [g], [b] if momentum else None, 0.05, momentum, dampening,
+                          weight_decay, nesterov, step == 0)
+    for t, (got, want) in enumerate(zip(params + bufs * bool(momentum),
+                                        alone + bufs_alone * bool(momentum))):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want), err_msg=f"tensor {t}")
+    moved = [t for t, (p, a) in enumerate(zip(params, p0)) if a.size and np.any(to_numpy(p) != a)]
+    assert len(moved) == sum(a.size > 0 for a in p0)
+
+
+def test_adam_over_a_list_is_the_update_of_each_tensor(device, rng):
+    p0, params = _list(rng, device)
+    m, v = _list(rng, device, fill=0.0)[1], _list(rng, device, fill=0.0)[1]
+    alone = [to_tensor(p, device) for p in p0]
+    m1, v1 = _list(rng, device, fill=0.0)[1], _list(rng, device, fill=0.0)[1]
+    for step in range(1, 4):
+        grads = _list(rng, device)[1]
+        ops.adam_step_(params, grads, m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, step)
+        for args in zip(alone, grads, m1, v1):
+            ops.adam_step_(*[[t] for t in args], 0.01, 0.9, 0.999, 1e-8, 0.01, step)
+    for t, (got, want) in enumerate(zip(params + m + v, alone + m1 + v1)):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want), err_msg=f"tensor {t}")
+
+
+def test_sgd_over_a_list_matches_the_reference(device, rng):
+    p0, params = _list(rng, device)
+    _, bufs = _list(rng, device, fill=0.0)
+    reference = [(p.astype(np.float64), None) for p in p0]
+    for step in range(4):
+        g, grads = _list(rng, device)
+        ops.sgd_step_(params, grads, bufs, 0.1, 0.9, 0.0, 1e-3, True, step == 0)
+        reference = [ref.sgd_step(rp, gt, rb, 0.1, 0.9, 0.0, 1e-3, True, step == 0)
+                     for (rp, rb), gt in zip(reference, g)]
+    for t, (param, (rp, _)) in enumerate(zip(params, reference)):
+        assert_close(param, rp, rtol=1e-6, atol=1e-5, what=f"param {t} {LIST_SHAPES[t]}")
+
+
+def test_fill_tensors(device, rng):
+    _, tensors = _list(rng, device)
+    ops.fill_tensors_(tensors, -2.5)
+    for t, x in enumerate(tensors):
+        np.testing.assert_array_equal(to_numpy(x), np.full(LIST_SHAPES[t], -2.5, np.float32))
+    ops.fill_tensors_([], 1.0)  # nothing to do
+    ops.sgd_step_([], [], None, 0.1)
 
 
 # ---- dropout ---------------------------------------------------------------------------------

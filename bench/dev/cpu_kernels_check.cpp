@@ -600,7 +600,10 @@ static void check_optim() {
               }
               pd[i] -= lr * gi;
             }
-            k::sgd_step(p.data(), g.data(), momentum != 0 ? buf.data() : nullptr, n, lr, momentum,
+            float* params[] = {p.data()};  // (a list of one tensor)
+            const float* grads[] = {g.data()};
+            float* bufs[] = {buf.data()};
+            k::sgd_step(params, grads, momentum != 0 ? bufs : nullptr, &n, 1, lr, momentum,
                         dampening, wd, nesterov, step == 0);
           }
           close(p, pd, 1e-5, 1e-6,
@@ -622,7 +625,9 @@ static void check_optim() {
         const double vh = vd[i] / (1.0 - std::pow(double(b2), double(step)));
         pd[i] -= lr * mh / (std::sqrt(vh) + eps);
       }
-      k::adam_step(p.data(), g.data(), m.data(), v.data(), n, lr, b1, b2, eps, wd, step);
+      float* params[] = {p.data()}, *ms[] = {m.data()}, *vs[] = {v.data()};
+      const float* grads[] = {g.data()};
+      k::adam_step(params, grads, ms, vs, &n, 1, lr, b1, b2, eps, wd, step);
     }
     close(p, pd, 1e-6, 1e-6, fmt("adam_step 5 steps wd=%g", wd));
     close(m, md, 1e-4, 1e-7, fmt("adam_step m wd=%g", wd));
@@ -803,12 +808,14 @@ static void timings() {
     const int64_t n = 784 * 800 + 800 + 800 * 10 + 10;
     auto p = randn(n), g = randn(n);
     vector<float> m(n), v(n), buf(n);
+    float *params[] = {p.data()}, *bufs[] = {buf.data()}, *ms[] = {m.data()}, *vs[] = {v.data()};
+    const float* grads[] = {g.data()};
     std::printf("  sgd momentum (MLP params %lld)    %.3f ms\n", (long long)n, time_ms([&] {
-                  k::sgd_step(p.data(), g.data(), buf.data(), n, 1e-3f, 0.9f, 0, 0, false, false);
+                  k::sgd_step(params, grads, bufs, &n, 1, 1e-3f, 0.9f, 0, 0, false, false);
                 }));
     int64_t step = 1;
     std::printf("  adam (MLP params)                   %.3f ms\n", time_ms([&] {
-                  k::adam_step(p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.999f,
+                  k::adam_step(params, grads, ms, vs, &n, 1, 1e-3f, 0.9f, 0.999f,
                                1e-8f, 0, step++);
                 }));
   }

@@ -1,7 +1,8 @@
 """Optimizers (SGD with momentum/Nesterov/weight decay, Adam) and learning-rate schedules.
 
-Each update is one fused kernel per parameter (``ops.sgd_step_`` / ``ops.adam_step_``), with the
-same arithmetic as PyTorch's. State (momentum buffers, Adam moments) lives on the parameter's
+Each update is one fused kernel call over all the parameters (``ops.sgd_step_`` /
+``ops.adam_step_`` take lists: one launch per 32 tensors on the GPU), with the same arithmetic as
+PyTorch's. State (momentum buffers, Adam moments) lives on the parameter's
 device. Schedules change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` after it.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 
 import nncore
 from nncore import ops
+
+from .nn.module import zero_grads
 
 __all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR"]
 
@@ -38,25 +41,35 @@ class Optimizer:
         self.step_count = 0
 
     def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad.zero_()
+        zero_grads(self.params)
 
     def step(self) -> None:
         self.step_count += 1
+        # One update call per device and kind of state (parameters without buffers yet take
+        # their first step), so normally one call for the whole model.
+        groups: dict = {}
         for param, state in zip(self.params, self.state):
+            device = param.data.device
             for name, buffer in state.items():  # follow a parameter moved to another device
-                if buffer.device != param.device:
-                    state[name] = buffer.to(param.device)
-            self._update(param, state)
+                if buffer.device != device:
+                    state[name] = buffer.to(device)
+            params, states = groups.setdefault((device, len(state)), ([], []))
+            params.append(param)
+            states.append(state)
+        for params, states in groups.values():
+            self._update(params, states)
 
-    def _update(self, param, state: dict) -> None:
+    def _update(self, params: list, states: list) -> None:
+        """Updates ``params`` (one device; their states hold the same buffers) from their ``.grad``."""
         raise NotImplementedError
 
-    def _buffer(self, param, state: dict, name: str):
-        """state[name], created as zeros like ``param`` on first use."""
-        if name not in state:
-            state[name] = nncore.zeros(param.shape, device=param.device)
-        return state[name]
+    @staticmethod
+    def _buffers(params: list, states: list, name: str) -> list:
+        """state[name] of each parameter, created as zeros like it on first use."""
+        for param, state in zip(params, states):
+            if name not in state:
+                state[name] = nncore.zeros(param.shape, device=param.device)
+        return [state[name] for state in states]
 
     def state_dict(self) -> dict:
         """Hyper-parameters, step count and per-parameter buffers as NumPy arrays."""
@@ -94,11 +107,12 @@ class SGD(Optimizer):
         self.momentum, self.dampening = float(momentum), float(dampening)
         self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
 
-    def _update(self, param, state: dict) -> None:
-        first_step = self.momentum != 0 and "momentum_buffer" not in state
-        buffer = self._buffer(param, state, "momentum_buffer") if self.momentum != 0 else None
-        ops.sgd_step_(param.data, param.grad, buffer, self.lr, self.momentum, self.dampening,
-                      self.weight_decay, self.nesterov, first_step)
+    def _update(self, params: list, states: list) -> None:
+        first_step = self.momentum != 0 and "momentum_buffer" not in states[0]
+        buffers = (self._buffers(params, states, "momentum_buffer") if self.momentum != 0
+                   else None)
+        ops.sgd_step_([p.data for p in params], [p.grad for p in params], buffers, self.lr,
+                      self.momentum, self.dampening, self.weight_decay, self.nesterov, first_step)
 
 
 class Adam(Optimizer):
@@ -113,11 +127,11 @@ class Adam(Optimizer):
         _check_non_negative("Adam", eps=eps, weight_decay=weight_decay)
         self.betas, self.eps, self.weight_decay = (float(beta1), float(beta2)), float(eps), float(weight_decay)
 
-    def _update(self, param, state: dict) -> None:
-        m = self._buffer(param, state, "exp_avg")
-        v = self._buffer(param, state, "exp_avg_sq")
-        ops.adam_step_(param.data, param.grad, m, v, self.lr, *self.betas, self.eps, self.weight_decay,
-                       self.step_count)
+    def _update(self, params: list, states: list) -> None:
+        m = self._buffers(params, states, "exp_avg")
+        v = self._buffers(params, states, "exp_avg_sq")
+        ops.adam_step_([p.data for p in params], [p.grad for p in params], m, v, self.lr,
+                       *self.betas, self.eps, self.weight_decay, self.step_count)
 
 
 # ---------------------------------------------------------------- learning-rate schedules

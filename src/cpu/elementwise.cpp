@@ -50,6 +50,10 @@ void fill(float* y, float value, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = value;
 }
 
+void fill_tensors(float* const* ys, const int64_t* sizes, int64_t count, float value) {
+  for (int64_t t = 0; t < count; ++t) fill(ys[t], value, sizes[t]);
+}
+
 // y += alpha * x
 void axpy(float alpha, const float* x, float* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)

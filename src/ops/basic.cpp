@@ -12,6 +12,13 @@ void fill_(Tensor& y, float value) {
   NNCORE_DISPATCH(y.device(), fill, y.f32(), value, y.numel());
 }
 
+void fill_tensors_(const std::vector<Tensor>& ys, float value) {
+  const TensorListArgs args = tensor_list_args("fill_tensors_", {{"tensors", &ys}});
+  if (ys.empty()) return;
+  NNCORE_DISPATCH(args.device, fill_tensors, args.data[0].data(), args.sizes.data(),
+                  static_cast<int64_t>(ys.size()), value);
+}
+
 void axpy_(Tensor& y, float alpha, const Tensor& x) {
   require_float("axpy_", "y", y);
   require_float("axpy_", "x", x);

@@ -1,8 +1,11 @@
 // Internal to src/ops: picking the kernel of a tensor's device, and the validation helpers every
 // op uses so that error messages read the same everywhere ("<op>: <what> <shape>").
 #pragma once
+#include <algorithm>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "nncore/check.h"
 #include "nncore/kernels.h"
@@ -79,6 +82,64 @@ inline int64_t window_output_size(const char* op, const char* axis, int64_t inpu
   NNCORE_CHECK(input + 2 * pad >= kernel, op, ": kernel ", kernel, " is larger than the padded ",
                "input (", input, " + 2*", pad, ") along ", axis);
   return (input + 2 * pad - kernel) / stride + 1;
+}
+
+// ---- tensor lists (optimizer updates and zero_grad over a whole model) ----------------------
+using NamedList = std::pair<const char*, const std::vector<Tensor>*>;
+
+// What the list kernels take: data[l][t] is tensor t of list l, sizes[t] its element count.
+struct TensorListArgs {
+  Device device = Device::cpu;  // (cpu for empty lists: nothing runs)
+  std::vector<int64_t> sizes;
+  std::vector<std::vector<float*>> data;
+};
+
+// Parallel tensor lists of one in-place op: equally long, float32, tensor t of every list the
+// shape of the first list's tensor t, all on one device. Messages name the tensor: "grads[3]".
+inline TensorListArgs tensor_list_args(const char* op, std::initializer_list<NamedList> lists) {
+  const auto& [lead_name, lead] = *lists.begin();
+  const size_t n = lead->size();
+  TensorListArgs args;
+  for (const auto& [name, list] : lists) {
+    NNCORE_CHECK(list->size() == n, op, ": ", name, " holds ", list->size(), " tensors but ",
+                 lead_name, " holds ", n);
+    std::vector<float*>& data = args.data.emplace_back();
+    data.reserve(n);
+    for (size_t t = 0; t < n; ++t) {
+      const Tensor& x = (*list)[t];
+      NNCORE_CHECK_TYPE(x.defined(), op, ": ", name, "[", t, "] is an empty tensor handle");
+      NNCORE_CHECK_TYPE(x.dtype() == DType::float32, op, ": ", name, "[", t,
+                        "] must be float32, got ", describe(x));
+      const Tensor& first = (*lead)[t];
+      NNCORE_CHECK(x.shape() == first.shape(), op, ": ", lead_name, "[", t, "] ",
+                   shape_str(first.shape()), " and ", name, "[", t, "] ", shape_str(x.shape()),
+                   " must have the same shape");
+      NNCORE_CHECK(x.device() == (*lead)[0].device(), op, ": all tensors must be on one "
+                   "device, got ", describe((*lead)[0]), " and ", describe(x), " (", name, "[",
+                   t, "])");
+      data.push_back(x.f32());
+    }
+  }
+  if (n == 0) return args;
+  args.device = (*lead)[0].device();
+  args.sizes.reserve(n);
+  for (const Tensor& x : *lead) args.sizes.push_back(x.numel());
+  return args;
+}
+
+// No two tensors of `list` overlap in memory: an update that reads and writes them (an
+// optimizer step) would apply twice to the shared floats, and race on the GPU.
+inline void require_disjoint(const char* op, const char* name, const std::vector<Tensor>& list) {
+  std::vector<std::pair<uintptr_t, size_t>> spans;  // (first byte, tensor index)
+  for (size_t t = 0; t < list.size(); ++t)
+    if (list[t].numel() > 0) spans.emplace_back(reinterpret_cast<uintptr_t>(list[t].raw()), t);
+  std::sort(spans.begin(), spans.end());
+  for (size_t k = 1; k < spans.size(); ++k) {  // sorted by start: an overlap shows in a neighbour
+    const size_t before = spans[k - 1].second, t = spans[k].second;
+    NNCORE_CHECK(spans[k - 1].first + list[before].nbytes() <= spans[k].first, op, ": ", name,
+                 "[", std::min(before, t), "] and ", name, "[", std::max(before, t),
+                 "] share memory (a tensor listed twice?)");
+  }
 }
 
 }  // namespace nncore::ops::detail

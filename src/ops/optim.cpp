@@ -5,46 +5,45 @@
 namespace nncore::ops {
 using namespace detail;
 
-void sgd_step_(Tensor& param, const Tensor& grad, std::optional<Tensor> momentum_buf, float lr,
+void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+               const std::optional<std::vector<Tensor>>& momentum_bufs, float lr,
                float momentum, float dampening, float weight_decay, bool nesterov,
                bool first_step) {
-  require_float("sgd_step", "param", param);
-  require_float("sgd_step", "grad", grad);
-  require_same_shape("sgd_step", "param", param, "grad", grad);
-  const Device device = common_device("sgd_step", {&param, &grad});
   NNCORE_CHECK(lr >= 0 && momentum >= 0 && weight_decay >= 0, "sgd_step: lr (", lr,
                "), momentum (", momentum, ") and weight_decay (", weight_decay,
                ") must be non-negative");
   NNCORE_CHECK(!nesterov || (momentum > 0 && dampening == 0), "sgd_step: Nesterov momentum "
                "requires momentum > 0 and dampening = 0");
-  float* buf = nullptr;
-  if (momentum != 0) {
-    NNCORE_CHECK(momentum_buf.has_value(), "sgd_step: momentum ", momentum,
-                 " needs a momentum buffer");
-    require_float("sgd_step", "momentum_buf", *momentum_buf);
-    require_same_shape("sgd_step", "param", param, "momentum_buf", *momentum_buf);
-    common_device("sgd_step", {&param, &*momentum_buf});
-    buf = momentum_buf->f32();
-  }
-  NNCORE_DISPATCH(device, sgd_step, param.f32(), grad.f32(), buf, param.numel(), lr, momentum,
-                  dampening, weight_decay, nesterov, first_step);
+  NNCORE_CHECK(momentum == 0 || momentum_bufs.has_value(), "sgd_step: momentum ", momentum,
+               " needs momentum buffers");
+  const bool with_buffers = momentum != 0;
+  const TensorListArgs args =
+      with_buffers ? tensor_list_args("sgd_step", {{"params", &params}, {"grads", &grads},
+                                                   {"momentum_bufs", &*momentum_bufs}})
+                   : tensor_list_args("sgd_step", {{"params", &params}, {"grads", &grads}});
+  require_disjoint("sgd_step", "params", params);
+  if (params.empty()) return;
+  NNCORE_DISPATCH(args.device, sgd_step, args.data[0].data(), args.data[1].data(),
+                  with_buffers ? args.data[2].data() : nullptr, args.sizes.data(),
+                  static_cast<int64_t>(params.size()), lr, momentum, dampening, weight_decay,
+                  nesterov, first_step);
 }
 
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t step) {
-  for (auto [name, t] : {NamedTensor{"param", &param}, NamedTensor{"grad", &grad},
-                         NamedTensor{"m", &m}, NamedTensor{"v", &v}}) {
-    require_float("adam_step", name, *t);
-    require_same_shape("adam_step", "param", param, name, *t);
-  }
-  const Device device = common_device("adam_step", {&param, &grad, &m, &v});
+void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                const std::vector<Tensor>& m, const std::vector<Tensor>& v, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   NNCORE_CHECK(step >= 1, "adam_step: step must start at 1, got ", step);
   NNCORE_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adam_step: betas (", beta1,
                ", ", beta2, ") must be in [0, 1)");
   NNCORE_CHECK(lr >= 0 && eps >= 0 && weight_decay >= 0, "adam_step: lr (", lr, "), eps (", eps,
                ") and weight_decay (", weight_decay, ") must be non-negative");
-  NNCORE_DISPATCH(device, adam_step, param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), lr,
-                  beta1, beta2, eps, weight_decay, step);
+  const TensorListArgs args = tensor_list_args(
+      "adam_step", {{"params", &params}, {"grads", &grads}, {"m", &m}, {"v", &v}});
+  require_disjoint("adam_step", "params", params);
+  if (params.empty()) return;
+  NNCORE_DISPATCH(args.device, adam_step, args.data[0].data(), args.data[1].data(),
+                  args.data[2].data(), args.data[3].data(), args.sizes.data(),
+                  static_cast<int64_t>(params.size()), lr, beta1, beta2, eps, weight_decay, step);
 }
 
 std::tuple<Tensor, Tensor> dropout_forward(const Tensor& x, float p, uint64_t seed,

@@ -653,47 +653,98 @@ static void test_losses() {
   });
 }
 
-// ---- optimizers --------------------------------------------------------------------------------
+// ---- optimizers (and fill_tensors): one call over a list of tensors ----------------------------
+// The tensor lists: a few tensors, and 38 of them, more than one launch takes (32), with sizes
+// around the launch's chunk of 1024 floats, empty tensors, and small ones that share a chunk.
+static std::vector<std::vector<int64_t>> tensor_list_cases() {
+  std::vector<int64_t> many = {0, 1, 1023, 1024, 1025, 2049, 0};
+  for (int64_t k = 1; k <= 31; ++k) many.push_back(k * 3);
+  return {{1}, {300, 1000, 7}, many};
+}
+static std::vector<V> rnd_list(const std::vector<int64_t>& sizes, float lo = -1.f, float hi = 1.f) {
+  std::vector<V> list;
+  for (int64_t n : sizes) list.push_back(rnd(size_t(n), lo, hi));
+  return list;
+}
+static std::vector<float*> ptrs(std::vector<V>& list) {
+  std::vector<float*> p;
+  for (V& v : list) p.push_back(v.data());
+  return p;
+}
+static std::vector<const float*> cptrs(const std::vector<V>& list) {
+  std::vector<const float*> p;
+  for (const V& v : list) p.push_back(v.data());
+  return p;
+}
+// One check per list: the first tensor that differs is reported.
+static void check_list(const std::string& what, const std::vector<V>& got,
+                       const std::vector<V>& want, double rel = -1) {
+  Cmp c;
+  for (size_t t = 0; t < want.size() && c.ok; ++t) {
+    c = rel < 0 ? exact(got[t], want[t]) : close(got[t], want[t], rel);
+    if (!c.ok) c.detail = fmt("tensor %zu (n=%zu): %s", t, want[t].size(), c.detail.c_str());
+  }
+  check(what, c);
+}
+
 static void test_optim() {
-  Group g("sgd_step / adam_step");
+  Group g("sgd_step / adam_step / fill_tensors");
   for_caps([&] {
-    for (int64_t n : {1, 300, 1000}) {
-      const V p0 = rnd(size_t(n)), grad = rnd(size_t(n)), buf0 = rnd(size_t(n));
+    for (const std::vector<int64_t>& sizes : tensor_list_cases()) {
+      const int64_t count = int64_t(sizes.size());
+      const std::vector<V> p0 = rnd_list(sizes), grad = rnd_list(sizes), buf0 = rnd_list(sizes);
+      const std::vector<const float*> gp = cptrs(grad);
       for (float momentum : {0.f, 0.9f})
         for (float damp : {0.f, 0.1f})
           for (float wd : {0.f, 0.01f})
             for (int nesterov = 0; nesterov < 2; ++nesterov)
               for (int first = 0; first < 2; ++first) {
                 if (momentum == 0.f && (damp != 0.f || nesterov || first)) continue;
-                V pc = p0, pg = p0, bc = buf0, bg = buf0;
-                float* bcp = momentum != 0.f ? bc.data() : nullptr;
-                float* bgp = momentum != 0.f ? bg.data() : nullptr;
-                cpu::sgd_step(pc.data(), grad.data(), bcp, n, 0.05f, momentum, damp, wd, nesterov, first);
-                const std::string w = fmt("sgd_step n=%ld mom=%g damp=%g wd=%g nesterov=%d first=%d",
-                                          long(n), momentum, damp, wd, nesterov, first);
+                std::vector<V> pc = p0, pg = p0, bc = buf0, bg = buf0;
+                std::vector<float*> pcp = ptrs(pc), pgp = ptrs(pg), bcp = ptrs(bc), bgp = ptrs(bg);
+                cpu::sgd_step(pcp.data(), gp.data(), momentum != 0.f ? bcp.data() : nullptr,
+                              sizes.data(), count, 0.05f, momentum, damp, wd, nesterov, first);
+                const std::string w = fmt("sgd_step %ld tensors mom=%g damp=%g wd=%g nesterov=%d "
+                                          "first=%d", long(count), momentum, damp, wd, nesterov,
+                                          first);
                 if (run_cuda(w, [&] {
-                      gpu::sgd_step(pg.data(), grad.data(), bgp, n, 0.05f, momentum, damp, wd,
-                                    nesterov, first);
+                      gpu::sgd_step(pgp.data(), gp.data(), momentum != 0.f ? bgp.data() : nullptr,
+                                    sizes.data(), count, 0.05f, momentum, damp, wd, nesterov,
+                                    first);
                     })) {
-                  check(w + " param", exact(pg, pc));
-                  check(w + " buf", exact(bg, bc));
+                  check_list(w + " param", pg, pc);
+                  check_list(w + " buf", bg, bc);
                 }
               }
       for (int64_t step : {1, 5})
         for (float wd : {0.f, 0.01f}) {
-          V pc = p0, pg = p0, mc = rnd(size_t(n)), vc = rnd(size_t(n), 0.f, 1.f);
-          V mg = mc, vg = vc;
-          cpu::adam_step(pc.data(), grad.data(), mc.data(), vc.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
-          const std::string w = fmt("adam_step n=%ld step=%ld wd=%g", long(n), long(step), wd);
+          std::vector<V> pc = p0, pg = p0, mc = rnd_list(sizes), vc = rnd_list(sizes, 0.f, 1.f);
+          std::vector<V> mg = mc, vg = vc;
+          std::vector<float*> pcp = ptrs(pc), pgp = ptrs(pg), mcp = ptrs(mc), mgp = ptrs(mg),
+                              vcp = ptrs(vc), vgp = ptrs(vg);
+          cpu::adam_step(pcp.data(), gp.data(), mcp.data(), vcp.data(), sizes.data(), count,
+                         1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
+          const std::string w =
+              fmt("adam_step %ld tensors step=%ld wd=%g", long(count), long(step), wd);
           if (run_cuda(w, [&] {
-                gpu::adam_step(pg.data(), grad.data(), mg.data(), vg.data(), n, 1e-3f, 0.9f, 0.999f,
-                               1e-8f, wd, step);
+                gpu::adam_step(pgp.data(), gp.data(), mgp.data(), vgp.data(), sizes.data(), count,
+                               1e-3f, 0.9f, 0.999f, 1e-8f, wd, step);
               })) {
-            check(w + " param", close(pg, pc, 1e-6));
-            check(w + " m", exact(mg, mc));
-            check(w + " v", exact(vg, vc));
+            check_list(w + " param", pg, pc, 1e-6);
+            check_list(w + " m", mg, mc);
+            check_list(w + " v", vg, vc);
           }
         }
+      {
+        std::vector<V> yc, yg;
+        for (int64_t n : sizes) yc.push_back(nans(size_t(n)));
+        yg = yc;
+        std::vector<float*> ycp = ptrs(yc), ygp = ptrs(yg);
+        cpu::fill_tensors(ycp.data(), sizes.data(), count, -2.5f);
+        const std::string w = fmt("fill_tensors %ld tensors", long(count));
+        if (run_cuda(w, [&] { gpu::fill_tensors(ygp.data(), sizes.data(), count, -2.5f); }))
+          check_list(w, yg, yc);
+      }
     }
   });
 }

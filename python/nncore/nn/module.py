@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 import nncore
-from nncore import Tensor
+from nncore import Tensor, ops
 
 from ..training import TrainingMixin
 
@@ -49,6 +49,15 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, device={self.device!r})"
+
+
+def zero_grads(params) -> None:
+    """Zeroes the ``.grad`` of ``params``: one fill call per device (one launch on the GPU)."""
+    by_device: dict = {}
+    for param in params:
+        by_device.setdefault(param.grad.device, []).append(param.grad)
+    for grads in by_device.values():
+        ops.fill_tensors_(grads, 0.0)
 
 
 class Module(TrainingMixin):
@@ -141,7 +150,8 @@ class Module(TrainingMixin):
             yield from child.named_parameters(f"{prefix}{child_name}.")
 
     def parameters(self) -> list[Parameter]:
-        return [param for _, param in self.named_parameters()]
+        """Each parameter once, in named_parameters order (a module used twice shares them)."""
+        return list({id(param): param for _, param in self.named_parameters()}.values())
 
     # ---------------------------------------------------------------- modes and devices
 
@@ -170,8 +180,7 @@ class Module(TrainingMixin):
         return self
 
     def zero_grad(self) -> None:
-        for param in self.parameters():
-            param.grad.zero_()
+        zero_grads(self.parameters())
 
     # ---------------------------------------------------------------- state
 

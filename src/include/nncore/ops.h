@@ -8,6 +8,7 @@
 #pragma once
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "nncore/tensor.h"
 
@@ -15,6 +16,7 @@ namespace nncore::ops {
 
 // ---- creation and elementwise helpers -------------------------------------------------------
 void fill_(Tensor& y, float value);
+void fill_tensors_(const std::vector<Tensor>& ys, float value);  // every tensor of ys
 void axpy_(Tensor& y, float alpha, const Tensor& x);  // y += alpha * x
 void scale_(Tensor& y, float alpha);                  // y *= alpha
 Tensor mul(const Tensor& a, const Tensor& b);         // elementwise, same shape
@@ -96,11 +98,14 @@ Tensor mse_forward(const Tensor& pred, const Tensor& target);
 Tensor mse_backward(const Tensor& pred, const Tensor& target, float grad_scale);
 
 // ---- optimizers (in place) ------------------------------------------------------------------
-void sgd_step_(Tensor& param, const Tensor& grad, std::optional<Tensor> momentum_buf, float lr,
+// Over lists of tensors (a whole model per call); tensor t of every list has params[t]'s shape.
+void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+               const std::optional<std::vector<Tensor>>& momentum_bufs, float lr,
                float momentum, float dampening, float weight_decay, bool nesterov,
                bool first_step);
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t step);
+void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                const std::vector<Tensor>& m, const std::vector<Tensor>& v, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int64_t step);
 
 // ---- dropout ----------------------------------------------------------------------------------
 // Returns (y, mask); p in [0, 1).
