@@ -9,9 +9,6 @@ namespace nncore::cuda {
 namespace {
 using namespace detail;
 
-struct Relu {  // y = max(x, 0); NaN propagates
-  __device__ float operator()(float x) const { return x < 0.f ? 0.f : x; }
-};
 struct ReluGrad {  // dx = dy * [x > 0]
   __device__ float operator()(float x, float dy) const { return x > 0.f ? dy : 0.f; }
 };

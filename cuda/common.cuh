@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -159,6 +160,31 @@ __global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {
 template <class F>
 __global__ void map2_kernel(const float* a, const float* b, float* y, int64_t n, F f) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
+}
+
+struct Relu {  // y = max(x, 0); NaN propagates (relu_forward and the convolution's output)
+  __device__ __forceinline__ float operator()(float x) const { return x < 0.f ? 0.f : x; }
+};
+
+// Max pooling over one window of a plane with row pitch W: the taps h in [h0, h1), w in
+// [w0, w1), row-major, each read as load(h, w). The first maximum wins (strict >); a NaN wins
+// over numbers and the first NaN is kept, so NaN propagates. Returns the max and sets arg to
+// its h*W + w (-inf and -1 for an empty window). Shared by max_pool2d_forward and the
+// convolution's fused pool, so both pick the same tap.
+template <typename I, class Load>
+__device__ __forceinline__ float window_max(Load load, I W, I h0, I h1, I w0, I w1, I& arg) {
+  float best = -INFINITY;
+  arg = -1;
+  for (I h = h0; h < h1; ++h) {
+    for (I w = w0; w < w1; ++w) {
+      const float v = load(h, w);
+      if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+        best = v;
+        arg = h * W + w;
+      }
+    }
+  }
+  return best;
 }
 
 // ---- many tensors in one launch (optimizer updates and zero_grad over a whole model) ---------

@@ -12,9 +12,9 @@ namespace {
 using namespace detail;
 
 // One thread per output (p, oh, ow). Padding never wins (it is -inf): only in-image taps are
-// visited. First maximum wins (strict >, taps in row-major order); a NaN wins over numbers and
-// the first NaN is kept, so NaN propagates. argmax = h*W + w inside the plane; a window with no
-// in-image tap (impossible with ph < kh, pw < kw) gives -inf and argmax -1.
+// visited, with window_max's rule (common.cuh: first maximum, NaN propagates). argmax = h*W + w
+// inside the plane; a window with no in-image tap (impossible with ph < kh, pw < kw) gives -inf
+// and argmax -1.
 template <typename I>
 __global__ void max_pool2d_forward_kernel(const float* __restrict__ x, int64_t total, I H, I W,
                                           I kh, I kw, I sh, I sw, I ph, I pw, I OH, I OW,
@@ -28,18 +28,9 @@ __global__ void max_pool2d_forward_kernel(const float* __restrict__ x, int64_t t
     const I h0 = max(hs, I(0)), h1 = min(hs + kh, H);
     const I w0 = max(ws, I(0)), w1 = min(ws + kw, W);
     const float* plane = x + static_cast<int64_t>(p) * H * W;
-    float best = -INFINITY;
-    I arg = -1;
-    for (I h = h0; h < h1; ++h) {
-      for (I w = w0; w < w1; ++w) {
-        const float v = plane[static_cast<int64_t>(h) * W + w];
-        if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
-          best = v;
-          arg = h * W + w;
-        }
-      }
-    }
-    y[t] = best;
+    I arg;
+    y[t] = window_max([&](I h, I w) { return plane[static_cast<int64_t>(h) * W + w]; }, W, h0,
+                      h1, w0, w1, arg);
     argmax[t] = static_cast<int32_t>(arg);
   }
 }
