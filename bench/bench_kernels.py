@@ -6,8 +6,10 @@ GPU rows (when nncore has a CUDA device): SGEMM vs cuBLAS FP32 (TF32 off) throug
 CuPy, conv2d/pooling vs cuDNN through PyTorch, the memory-bound kernels vs a device copy.
 
     python bench/bench_kernels.py [--quick] [--json out.json] [--markdown out.md] [--plot out.png]
-                                  [--device cpu|cuda|all]
+                                  [--device cpu|cuda|all] [--sgemm-only]
 
+NNCORE_CUDA_SGEMM_TILE=128|64|32 makes the CUDA SGEMM use one tile configuration for every
+shape (bench/gpu_check.sh runs the SGEMM rows once per setting to check the automatic choice).
 Absolute times drift on shared machines; the ratio to the peer in the same run is the figure.
 """
 from __future__ import annotations
@@ -338,6 +340,7 @@ def environment() -> dict:
                cuda_compiled=nc.cuda.is_compiled(), cuda_available=nc.cuda.is_available())
     if nc.cuda.is_available():
         env["gpu"] = nc.cuda.device_name()
+        env["cuda_sgemm_tile"] = os.environ.get("NNCORE_CUDA_SGEMM_TILE", "auto")
     try:
         import torch
         env["torch"] = torch.__version__
@@ -413,6 +416,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes (a smoke run)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--sgemm-only", action="store_true",
+                        help="only the SGEMM rows (e.g. once per NNCORE_CUDA_SGEMM_TILE setting)")
     parser.add_argument("--json", default="bench/results/kernels.json", help="JSON output path")
     parser.add_argument("--markdown", default="bench/results/kernels.md", help="Markdown table path")
     parser.add_argument("--plot", default="bench/results/sgemm_gflops.png",
@@ -427,19 +432,21 @@ def main(argv=None) -> int:
                                                      1536, 2048]
         print("CPU SGEMM, nncore vs numpy.matmul (same run):")
         rows += bench_cpu_sgemm(sizes, [256] if args.quick else [64, 256], rng)
-        print("CPU conv2d / pooling, nncore vs PyTorch:")
-        rows += bench_layers("cpu", args.quick, rng)
-        print("CPU memory-bound kernels, GB/s vs the copy bandwidth (same run):")
-        rows += bench_bandwidth("cpu", args.quick, rng)
+        if not args.sgemm_only:
+            print("CPU conv2d / pooling, nncore vs PyTorch:")
+            rows += bench_layers("cpu", args.quick, rng)
+            print("CPU memory-bound kernels, GB/s vs the copy bandwidth (same run):")
+            rows += bench_bandwidth("cpu", args.quick, rng)
     if args.device in ("cuda", "all"):
         if nc.cuda.is_available():
             sizes = [512, 1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
             print("GPU SGEMM, nncore vs cuBLAS (same run):")
             rows += bench_gpu_sgemm(sizes, [256] if args.quick else [64, 256, 1024], rng)
-            print("GPU conv2d / pooling, nncore vs PyTorch (cuDNN):")
-            rows += bench_layers("cuda", args.quick, rng)
-            print("GPU memory-bound kernels, GB/s vs the device-to-device copy bandwidth:")
-            rows += bench_bandwidth("cuda", args.quick, rng)
+            if not args.sgemm_only:
+                print("GPU conv2d / pooling, nncore vs PyTorch (cuDNN):")
+                rows += bench_layers("cuda", args.quick, rng)
+                print("GPU memory-bound kernels, GB/s vs the device-to-device copy bandwidth:")
+                rows += bench_bandwidth("cuda", args.quick, rng)
         else:
             print("no CUDA device: GPU rows skipped")
     for path, text in ((args.json, json.dumps(dict(environment=env, rows=rows), indent=1)),

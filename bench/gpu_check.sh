@@ -3,7 +3,8 @@
 #   bash bench/gpu_check.sh [LOG_DIR]
 # Builds nncore with CUDA (NNCORE_CUDA=ON), runs the full pytest suite (cpu + cuda), the op
 # tests under compute-sanitizer memcheck and racecheck, the kernel benchmarks against
-# cuBLAS/cuDNN, and LeNet-5 training on the embedded MNIST sample. Logs go to LOG_DIR.
+# cuBLAS/cuDNN (the SGEMM rows also once per forced tile configuration), and LeNet-5 training on
+# the embedded MNIST sample. Logs go to LOG_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-gpu_check_logs}
@@ -24,6 +25,12 @@ SANITIZE_TESTS="tests -k cuda -q -p no:cacheprovider -x"
 step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
 step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
 step bench_kernels "$PY" bench/bench_kernels.py --device all --json "$LOG/kernels.json" --markdown "$LOG/kernels.md"
+# The CUDA SGEMM's configuration choice: every training GEMM under each forced tile (LeNet's
+# conv1 forward, M = 6, is given the 128x128 tile by problem size: is a smaller one faster?).
+for tile in 128 64 32; do
+  step "sgemm_tile$tile" env NNCORE_CUDA_SGEMM_TILE=$tile "$PY" bench/bench_kernels.py \
+    --device cuda --sgemm-only --json "$LOG/sgemm_tile$tile.json" --markdown "$LOG/sgemm_tile$tile.md" --plot ""
+done
 step train_gpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cuda --epochs 10 --out "$LOG/run_cuda"
 step train_cpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cpu --epochs 10 --out "$LOG/run_cpu"
 exit $status

@@ -35,6 +35,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "common.cuh"
 #include "nncore/kernels.h"
@@ -345,6 +346,18 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
     detail::sum_panels("sgemm_splitk_sum", panels.data, slices, M, N, beta, C, ldc);
 }
 
+// NNCORE_CUDA_SGEMM_TILE=128|64|32 forces one configuration for every call (to measure the
+// choice below on a GPU, as NNCORE_CPU_KERNEL does on the CPU); unset or anything else: 0, the
+// choice by problem size.
+int forced_tile() {
+  static const int tile = [] {
+    const char* name = std::getenv("NNCORE_CUDA_SGEMM_TILE");
+    const int t = name != nullptr ? std::atoi(name) : 0;
+    return t == 128 || t == 64 || t == 32 ? t : 0;
+  }();
+  return tile;
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -354,10 +367,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   // K == 0 still launches: C = beta * C (or 0 when beta == 0).
   const int64_t sms = detail::sm_count();
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
-  if (tiles(128) >= sms) {
+  const int forced = forced_tile();
+  if (forced != 0 ? forced == 128 : tiles(128) >= sms) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,
                                                alpha, A, lda, B, ldb, beta, C, ldc);
-  } else if (tiles(64) >= sms / 2) {
+  } else if (forced != 0 ? forced == 64 : tiles(64) >= sms / 2) {
     launch_config<64, 64, 8, 4, 4, 1, true>("sgemm_64x64x8", trans_a, trans_b, M, N, K, alpha, A,
                                             lda, B, ldb, beta, C, ldc);
   } else {
