@@ -688,7 +688,7 @@ static void check_list(const std::string& what, const std::vector<V>& got,
 }
 
 static void test_optim() {
-  Group g("sgd_step / adam_step / fill_tensors");
+  Group g("sgd / adam / fill_tensors");
   for_caps([&] {
     for (const std::vector<int64_t>& sizes : tensor_list_cases()) {
       const int64_t count = int64_t(sizes.size());
