@@ -213,7 +213,7 @@ __global__ void tensor_list_kernel(const TensorListTable<L> table, Op op) {
     for (int t = 0; t < table.count; ++t) {
       const int64_t start = t > 0 ? table.end[t - 1] : 0, end = table.end[t];
       if (end <= begin) continue;  // tensor t ends before this chunk
-      if (start >= stop) break;    // it (and every later one) starts after it
+      if (start >= stop) break;    // tensor t, and every later one, starts after it
       float* p[L];
 #pragma unroll
       for (int l = 0; l < L; ++l) p[l] = table.ptr[l][t];

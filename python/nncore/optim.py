@@ -2,8 +2,8 @@
 
 Each update is one fused kernel call over all the parameters (``ops.sgd_step_`` /
 ``ops.adam_step_`` take lists: one launch per 32 tensors on the GPU), with the same arithmetic as
-PyTorch's. State (momentum buffers, Adam moments) lives on the parameter's
-device. Schedules change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` after it.
+PyTorch's. State (momentum buffers, Adam moments) lives on the parameter's device. Schedules
+change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` after it.
 """
 from __future__ import annotations
 

@@ -88,13 +88,13 @@ void sgd_step(float* const* params, const float* const* grads, float* const* mom
 void adam_step(float* const* params, const float* const* grads, float* const* m,
                float* const* v, const int64_t* sizes, int64_t count, float lr, float beta1,
                float beta2, float eps, float weight_decay, int64_t step) {
-  const double t = static_cast<double>(step);
-  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(beta1), t);
-  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(beta2), t);
+  const double steps = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(beta1), steps);
+  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(beta2), steps);
   const float step_size = static_cast<float>(lr / bias_correction1);
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bias_correction2));
-  for (int64_t i = 0; i < count; ++i)
-    adam_step_tensor(params[i], grads[i], m[i], v[i], sizes[i], beta1, beta2, eps, weight_decay,
+  for (int64_t t = 0; t < count; ++t)
+    adam_step_tensor(params[t], grads[t], m[t], v[t], sizes[t], beta1, beta2, eps, weight_decay,
                      step_size, inv_sqrt_bc2);
 }
 
