@@ -8,14 +8,15 @@ namespace nncore::cuda {
 namespace {
 using namespace detail;
 
-// y[o, c, i] += b[c]. One thread per element of y (grid-stride); c = (idx / inner) % channels.
-// I is the index type used for the division (int32 when every extent fits).
+// y[o, c, i] = act(y[o, c, i] + b[c]). One thread per element of y (grid-stride);
+// c = (idx / inner) % channels. I is the index type used for the division (int32 when every
+// extent fits).
 template <typename I>
-__global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t total,
+__global__ void bias_add_kernel(float* __restrict__ y, BiasActivation act, int64_t total,
                                 I channels, I inner) {
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const I c = (static_cast<I>(idx) / inner) % channels;
-    y[idx] += b[c];
+    y[idx] = act(y[idx], c);
   }
 }
 
@@ -110,13 +111,14 @@ __global__ void transpose_kernel(const float* __restrict__ x, float* __restrict_
 
 }  // namespace
 
-void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
+void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner,
+              bool relu) {
   const int64_t total = outer * channels * inner;
   if (total <= 0) return;
   with_index_type({total}, [&](auto index) {
     using I = decltype(index);
-    bias_add_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(y, b, total, I(channels),
-                                                                     I(inner));
+    bias_add_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
+        y, BiasActivation{b, relu}, total, I(channels), I(inner));
   });
   NNCORE_CUDA_LAUNCH_CHECK("bias_add");
 }

@@ -166,6 +166,17 @@ struct Relu {  // y = max(x, 0); NaN propagates (relu_forward and the convolutio
   __device__ __forceinline__ float operator()(float x) const { return x < 0.f ? 0.f : x; }
 };
 
+// A layer's output activation: v + b[c] (no add without a bias: + 0 would turn -0 into +0),
+// then ReLU when asked; bias_add and the convolution's output kernels share it.
+struct BiasActivation {
+  const float* b;
+  bool relu;
+  __device__ __forceinline__ float operator()(float v, int64_t c) const {
+    if (b != nullptr) v += b[c];
+    return relu ? Relu{}(v) : v;
+  }
+};
+
 // Max pooling over one window of a plane with row pitch W: the taps h in [h0, h1), w in
 // [w0, w1), row-major, each read as load(h, w). The first maximum wins (strict >); a NaN wins
 // over numbers and the first NaN is kept, so NaN propagates. Returns the max and sets arg to

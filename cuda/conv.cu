@@ -16,21 +16,10 @@ namespace nncore::cuda {
 namespace {
 using namespace detail;
 
-// The convolution's activation of one GEMM output: v + bias (no add without a bias: + 0 would
-// turn -0 into +0), then ReLU when asked; the bits of bias_add followed by relu_forward.
-struct ConvActivation {
-  const float* b;
-  bool relu;
-  __device__ __forceinline__ float operator()(float v, int64_t c) const {
-    if (b != nullptr) v += b[c];
-    return relu ? Relu{}(v) : v;
-  }
-};
-
 // y[n, c, i] = act(y_cn[c, n, i]): the axes swap, bias and ReLU in one pass, one thread per
 // output. y may be y_cn itself when the two layouts agree (N == 1 or Cout == 1).
 template <typename I>
-__global__ void conv_output_kernel(const float* y_cn, ConvActivation act, int64_t total, I N,
+__global__ void conv_output_kernel(const float* y_cn, BiasActivation act, int64_t total, I N,
                                    I C, I OHW, float* y) {
   for (int64_t t = global_thread(); t < total; t += grid_stride()) {
     const I idx = static_cast<I>(t);
@@ -46,7 +35,7 @@ __global__ void conv_output_kernel(const float* y_cn, ConvActivation act, int64_
 // (act is applied to every tap before the max). One thread per pooled output; the full-size
 // output is never stored.
 template <typename I>
-__global__ void conv_output_pool_kernel(const float* __restrict__ y_cn, ConvActivation act,
+__global__ void conv_output_pool_kernel(const float* __restrict__ y_cn, BiasActivation act,
                                         int64_t total, I N, I C, I OH, I OW,
                                         float* __restrict__ y, int32_t* __restrict__ argmax) {
   const I PH = OH / 2, PW = OW / 2;
@@ -111,7 +100,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, int64_t N, i
   float* y_cn = gemm_into_y ? y : col + col_rows * cols;
   im2col(x, N, C, H, W, kh, kw, ph, pw, sh, sw, col);
   sgemm(false, false, cout, cols, col_rows, 1.0f, w, col_rows, col, cols, 0.0f, y_cn, cols);
-  const ConvActivation act{b, relu};
+  const BiasActivation act{b, relu};
   if (pool_argmax != nullptr) {
     const int64_t total = cout * N * (OH / 2) * (OW / 2);
     with_index_type({cout * cols}, [&](auto index) {

@@ -175,7 +175,8 @@ void bind_ops(py::module_& m) {
   m.def("matmul", &ops::matmul, arg("a"), arg("b"), arg("trans_a") = false,
         arg("trans_b") = false);
 
-  m.def("linear_forward", &ops::linear_forward, arg("x"), arg("weight"), arg("bias") = py::none());
+  m.def("linear_forward", &ops::linear_forward, arg("x"), arg("weight"), arg("bias") = py::none(),
+        arg("relu") = false);
   m.def("linear_backward",
         [](const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
            std::optional<Tensor> db, bool need_dx) {

@@ -271,6 +271,26 @@ def test_linear_forward(device, rng, N, IN, OUT, with_bias):
     np.testing.assert_array_equal(to_numpy(y2), to_numpy(y))
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("N,IN,OUT", LINEAR_SHAPES[::2])
+def test_linear_forward_relu_is_linear_then_relu(device, rng, N, IN, OUT, with_bias):
+    """relu=True applies ReLU in the bias pass: the bits of linear_forward then relu_forward,
+    NaN and infinities included."""
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    x[0, 0] = np.nan
+    if N > 1:
+        x[-1, -1] = np.inf
+    w = rng.standard_normal((OUT, IN)).astype(np.float32)
+    b = rng.standard_normal(OUT).astype(np.float32) if with_bias else None
+    args = (to_tensor(x, device), to_tensor(w, device), None if b is None else to_tensor(b, device))
+    fused = to_numpy(ops.linear_forward(*args, relu=True))
+    separate = to_numpy(ops.relu_forward(ops.linear_forward(*args)))
+    np.testing.assert_array_equal(fused, separate)
+    assert np.isnan(fused[0]).all() and (fused[~np.isnan(fused)] >= 0).all()
+    if N * OUT >= 32:  # the ReLU both kept and zeroed values
+        assert (fused == 0).any() and (fused > 0).any()
+
+
 @pytest.mark.parametrize("N,IN,OUT", LINEAR_SHAPES)
 def test_linear_backward(device, rng, N, IN, OUT):
     x = rng.standard_normal((N, IN)).astype(np.float32)

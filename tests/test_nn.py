@@ -170,14 +170,15 @@ def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
 
 
 @pytest.mark.parametrize("pattern", ["conv-pool", "conv-relu-pool3", "conv-relu-pool-stride1",
-                                     "conv-relu-pool-odd", "lenet5"])
+                                     "conv-relu-pool-odd", "lenet5", "mlp"])
 def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
     """Which neighbours Sequential fuses into a Conv2d (a ReLU, a 2x2/stride-2 MaxPool2d) and
     that the fused network computes what the layers do one by one."""
     nc.manual_seed(7)
     conv = lambda: nn.Conv2d(2, 3, 3, padding=1, device=device)
     head = lambda features: [nn.Flatten(), nn.Linear(features, 4, device=device)]
-    shape = {"conv-relu-pool-odd": (3, 2, 7, 9), "lenet5": (3, 1, 28, 28)}.get(pattern, (3, 2, 8, 8))
+    shape = {"conv-relu-pool-odd": (3, 2, 7, 9), "lenet5": (3, 1, 28, 28), "mlp": (5, 6)}.get(
+        pattern, (3, 2, 8, 8))
     layers, fused = {
         "conv-pool": ([conv(), nn.MaxPool2d(2)] + head(3 * 4 * 4), {1}),
         "conv-relu-pool3": ([conv(), nn.ReLU(), nn.MaxPool2d(3)] + head(3 * 2 * 2), {1}),
@@ -185,9 +186,23 @@ def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
                                    {1}),
         "conv-relu-pool-odd": ([conv(), nn.ReLU(), nn.MaxPool2d(2)] + head(3 * 3 * 4), {1, 2}),
         "lenet5": (list(models.lenet5(device=device)), {1, 2, 4, 5}),
+        # A Linear's ReLU runs in its bias pass but keeps its own backward: not marked fused.
+        "mlp": ([nn.Linear(6, 5, device=device), nn.ReLU(), nn.Linear(5, 4, device=device),
+                 nn.ReLU(), nn.Linear(4, 3, device=device)], set()),
     }[pattern]
     check_sequential_matches_layer_by_layer(layers, as_tensor(rng.standard_normal(shape), device),
                                             fused)
+
+
+def test_sequential_runs_a_linear_relu_in_the_bias_pass(device, rng):
+    nc.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 5, device=device), nn.ReLU(), nn.Linear(5, 3, device=device))
+    x = as_tensor(rng.standard_normal((4, 6)), device)
+    want = model[2].forward(nn.ReLU().forward(model[0].forward(x))).numpy()
+    model[1].forward = lambda _: pytest.fail("the ReLU ran as a layer of its own")
+    np.testing.assert_array_equal(model.forward(x).numpy(), want)
+    dx = model.backward(as_tensor(np.ones((4, 3)), device), need_dx=True)
+    assert dx.shape == (4, 6) and np.abs(model[0].weight.grad.numpy()).sum() > 0
 
 
 @pytest.mark.parametrize("target_kind", ["labels", "probabilities"])

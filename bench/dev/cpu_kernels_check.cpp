@@ -107,11 +107,25 @@ static void check_bias_and_layout() {
         for (int64_t i = 0; i < I; ++i) acc += dy[(o * C + c) * I + i];
       db_ref[c] = acc;
     }
-    k::bias_add(y.data(), b.data(), O, C, I);
+    k::bias_add(y.data(), b.data(), O, C, I, false);
     k::bias_grad(dy.data(), db.data(), O, C, I);
     const std::string shape = fmt("(%lld,%lld,%lld)", (long long)O, (long long)C, (long long)I);
     close(y, y_ref, 1e-6, 1e-6, "bias_add " + shape);
     close(db, db_ref, 1e-5, 1e-5, "bias_grad " + shape);
+    // With and without the ReLU, bit for bit against act(v + b), on special values too.
+    for (bool relu : {false, true}) {
+      auto v = randn(O * C * I);
+      const float specials[] = {NAN, -0.0f, 0.0f, -INFINITY, INFINITY, -1e-30f};
+      for (size_t k = 0; k < v.size(); k += 3) v[k] = specials[(k / 3) % 6];
+      vector<float> want(v.size());
+      for (int64_t idx = 0; idx < O * C * I; ++idx) {
+        const float s = v[idx] + b[(idx / I) % C];
+        want[idx] = relu && s < 0.0f ? 0.0f : s;  // NaN and -0 pass through
+      }
+      k::bias_add(v.data(), b.data(), O, C, I, relu);
+      report(std::memcmp(v.data(), want.data(), v.size() * sizeof(float)) == 0,
+             fmt("bias_add%s bitwise %s", relu ? "+relu" : "", shape.c_str()));
+    }
   }
   const int64_t swaps[][3] = {{1, 1, 1}, {3, 5, 1},  {37, 41, 1}, {6, 200, 64},
                               {7, 3, 17}, {2, 9, 3}, {100, 33, 2}, {16, 200, 16}};
@@ -796,7 +810,7 @@ static void timings() {
     std::printf("  sigmoid fwd (200,800)               %.3f ms\n",
                 time_ms([&] { k::sigmoid_forward(x.data(), y.data(), N * 800); }));
     std::printf("  bias_add (200,800)                  %.3f ms\n",
-                time_ms([&] { k::bias_add(y.data(), b.data(), N, 800, 1); }));
+                time_ms([&] { k::bias_add(y.data(), b.data(), N, 800, 1, false); }));
     std::printf("  bias_grad (200,800)                 %.3f ms\n",
                 time_ms([&] { k::bias_grad(dy.data(), db.data(), N, 800, 1); }));
     vector<float> mask(x.size());

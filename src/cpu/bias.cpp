@@ -12,15 +12,24 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 15;
 }  // namespace
 
-// y[o, c, i] += b[c]
-void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner) {
+// y[o, c, i] = act(y[o, c, i] + b[c]), act = max(., 0) when relu (NaN stays NaN), one pass.
+void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t inner,
+              bool relu) {
   const int64_t total = outer * channels * inner;
   if (inner == 1) {  // linear layer: each row gets the whole bias vector
 #pragma omp parallel for schedule(static) if (total > kParallelMin)
     for (int64_t o = 0; o < outer; ++o) {
       float* __restrict row = y + o * channels;
+      if (relu) {
 #pragma omp simd
-      for (int64_t c = 0; c < channels; ++c) row[c] += b[c];
+        for (int64_t c = 0; c < channels; ++c) {
+          const float v = row[c] + b[c];  // a local, as in relu_forward: the max vectorizes
+          row[c] = std::max(v, 0.0f);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) row[c] += b[c];
+      }
     }
     return;
   }
@@ -29,8 +38,16 @@ void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t
   for (int64_t p = 0; p < planes; ++p) {
     float* __restrict plane = y + p * inner;
     const float bias = b[p % channels];
+    if (relu) {
 #pragma omp simd
-    for (int64_t i = 0; i < inner; ++i) plane[i] += bias;
+      for (int64_t i = 0; i < inner; ++i) {
+        const float v = plane[i] + bias;
+        plane[i] = std::max(v, 0.0f);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < inner; ++i) plane[i] += bias;
+    }
   }
 }
 

@@ -120,7 +120,7 @@ void bias_add_(Tensor& y, const Tensor& b) {
   const Device device = common_device("bias_add_", {&y, &b});
   const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = b.size(0);
   const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
-  NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), outer, channels, inner);
+  NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), outer, channels, inner, false);
 }
 
 void bias_grad_(const Tensor& dy, Tensor& db) {
@@ -146,7 +146,8 @@ static std::tuple<int64_t, int64_t, int64_t> linear_dims(const char* op, const T
   return {x.size(0), x.size(1), w.size(0)};
 }
 
-Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b) {
+Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
+                      bool relu) {
   const auto [batch, in, out] = linear_dims("linear", x, w);
   const Device device = common_device("linear", {&x, &w});
   if (b) {
@@ -157,7 +158,12 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
   // y = x w^T
   NNCORE_DISPATCH(device, sgemm, false, true, batch, out, in, 1.0f, x.f32(), in, w.f32(), in,
                   0.0f, y.f32(), out);
-  if (b) bias_add_(y, *b);
+  // y = act(y + b) in one pass (a ReLU without a bias: in place).
+  if (b) {
+    NNCORE_DISPATCH(device, bias_add, y.f32(), b->f32(), batch, out, 1, relu);
+  } else if (relu) {
+    NNCORE_DISPATCH(device, relu_forward, y.f32(), y.f32(), y.numel());
+  }
   return y;
 }
 

@@ -242,11 +242,18 @@ static void test_bias() {
   for_caps([&] {
     for (const auto& s : shapes) {
       const int64_t O = s[0], Ch = s[1], I = s[2], n = O * Ch * I;
-      const V y0 = rnd(size_t(n)), b = rnd(size_t(Ch));
-      V yc = y0, yg = y0;
-      cpu::bias_add(yc.data(), b.data(), O, Ch, I);
-      const std::string w = fmt("bias_add %ldx%ldx%ld", long(O), long(Ch), long(I));
-      if (run_cuda(w, [&] { gpu::bias_add(yg.data(), b.data(), O, Ch, I); })) check(w, exact(yg, yc));
+      V y0 = rnd(size_t(n));
+      const V b = rnd(size_t(Ch));
+      y0[0] = kNaN;  // the activation keeps NaN and -0
+      if (n > 1) y0[n - 1] = -0.f;
+      for (int relu = 0; relu < 2; ++relu) {
+        V yc = y0, yg = y0;
+        cpu::bias_add(yc.data(), b.data(), O, Ch, I, relu);
+        const std::string w =
+            fmt("bias_add %ldx%ldx%ld%s", long(O), long(Ch), long(I), relu ? " relu" : "");
+        if (run_cuda(w, [&] { gpu::bias_add(yg.data(), b.data(), O, Ch, I, relu); }))
+          check(w, exact(yg, yc));
+      }
       const V db0 = rnd(size_t(Ch));
       V dbc = db0, dbg = db0;
       cpu::bias_grad(y0.data(), dbc.data(), O, Ch, I);

@@ -60,12 +60,15 @@ class Linear(Module):
         self.weight = _uniform_parameter((out_features, in_features), bound, device)
         self.bias = _uniform_parameter((out_features,), bound, device) if bias else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """``relu=True`` also applies max(., 0), in the bias's pass over the output (Sequential
+        does this for a Linear followed by a ReLU; the ReLU's backward still applies its mask)."""
         self._check_tensor(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input (N, {self.in_features}), got {x.shape}")
         self._saved = x
-        return ops.linear_forward(x, self.weight.data, self.bias.data if self.bias else None)
+        return ops.linear_forward(x, self.weight.data, self.bias.data if self.bias else None,
+                                  relu=relu)
 
     def backward(self, dy: Tensor, need_dx: bool = True):
         x = self._saved_for_backward()
@@ -327,7 +330,8 @@ class Sequential(Module):
 
     ``forward`` runs a ``Conv2d`` followed by a ``ReLU`` and/or a ``MaxPool2d(2)`` (2x2,
     stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``);
-    ``backward`` then skips the fused layers.
+    ``backward`` then skips the fused layers. A ``Linear`` followed by a ``ReLU`` applies the
+    ReLU in its bias pass; the ReLU's backward runs as usual, from that output.
     """
 
     def __init__(self, *layers):
@@ -369,13 +373,19 @@ class Sequential(Module):
         position = 0
         while position < len(layers):
             layer = layers[position]
+            relu = position + 1 < len(layers) and type(layers[position + 1]) is ReLU
+            if type(layer) is Linear and relu:
+                # The ReLU runs in the Linear's bias pass. Its own backward still runs, from
+                # that output ([y > 0] == [x > 0]), so it is not marked fused.
+                x = layer.forward(x, relu=True)
+                layers[position + 1]._saved = x
+                position += 2
+                continue
             if type(layer) is not Conv2d:
                 x = layer.forward(x)
                 position += 1
                 continue
-            after = position + 1
-            relu = after < len(layers) and type(layers[after]) is ReLU
-            after += relu
+            after = position + 1 + relu
             pool = (after < len(layers) and _is_fusable_pool(layers[after])
                     and isinstance(x, Tensor) and x.ndim == 4)
             if pool:

@@ -30,7 +30,9 @@ void gemm_(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 
 // ---- linear: y = x w^T + b,  x (N, in), w (out, in), b (out) --------------------------------
-Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b);
+// relu: y = max(x w^T + b, 0) in the same pass as the bias (Sequential: a Linear + ReLU).
+Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
+                      bool relu);
 // Returns dx (undefined Tensor when need_dx is false); dw += dy^T x; db += sum_rows dy.
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
                        std::optional<Tensor> db, bool need_dx);
