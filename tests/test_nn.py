@@ -418,6 +418,8 @@ def test_optimizer_argument_errors(device):
         optim.Adam(params, betas=(1.0, 0.999))
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
+    with pytest.raises(ValueError, match="^SGD: a parameter is listed twice"):
+        optim.SGD(params + params[:1], lr=0.1)
 
 
 def test_schedules(device):

@@ -35,6 +35,9 @@ class Optimizer:
         for param in self.params:
             if not (hasattr(param, "data") and hasattr(param, "grad")):
                 raise TypeError(f"{type(self).__name__}: expected Parameters, got {type(param).__name__}")
+        if len({id(param) for param in self.params}) != len(self.params):
+            raise ValueError(f"{type(self).__name__}: a parameter is listed twice (it would be "
+                             "updated twice per step)")
         _check_non_negative(type(self).__name__, lr=lr)
         self.lr = float(lr)
         self.state: list[dict] = [{} for _ in self.params]
