@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # GPU check: run on a machine with an NVIDIA GPU whenever one is at hand.
-#   bash bench/gpu_check.sh [LOG_DIR]
-# Builds nncore with CUDA (NNCORE_CUDA=ON), runs the full pytest suite (cpu + cuda), the op
-# tests under compute-sanitizer memcheck and racecheck, the kernel benchmarks against
-# cuBLAS/cuDNN (the SGEMM rows also once per forced tile configuration), and LeNet-5 training on
-# the embedded MNIST sample. Logs go to LOG_DIR.
+#   bash bench/gpu_check.sh [LOG_DIR [STEP ...]]
+# Builds nncore with CUDA (NNCORE_CUDA=ON), then runs the steps, all of them by default:
+#   pytest        the full suite (cpu + cuda)
+#   memcheck      the cuda tests under compute-sanitizer memcheck
+#   racecheck     the same under racecheck
+#   bench_kernels the kernel benchmarks against cuBLAS/cuDNN (and the CPU rows)
+#   sgemm_tiles   the SGEMM rows once per forced tile configuration (NNCORE_CUDA_SGEMM_TILE)
+#   bench_train   LeNet-5 / MLP training images/s and allocator high-water mark vs PyTorch eager
+#   train         LeNet-5 on MNIST (or the embedded sample) on the GPU, then on the CPU
+# Naming steps runs only those, after the build (e.g. to fit a time limit per call:
+# `bash bench/gpu_check.sh logs pytest bench_train`). Logs go to LOG_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-gpu_check_logs}
+shift $(( $# > 0 ? 1 : 0 ))
+STEPS=" $* "
 mkdir -p "$LOG"
 PY=${PYTHON:-python3}
 status=0
+wanted() { [[ "$STEPS" == "  " || "$STEPS" == *" $1 "* ]]; }
 step() {  # step NAME CMD...: runs CMD, logs to $LOG/NAME.log, records failure
   local name=$1; shift
   echo "== $name: $*"
@@ -20,17 +29,31 @@ step() {  # step NAME CMD...: runs CMD, logs to $LOG/NAME.log, records failure
 nvidia-smi -L | tee "$LOG/gpu.txt"
 # --no-build-isolation: GPU machines may have no network; their Python has the build tools.
 step build env NNCORE_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -v .
-step pytest "$PY" -m pytest -q -x tests
+wanted pytest && step pytest "$PY" -m pytest -q -x tests
 SANITIZE_TESTS="tests -k cuda -q -p no:cacheprovider -x"
-step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
-step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
-step bench_kernels "$PY" bench/bench_kernels.py --device all --json "$LOG/kernels.json" --markdown "$LOG/kernels.md"
+wanted memcheck &&
+  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+wanted racecheck &&
+  step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+wanted bench_kernels &&
+  step bench_kernels "$PY" bench/bench_kernels.py --device all --json "$LOG/kernels.json" \
+    --markdown "$LOG/kernels.md" --plot "$LOG/sgemm_gflops.png"
 # The CUDA SGEMM's configuration choice: every training GEMM under each forced tile (LeNet's
 # conv1 forward, M = 6, is given the 128x128 tile by problem size: is a smaller one faster?).
-for tile in 128 64 32; do
-  step "sgemm_tile$tile" env NNCORE_CUDA_SGEMM_TILE=$tile "$PY" bench/bench_kernels.py \
-    --device cuda --sgemm-only --json "$LOG/sgemm_tile$tile.json" --markdown "$LOG/sgemm_tile$tile.md" --plot ""
-done
-step train_gpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cuda --epochs 10 --out "$LOG/run_cuda"
-step train_cpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cpu --epochs 10 --out "$LOG/run_cpu"
+if wanted sgemm_tiles; then
+  for tile in 128 64 32; do
+    step "sgemm_tile$tile" env NNCORE_CUDA_SGEMM_TILE=$tile "$PY" bench/bench_kernels.py \
+      --device cuda --sgemm-only --json "$LOG/sgemm_tile$tile.json" \
+      --markdown "$LOG/sgemm_tile$tile.md" --plot ""
+  done
+fi
+wanted bench_train &&
+  step bench_train "$PY" bench/bench_train.py --device cuda --json "$LOG/train.json" \
+    --markdown "$LOG/train.md"
+if wanted train; then
+  step train_gpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cuda --epochs 10 \
+    --out "$LOG/run_cuda"
+  step train_cpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cpu --epochs 10 \
+    --out "$LOG/run_cpu"
+fi
 exit $status
