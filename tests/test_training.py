@@ -75,6 +75,35 @@ def test_manual_training_loop(device, sample):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.parametrize("model_name", ["lenet5", "mlp"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_warm_training_step_allocates_nothing_new(device, rng, model_name, optimizer):
+    """Once a step has run, the caching allocator serves every later step from its cache: no
+    system allocation (malloc / cudaMalloc) inside a training step."""
+    nc.manual_seed(0)
+    model = models.lenet5(device=device) if model_name == "lenet5" else models.mlp(784, 100, 10,
+                                                                                  device=device)
+    shape = (32, 1, 28, 28) if model_name == "lenet5" else (32, 784)
+    x = nc.tensor(rng.random(shape, dtype=np.float32), device=device)
+    y = nc.tensor(rng.integers(0, 10, 32).astype(np.int32), device=device)
+    loss = nn.CrossEntropyLoss()
+    opt = (optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else optim.Adam(model.parameters()))
+
+    def step():
+        loss.forward_tensor(model.forward(x), y)
+        model.backward(loss.backward())
+        opt.step()
+        opt.zero_grad()
+
+    for _ in range(2):
+        step()
+    before = nc.memory_stats(device)["num_system_allocs"]
+    for _ in range(3):
+        step()
+    assert nc.memory_stats(device)["num_system_allocs"] == before
+
+
 def test_fit_is_reproducible_with_manual_seed(device, sample):
     x_train, y_train, _, _ = sample
 
