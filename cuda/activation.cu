@@ -9,9 +9,6 @@ namespace nncore::cuda {
 namespace {
 using namespace detail;
 
-struct ReluGrad {  // dx = dy * [x > 0]
-  __device__ float operator()(float x, float dy) const { return x > 0.f ? dy : 0.f; }
-};
 struct LeakyRelu {  // y = x > 0 ? x : slope * x
   float slope;
   __device__ float operator()(float x) const { return x > 0.f ? x : slope * x; }

@@ -20,19 +20,33 @@ __global__ void bias_add_kernel(float* __restrict__ y, BiasActivation act, int64
   }
 }
 
-// inner == 1 (linear layers): db[c] += sum_o dy[o, c], dy is (outer, channels) row-major.
+// The gradient bias_grad sums: g = dy, or with the fused ReLU's output relu_y, g = dy * [relu_y > 0],
+// stored to g_out (which may alias dy: each element is read, then written, by one thread).
+struct BiasGradSource {
+  const float* dy;
+  const float* relu_y;  // null: no ReLU
+  float* g_out;
+  __device__ __forceinline__ float operator()(int64_t j) const {
+    if (relu_y == nullptr) return dy[j];
+    const float g = ReluGrad{}(relu_y[j], dy[j]);
+    g_out[j] = g;
+    return g;
+  }
+};
+
+// inner == 1 (linear layers): db[c] += sum_o g[o, c], g is (outer, channels) row-major.
 // Block (32, 32): threadIdx.x picks a channel of the block's 32-channel slice (so each warp reads
 // 32 consecutive floats of a row), threadIdx.y starts at row threadIdx.y and strides by 32.
 // The 32 partial sums of a channel are added in threadIdx.y order: deterministic.
-__global__ void bias_grad_rows_kernel(const float* __restrict__ dy, float* __restrict__ db,
-                                      int64_t outer, int64_t channels) {
+__global__ void bias_grad_rows_kernel(BiasGradSource g, float* __restrict__ db, int64_t outer,
+                                      int64_t channels) {
   __shared__ float partial[32][33];
   const int64_t slices = (channels + 31) / 32;
   for (int64_t slice = blockIdx.x; slice < slices; slice += gridDim.x) {
     const int64_t c = slice * 32 + threadIdx.x;
     float sum = 0.f;
     if (c < channels)
-      for (int64_t o = threadIdx.y; o < outer; o += blockDim.y) sum += dy[o * channels + c];
+      for (int64_t o = threadIdx.y; o < outer; o += blockDim.y) sum += g(o * channels + c);
     partial[threadIdx.y][threadIdx.x] = sum;
     __syncthreads();
     if (threadIdx.y == 0 && c < channels) {
@@ -50,18 +64,18 @@ __global__ void bias_grad_rows_kernel(const float* __restrict__ dy, float* __res
 // LeNet-5's conv1, would leave most SMs idle): partial[k * channels + c] = sum, one panel of
 // channels per chunk, for sum_panels.
 template <typename I>
-__global__ void bias_grad_planes_kernel(const float* __restrict__ dy, float* __restrict__ db,
+__global__ void bias_grad_planes_kernel(BiasGradSource g, float* __restrict__ db,
                                         float* __restrict__ partial, I outer, I channels, I inner,
                                         I chunk, I chunks) {
   __shared__ float scratch[32];
   for (I unit = blockIdx.x; unit < channels * chunks; unit += gridDim.x) {
     const I c = unit % channels, o0 = unit / channels * chunk;
     const I values = (outer - o0 < chunk ? outer - o0 : chunk) * inner;
-    const float* base = dy + (static_cast<int64_t>(o0) * channels + c) * inner;
+    const int64_t base = (static_cast<int64_t>(o0) * channels + c) * inner;
     float sum = 0.f;
     for (I j = threadIdx.x; j < values; j += blockDim.x) {
       const I o = j / inner, i = j - o * inner;
-      sum += base[static_cast<int64_t>(o) * channels * inner + i];
+      sum += g(base + static_cast<int64_t>(o) * channels * inner + i);
     }
     sum = block_allreduce(sum, SumOp{}, scratch);
     if (threadIdx.x == 0) {
@@ -123,13 +137,15 @@ void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t
   NNCORE_CUDA_LAUNCH_CHECK("bias_add");
 }
 
-void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner) {
+void bias_grad(const float* dy, const float* relu_y, float* g_out, float* db, int64_t outer,
+               int64_t channels, int64_t inner) {
+  const BiasGradSource g{dy, relu_y, g_out};
   if (channels <= 0) return;
   // With no elements the sums are 0 and db is unchanged.
   if (outer <= 0 || inner <= 0) return;
   if (inner == 1) {
     const unsigned blocks = blocks_for(channels, 32);
-    bias_grad_rows_kernel<<<blocks, dim3(32, 32), 0, stream()>>>(dy, db, outer, channels);
+    bias_grad_rows_kernel<<<blocks, dim3(32, 32), 0, stream()>>>(g, db, outer, channels);
     NNCORE_CUDA_LAUNCH_CHECK("bias_grad_rows");
     return;
   }
@@ -144,7 +160,7 @@ void bias_grad(const float* dy, float* db, int64_t outer, int64_t channels, int6
   with_index_type({outer * channels * inner}, [&](auto index) {
     using I = decltype(index);
     bias_grad_planes_kernel<I><<<blocks, kThreads, 0, stream()>>>(
-        dy, db, partial.data, I(outer), I(channels), I(inner), I(chunk), I(chunks));
+        g, db, partial.data, I(outer), I(channels), I(inner), I(chunk), I(chunks));
   });
   NNCORE_CUDA_LAUNCH_CHECK("bias_grad_planes");
   // db = (sum of the chunks, in order) + 1 * db: the bits of db[c] += sum.

@@ -131,13 +131,12 @@ int64_t conv2d_backward(const float* x, const float* w, const float* dy, const f
   float* masked = g_cn + cout * cols;  // dy * [relu_y > 0], as many floats as dy
   const bool pooled = pool_argmax != nullptr;
   const int64_t dy_inner = pooled ? (OH / 2) * (OW / 2) : OH * OW;
-  const float* g = dy;  // (N, Cout, dy_inner): pooled or not
-  if (relu_y != nullptr) {
-    relu_backward(relu_y, g, masked, N * cout * dy_inner);
-    g = masked;
-  }
-  // Pooled, db sums the pooled gradient: unpooling only moves its values (and adds zeros).
-  if (db != nullptr) bias_grad(g, db, N, cout, dy_inner);
+  // g = dy * [relu_y > 0] (or dy), (N, Cout, dy_inner): pooled or not. Pooled, db sums the
+  // pooled gradient: unpooling only moves its values (and adds zeros). The mask is applied in
+  // the bias gradient's pass when there is one.
+  if (db != nullptr) bias_grad(dy, relu_y, masked, db, N, cout, dy_inner);
+  else if (relu_y != nullptr) relu_backward(relu_y, dy, masked, N * cout * dy_inner);
+  const float* g = relu_y != nullptr ? masked : dy;
   const float* g_c = g_cn;  // (Cout, N*OH*OW)
   if (pooled) {
     const int64_t total = cout * cols;

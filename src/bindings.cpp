@@ -179,11 +179,12 @@ void bind_ops(py::module_& m) {
         arg("relu") = false);
   m.def("linear_backward",
         [](const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
-           std::optional<Tensor> db, bool need_dx) {
-          return tensor_or_none(ops::linear_backward(x, w, dy, dw, std::move(db), need_dx));
+           std::optional<Tensor> db, bool need_dx, const std::optional<Tensor>& relu_y) {
+          return tensor_or_none(
+              ops::linear_backward(x, w, dy, dw, std::move(db), need_dx, relu_y));
         },
         arg("x"), arg("weight"), arg("dy"), arg("dweight"), arg("dbias") = py::none(),
-        arg("need_dx") = true);
+        arg("need_dx") = true, arg("relu_y") = py::none());
   m.def("bias_add_", &ops::bias_add_, arg("y"), arg("bias"));
   m.def("bias_grad_", &ops::bias_grad_, arg("dy"), arg("dbias"));
 
@@ -228,7 +229,7 @@ void bind_ops(py::module_& m) {
         arg("count_include_pad") = true);
 
   m.def("relu_forward", &ops::relu_forward, arg("x"));
-  m.def("relu_backward", &ops::relu_backward, arg("x"), arg("dy"));
+  m.def("relu_backward", &ops::relu_backward, arg("x"), arg("dy"), arg("dbias") = py::none());
   m.def("leaky_relu_forward", &ops::leaky_relu_forward, arg("x"), arg("slope") = 0.01f);
   m.def("leaky_relu_backward", &ops::leaky_relu_backward, arg("x"), arg("dy"),
         arg("slope") = 0.01f);

@@ -7,7 +7,7 @@ import pytest
 import nncore.functional as F
 from nncore import ops
 import reference as ref
-from reference import assert_close, to_numpy, to_tensor
+from reference import assert_close, dot_tol, to_numpy, to_tensor
 
 # Elementwise: any rank; sizes across the OpenMP thresholds (2^12, 2^15) and odd vector tails.
 SHAPES = [(1,), (7,), (13, 1), (3, 31), (2, 3, 65), (4, 1, 5, 7), (257, 129), (100003,)]
@@ -26,6 +26,34 @@ def test_relu(device, rng, shape):
     assert_close(ops.relu_backward(to_tensor(x, device), to_tensor(dy, device)),
                  ref.relu_backward(x, dy), rtol=0)
     assert_close(F.relu(to_tensor(x, device)), ref.relu_forward(x), rtol=0)
+
+
+# (256, 800) and (256, 6, 14, 14): MLP-800's and LeNet-5's pooled conv1 gradient at batch 256,
+# the GPU summing the latter per channel in chunks of rows.
+@pytest.mark.parametrize("shape", [(1,), (7,), (13, 1), (3, 31), (2, 3, 65), (4, 1, 5, 7),
+                                   (257, 129), (256, 800), (256, 6, 14, 14), (0, 3), (3, 0)])
+def test_relu_backward_with_the_bias_gradient(device, rng, shape):
+    """dbias: the bias gradient of the layer before the ReLU, summed in the mask's pass. dx is
+    relu_backward's, bit for bit (an inf or NaN masked away gives 0), and db is bias_grad_ of
+    that dx, bit for bit, and the float64 sum to rounding."""
+    x, dy = data(rng, shape)
+    if dy.size:
+        x.flat[0], dy.flat[0] = -1.0, np.nan  # masked away
+    channels = shape[1] if len(shape) >= 2 else shape[0]
+    db0 = rng.standard_normal(channels).astype(np.float32)
+    xt, dyt, db = to_tensor(x, device), to_tensor(dy, device), to_tensor(db0, device)
+    dx = ops.relu_backward(xt, dyt, dbias=db)
+    want_dx = to_numpy(ops.relu_backward(xt, dyt))
+    np.testing.assert_array_equal(to_numpy(dx), want_dx)
+    assert np.isfinite(want_dx).all()
+    db_sep = to_tensor(db0, device)
+    ops.bias_grad_(to_tensor(want_dx, device), db_sep)
+    np.testing.assert_array_equal(to_numpy(db), to_numpy(db_sep))
+    g = ref.relu_backward(x, dy)
+    summed = g.size // max(channels, 1)
+    scale = (ref.bias_grad(np.abs(g)) if len(shape) >= 2 else np.abs(g)) + np.abs(db0)
+    assert_close(db, db0 + (ref.bias_grad(g) if len(shape) >= 2 else g), rtol=dot_tol(summed),
+                 scale=scale)
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])

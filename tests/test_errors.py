@@ -76,6 +76,20 @@ def test_linear_backward_bad_shapes(T):
         ops.linear_backward(T(4, 3), T(5, 3), T(4, 4), T(5, 3), None, True)
     with pytest.raises(ValueError, match="^linear_backward: .*" + shape_re((5, 4), (5, 3))):
         ops.linear_backward(T(4, 3), T(5, 3), T(4, 5), T(5, 4), None, True)
+    with pytest.raises(ValueError, match="^linear_backward: relu_y .*" + shape_re((4, 4), (4, 5))):
+        ops.linear_backward(T(4, 3), T(5, 3), T(4, 5), T(5, 3), None, True, relu_y=T(4, 4))
+    with pytest.raises(TypeError, match="^linear_backward: relu_y .*int32"):
+        ops.linear_backward(T(4, 3), T(5, 3), T(4, 5), T(5, 3), T(5), True,
+                            relu_y=T(4, 5, dtype=np.int32))
+
+
+def test_relu_backward_bias_mismatch(T):
+    with pytest.raises(ValueError, match="^relu_backward: dbias .*" + shape_re((4,), (2, 3, 5))):
+        ops.relu_backward(T(2, 3, 5), T(2, 3, 5), dbias=T(4))
+    with pytest.raises(ValueError, match="^relu_backward: .*" + shape_re((2, 3), (2, 4))):
+        ops.relu_backward(T(2, 3), T(2, 4), dbias=T(4))
+    with pytest.raises(TypeError, match="^relu_backward: dy .*int32"):
+        ops.relu_backward(T(2, 3), T(2, 3, dtype=np.int32), dbias=T(3))
 
 
 # ---- convolution -----------------------------------------------------------------------------

@@ -309,6 +309,37 @@ def test_linear_backward(device, rng, N, IN, OUT):
     assert_close(db, db0 + rdb, rtol=dot_tol(N), scale=sdb + np.abs(db0), what="db")
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("N,IN,OUT", LINEAR_SHAPES)
+def test_linear_backward_relu_is_relu_then_linear(device, rng, N, IN, OUT, with_bias):
+    """relu_y applies the fused ReLU's mask in the bias gradient's pass: dx, dw and db are the
+    bits of relu_backward then linear_backward (and match the float64 reference)."""
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    w = rng.standard_normal((OUT, IN)).astype(np.float32)
+    relu_y = np.maximum(rng.standard_normal((N, OUT)), 0).astype(np.float32)
+    dy = rng.standard_normal((N, OUT)).astype(np.float32)
+    dy[0, 0] = np.inf if relu_y[0, 0] == 0 else dy[0, 0]  # masked away: gives 0, not NaN
+    dw0 = rng.standard_normal((OUT, IN)).astype(np.float32)
+    db0 = rng.standard_normal(OUT).astype(np.float32)
+    xt, wt, yt, dyt = (to_tensor(a, device) for a in (x, w, relu_y, dy))
+    dw, db = to_tensor(dw0, device), to_tensor(db0, device) if with_bias else None
+    dx = ops.linear_backward(xt, wt, dyt, dw, db, True, relu_y=yt)
+    dw_sep = to_tensor(dw0, device)
+    db_sep = to_tensor(db0, device) if with_bias else None
+    dx_sep = ops.linear_backward(xt, wt, ops.relu_backward(yt, dyt), dw_sep, db_sep, True)
+    np.testing.assert_array_equal(to_numpy(dx), to_numpy(dx_sep))
+    np.testing.assert_array_equal(to_numpy(dw), to_numpy(dw_sep))
+    g = ref.relu_backward(relu_y, dy)
+    rdx, rdw, rdb = ref.linear_backward(x, w, g)
+    sdx, sdw, sdb = ref.linear_backward(np.abs(x), np.abs(w), np.abs(g))
+    assert_close(dx, rdx, rtol=dot_tol(OUT), scale=sdx, what="dx")
+    assert_close(dw, dw0 + rdw, rtol=dot_tol(N), scale=sdw + np.abs(dw0), what="dw")
+    if with_bias:
+        np.testing.assert_array_equal(to_numpy(db), to_numpy(db_sep))
+        assert_close(db, db0 + rdb, rtol=dot_tol(N), scale=sdb + np.abs(db0), what="db")
+    assert ops.linear_backward(xt, wt, dyt, dw, db, False, relu_y=yt) is None
+
+
 def test_linear_backward_accumulates(device, rng):
     x = rng.standard_normal((9, 13)).astype(np.float32)
     w = rng.standard_normal((7, 13)).astype(np.float32)

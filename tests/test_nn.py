@@ -127,7 +127,7 @@ def test_sequential_gradients(device, rng):
 def check_sequential_matches_layer_by_layer(layers, x, fused):
     """Runs `layers` one by one (nothing fused: forward, then backward from a random dy), then
     as one Sequential: the same output, input and parameter gradients to rounding, and `fused`
-    the positions Sequential ran inside a Conv2d. Returns the layer-by-layer outputs."""
+    the positions Sequential ran inside the layer before. Returns the layer-by-layer outputs."""
     model = nn.Sequential(*layers)
     outputs, h = [], x
     for layer in layers:
@@ -150,19 +150,21 @@ def check_sequential_matches_layer_by_layer(layers, x, fused):
 
 
 def test_sequential_fused_conv_relu_matches_layer_by_layer(device, rng):
-    """Sequential runs Conv2d + ReLU + MaxPool2d(2) and Conv2d + ReLU as fused ops; the result is
-    the layer-by-layer one."""
+    """Sequential runs Conv2d + ReLU + MaxPool2d(2), Conv2d + ReLU and Linear + ReLU as fused
+    ops; the result is the layer-by-layer one."""
     nc.manual_seed(5)
     layers = [nn.Conv2d(2, 4, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
               nn.Conv2d(4, 3, 3, device=device), nn.ReLU(), nn.Flatten(),
               nn.Linear(3 * 2 * 2, 5, device=device), nn.ReLU()]
     x = as_tensor(rng.standard_normal((3, 2, 8, 8)), device)
-    outputs = check_sequential_matches_layer_by_layer(layers, x, {1, 2, 4})
+    outputs = check_sequential_matches_layer_by_layer(layers, x, {1, 2, 4, 7})
     # A ReLU fused without a pool still answers its own backward (its output's mask is the
     # same); the fused pool too (its argmax is the one it would have found); a ReLU whose
     # output was pooled away inside the fused op says so.
     relu2_dx = layers[4].backward(as_tensor(np.ones((3, 3, 2, 2)), device)).numpy()
     np.testing.assert_array_equal(relu2_dx, (outputs[4] > 0).astype(np.float32))
+    relu3_dx = layers[7].backward(as_tensor(np.ones((3, 5)), device)).numpy()
+    np.testing.assert_array_equal(relu3_dx, (outputs[7] > 0).astype(np.float32))
     pool_dx = layers[2].backward(as_tensor(np.ones((3, 4, 4, 4)), device)).numpy()
     assert pool_dx.shape == (3, 4, 8, 8) and pool_dx.sum() == 3 * 4 * 4 * 4
     with pytest.raises(RuntimeError, match="fused"):
@@ -185,10 +187,10 @@ def test_sequential_fusions_match_layer_by_layer(device, rng, pattern):
         "conv-relu-pool-stride1": ([conv(), nn.ReLU(), nn.MaxPool2d(2, stride=1)] + head(3 * 7 * 7),
                                    {1}),
         "conv-relu-pool-odd": ([conv(), nn.ReLU(), nn.MaxPool2d(2)] + head(3 * 3 * 4), {1, 2}),
-        "lenet5": (list(models.lenet5(device=device)), {1, 2, 4, 5}),
-        # A Linear's ReLU runs in its bias pass but keeps its own backward: not marked fused.
+        "lenet5": (list(models.lenet5(device=device)), {1, 2, 4, 5, 8, 10}),
+        # A Linear's ReLU runs in its bias pass and its bias gradient's pass.
         "mlp": ([nn.Linear(6, 5, device=device), nn.ReLU(), nn.Linear(5, 4, device=device),
-                 nn.ReLU(), nn.Linear(4, 3, device=device)], set()),
+                 nn.ReLU(), nn.Linear(4, 3, device=device)], {1, 3}),
     }[pattern]
     check_sequential_matches_layer_by_layer(layers, as_tensor(rng.standard_normal(shape), device),
                                             fused)
@@ -200,6 +202,7 @@ def test_sequential_runs_a_linear_relu_in_the_bias_pass(device, rng):
     x = as_tensor(rng.standard_normal((4, 6)), device)
     want = model[2].forward(nn.ReLU().forward(model[0].forward(x))).numpy()
     model[1].forward = lambda _: pytest.fail("the ReLU ran as a layer of its own")
+    model[1].backward = lambda *_, **__: pytest.fail("the ReLU's backward ran as a layer of its own")
     np.testing.assert_array_equal(model.forward(x).numpy(), want)
     dx = model.backward(as_tensor(np.ones((4, 3)), device), need_dx=True)
     assert dx.shape == (4, 6) and np.abs(model[0].weight.grad.numpy()).sum() > 0

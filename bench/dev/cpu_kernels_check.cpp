@@ -107,11 +107,27 @@ static void check_bias_and_layout() {
         for (int64_t i = 0; i < I; ++i) acc += dy[(o * C + c) * I + i];
       db_ref[c] = acc;
     }
+    const auto db0 = db;
     k::bias_add(y.data(), b.data(), O, C, I, false);
-    k::bias_grad(dy.data(), db.data(), O, C, I);
+    k::bias_grad(dy.data(), nullptr, nullptr, db.data(), O, C, I);
     const std::string shape = fmt("(%lld,%lld,%lld)", (long long)O, (long long)C, (long long)I);
     close(y, y_ref, 1e-6, 1e-6, "bias_add " + shape);
     close(db, db_ref, 1e-5, 1e-5, "bias_grad " + shape);
+    // With the ReLU's mask, bit for bit: g is relu_backward's (a NaN or inf masked away gives
+    // 0), db is bias_grad of g; in place (g over dy) too.
+    for (bool in_place : {false, true}) {
+      auto relu_y = randn(n), dy_m = randn(n);
+      for (int64_t k = 0; k < n; k += 5) relu_y[k] = k % 2 ? -0.0f : 0.0f;
+      dy_m[0] = NAN;
+      vector<float> g_want(n), db_want = db0, db_got = db0, g(n, NAN);
+      k::relu_backward(relu_y.data(), dy_m.data(), g_want.data(), n);
+      k::bias_grad(g_want.data(), nullptr, nullptr, db_want.data(), O, C, I);
+      float* g_out = in_place ? dy_m.data() : g.data();
+      k::bias_grad(dy_m.data(), relu_y.data(), g_out, db_got.data(), O, C, I);
+      report(std::memcmp(g_out, g_want.data(), n * sizeof(float)) == 0 &&
+                 std::memcmp(db_got.data(), db_want.data(), C * sizeof(float)) == 0,
+             fmt("bias_grad+relu bitwise%s %s", in_place ? " in place" : "", shape.c_str()));
+    }
     // With and without the ReLU, bit for bit against act(v + b), on special values too.
     for (bool relu : {false, true}) {
       auto v = randn(O * C * I);
@@ -812,7 +828,7 @@ static void timings() {
     std::printf("  bias_add (200,800)                  %.3f ms\n",
                 time_ms([&] { k::bias_add(y.data(), b.data(), N, 800, 1, false); }));
     std::printf("  bias_grad (200,800)                 %.3f ms\n",
-                time_ms([&] { k::bias_grad(dy.data(), db.data(), N, 800, 1); }));
+                time_ms([&] { k::bias_grad(dy.data(), nullptr, nullptr, db.data(), N, 800, 1); }));
     vector<float> mask(x.size());
     std::printf("  dropout (200,800)                   %.3f ms\n", time_ms([&] {
                   k::dropout_forward(x.data(), y.data(), mask.data(), N * 800, 0.5f, 1, 0);

@@ -27,10 +27,7 @@ void relu_forward(const float* x, float* y, int64_t n) {
 // dx = dy * [x > 0]
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = dy[i];  // loaded unconditionally so the select vectorizes
-    dx[i] = x[i] > 0.0f ? g : 0.0f;
-  }
+  for (int64_t i = 0; i < n; ++i) dx[i] = relu_grad(x[i], dy[i]);
 }
 
 namespace {

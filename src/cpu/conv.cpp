@@ -167,7 +167,7 @@ struct GradSource {
         const float* y = relu_y + at + r * OW;
 #pragma omp simd reduction(+ : sum)
         for (int64_t s = 0; s < OW; ++s) {
-          const float g = select_bits(y[s] > 0.0f, d[s], 0.0f);  // a ?: here can stay scalar
+          const float g = relu_grad(y[s], d[s]);
           out[s] = g;
           sum += g;
         }
@@ -204,7 +204,7 @@ struct GradSource {
     float sum = 0.0f;
     if (mask != nullptr) {
 #pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < n; ++i) sum += select_bits(mask[i] > 0.0f, d[i], 0.0f);
+      for (int64_t i = 0; i < n; ++i) sum += relu_grad(mask[i], d[i]);
     } else {
 #pragma omp simd reduction(+ : sum)
       for (int64_t i = 0; i < n; ++i) sum += d[i];
@@ -220,7 +220,7 @@ struct GradSource {
         skipped.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      const float g = relu_y != nullptr ? select_bits(relu_y[at + i] > 0.0f, dy[at + i], 0.0f)
+      const float g = relu_y != nullptr ? relu_grad(relu_y[at + i], dy[at + i])
                                         : dy[at + i];
       dst[index / OW * ld + index % OW] += g;
     }

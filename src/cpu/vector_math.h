@@ -33,6 +33,11 @@ inline float select_bits(bool c, float a, float b) {
   return bits_to_float((float_to_bits(a) & m) | (float_to_bits(b) & ~m));
 }
 
+
+// relu_backward's rule dx = dy * [x > 0], as a select (dy NaN or inf where x <= 0 gives 0, as
+// PyTorch's threshold_backward does); on the bits, so that it vectorizes inside any loop.
+inline float relu_grad(float x, float dy) { return select_bits(x > 0.0f, dy, 0.0f); }
+
 // e^x. Like std::exp it overflows to inf above ln(FLT_MAX) ~ 88.72, gives denormals below
 // ln(FLT_MIN) ~ -87.34 and 0 below ~ -103.97 (the input is clamped to [-104, 88.8], where
 // 2^n, n in [-150, 128], is the product of two normal powers of 2).

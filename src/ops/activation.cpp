@@ -42,9 +42,21 @@ Tensor relu_forward(const Tensor& x) {
     NNCORE_DISPATCH(in.device(), relu_forward, in.f32(), out.f32(), in.numel());
   });
 }
-Tensor relu_backward(const Tensor& x, const Tensor& dy) {
-  return unary_backward("relu_backward", x, dy, [](const Tensor& s, const Tensor& g, Tensor& out) {
-    NNCORE_DISPATCH(g.device(), relu_backward, s.f32(), g.f32(), out.f32(), g.numel());
+Tensor relu_backward(const Tensor& x, const Tensor& dy, const std::optional<Tensor>& db) {
+  ChannelLayout l{};
+  if (db) {  // the layer before the ReLU has a bias: its gradient comes from the same pass
+    require_float("relu_backward", "dy", dy);
+    l = channel_layout("relu_backward", "dy", dy);
+    require_bias("relu_backward", "dbias", *db, l.channels, dy.shape());
+    common_device("relu_backward", {&dy, &*db});
+  }
+  return unary_backward("relu_backward", x, dy, [&db, &l](const Tensor& s, const Tensor& g, Tensor& out) {
+    if (db) {
+      NNCORE_DISPATCH(g.device(), bias_grad, g.f32(), s.f32(), out.f32(), db->f32(), l.outer,
+                      l.channels, l.inner);
+    } else {
+      NNCORE_DISPATCH(g.device(), relu_backward, s.f32(), g.f32(), out.f32(), g.numel());
+    }
   });
 }
 Tensor leaky_relu_forward(const Tensor& x, float slope) {

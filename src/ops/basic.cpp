@@ -110,27 +110,21 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return c;
 }
 
-// Channels are axis 1 of (N, C, ...), or axis 0 of a 1-D tensor.
-static int64_t channel_count(const Tensor& y) { return y.dim() >= 2 ? y.size(1) : y.size(0); }
-
 void bias_add_(Tensor& y, const Tensor& b) {
   require_float("bias_add_", "y", y);
-  NNCORE_CHECK(y.dim() >= 1, "bias_add_: y must have at least one axis");
-  require_bias("bias_add_", "bias", b, channel_count(y), y.shape());
+  const ChannelLayout l = channel_layout("bias_add_", "y", y);
+  require_bias("bias_add_", "bias", b, l.channels, y.shape());
   const Device device = common_device("bias_add_", {&y, &b});
-  const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = b.size(0);
-  const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
-  NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), outer, channels, inner, false);
+  NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), l.outer, l.channels, l.inner, false);
 }
 
 void bias_grad_(const Tensor& dy, Tensor& db) {
   require_float("bias_grad_", "dy", dy);
-  NNCORE_CHECK(dy.dim() >= 1, "bias_grad_: dy must have at least one axis");
-  require_bias("bias_grad_", "dbias", db, channel_count(dy), dy.shape());
+  const ChannelLayout l = channel_layout("bias_grad_", "dy", dy);
+  require_bias("bias_grad_", "dbias", db, l.channels, dy.shape());
   const Device device = common_device("bias_grad_", {&dy, &db});
-  const int64_t outer = dy.dim() >= 2 ? dy.size(0) : 1, channels = db.size(0);
-  const int64_t inner = channels == 0 || outer == 0 ? 0 : dy.numel() / (outer * channels);
-  NNCORE_DISPATCH(device, bias_grad, dy.f32(), db.f32(), outer, channels, inner);
+  NNCORE_DISPATCH(device, bias_grad, dy.f32(), nullptr, nullptr, db.f32(), l.outer, l.channels,
+                  l.inner);
 }
 
 // x (N, in), w (out, in): checks and returns (N, in, out).
@@ -168,7 +162,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
 }
 
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
-                       std::optional<Tensor> db, bool need_dx) {
+                       std::optional<Tensor> db, bool need_dx, const std::optional<Tensor>& relu_y) {
   const auto [batch, in, out] = linear_dims("linear_backward", x, w);
   require_float("linear_backward", "dy", dy);
   require_float("linear_backward", "dw", dw);
@@ -176,18 +170,25 @@ Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
                " must be (", batch, ", ", out, ")");
   require_same_shape("linear_backward", "dw", dw, "weight", w);
   const Device device = common_device("linear_backward", {&x, &w, &dy, &dw});
-  // dw += dy^T x
-  NNCORE_DISPATCH(device, sgemm, true, false, out, in, batch, 1.0f, dy.f32(), out, x.f32(), in,
-                  1.0f, dw.f32(), in);
   if (db) {
     require_bias("linear_backward", "dbias", *db, out, dy.shape());
     common_device("linear_backward", {&dy, &*db});
-    bias_grad_(dy, *db);
   }
+  if (relu_y) {
+    require_float("linear_backward", "relu_y", *relu_y);
+    require_same_shape("linear_backward", "relu_y", *relu_y, "dy", dy);
+    common_device("linear_backward", {&dy, &*relu_y});
+  }
+  // g = dy * [relu_y > 0] (the fused ReLU's backward) and db += sum_rows g, in one pass.
+  const Tensor g = relu_y ? relu_backward(*relu_y, dy, db) : dy;
+  if (db && !relu_y) bias_grad_(dy, *db);
+  // dw += g^T x
+  NNCORE_DISPATCH(device, sgemm, true, false, out, in, batch, 1.0f, g.f32(), out, x.f32(), in,
+                  1.0f, dw.f32(), in);
   if (!need_dx) return Tensor();
-  // dx = dy w
+  // dx = g w
   Tensor dx = Tensor::empty({batch, in}, DType::float32, device);
-  NNCORE_DISPATCH(device, sgemm, false, false, batch, in, out, 1.0f, dy.f32(), out, w.f32(), in,
+  NNCORE_DISPATCH(device, sgemm, false, false, batch, in, out, 1.0f, g.f32(), out, w.f32(), in,
                   0.0f, dx.f32(), in);
   return dx;
 }

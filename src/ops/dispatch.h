@@ -49,6 +49,18 @@ inline void require_rank(const char* op, const char* name, const Tensor& t, int6
                shape_str(t.shape()));
 }
 
+// A per-channel op's view of y (N, C, ...), or of a 1-D y (C): (outer, channels, inner) with
+// channels on axis 1 (axis 0 of a 1-D y), as the bias kernels take it.
+struct ChannelLayout {
+  int64_t outer, channels, inner;
+};
+inline ChannelLayout channel_layout(const char* op, const char* name, const Tensor& y) {
+  NNCORE_CHECK(y.dim() >= 1, op, ": ", name, " must have at least one axis");
+  const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = y.dim() >= 2 ? y.size(1) : y.size(0);
+  const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
+  return {outer, channels, inner};
+}
+
 // A bias (or its gradient) must be a float32 vector with one value per channel of the output.
 inline void require_bias(const char* op, const char* name, const Tensor& b, int64_t channels,
                          const Shape& output_shape) {

@@ -256,10 +256,31 @@ static void test_bias() {
       }
       const V db0 = rnd(size_t(Ch));
       V dbc = db0, dbg = db0;
-      cpu::bias_grad(y0.data(), dbc.data(), O, Ch, I);
+      cpu::bias_grad(y0.data(), nullptr, nullptr, dbc.data(), O, Ch, I);
       const std::string w2 = fmt("bias_grad %ldx%ldx%ld", long(O), long(Ch), long(I));
-      if (run_cuda(w2, [&] { gpu::bias_grad(y0.data(), dbg.data(), O, Ch, I); }))
+      if (run_cuda(w2, [&] { gpu::bias_grad(y0.data(), nullptr, nullptr, dbg.data(), O, Ch, I); }))
         check(w2, close(dbg, dbc, 1e-5));
+      // With the ReLU's mask: g = dy * [relu_y > 0] is written (an inf masked away gives 0) and
+      // summed; in place (g over dy) too.
+      V relu_y = rnd(size_t(n)), dy = rnd(size_t(n));
+      relu_y[0] = 0.f;
+      dy[0] = kInf;
+      V g_want = nans(size_t(n));
+      cpu::relu_backward(relu_y.data(), dy.data(), g_want.data(), n);
+      for (int in_place = 0; in_place < 2; ++in_place) {
+        V dbm = db0, g = in_place ? dy : nans(size_t(n));
+        const std::string w3 = fmt("bias_grad relu %ldx%ldx%ld%s", long(O), long(Ch), long(I),
+                                   in_place ? " in place" : "");
+        if (run_cuda(w3, [&] {
+              gpu::bias_grad(in_place ? g.data() : dy.data(), relu_y.data(), g.data(), dbm.data(),
+                             O, Ch, I);
+            })) {
+          check(w3 + " g", exact(g, g_want));
+          V db_sep = db0;
+          cpu::bias_grad(g_want.data(), nullptr, nullptr, db_sep.data(), O, Ch, I);
+          check(w3 + " db", close(dbm, db_sep, 1e-5));
+        }
+      }
     }
   });
 }

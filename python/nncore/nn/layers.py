@@ -62,18 +62,20 @@ class Linear(Module):
 
     def forward(self, x: Tensor, relu: bool = False) -> Tensor:
         """``relu=True`` also applies max(., 0), in the bias's pass over the output (Sequential
-        does this for a Linear followed by a ReLU; the ReLU's backward still applies its mask)."""
+        does this for a Linear followed by a ReLU); backward then takes the gradient of that
+        output and applies the ReLU's mask too, in the bias gradient's pass."""
         self._check_tensor(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input (N, {self.in_features}), got {x.shape}")
-        self._saved = x
-        return ops.linear_forward(x, self.weight.data, self.bias.data if self.bias else None,
-                                  relu=relu)
+        y = ops.linear_forward(x, self.weight.data, self.bias.data if self.bias else None,
+                               relu=relu)
+        self._saved = (x, y if relu else None)
+        return y
 
     def backward(self, dy: Tensor, need_dx: bool = True):
-        x = self._saved_for_backward()
+        x, relu_y = self._saved_for_backward()
         return ops.linear_backward(x, self.weight.data, dy, self.weight.grad,
-                                   self.bias.grad if self.bias else None, need_dx)
+                                   self.bias.grad if self.bias else None, need_dx, relu_y=relu_y)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias else ", bias=False")
@@ -331,12 +333,12 @@ class Sequential(Module):
     ``forward`` runs a ``Conv2d`` followed by a ``ReLU`` and/or a ``MaxPool2d(2)`` (2x2,
     stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``);
     ``backward`` then skips the fused layers. A ``Linear`` followed by a ``ReLU`` applies the
-    ReLU in its bias pass; the ReLU's backward runs as usual, from that output.
+    ReLU in its bias pass, and the ReLU's mask in its bias gradient's pass.
     """
 
     def __init__(self, *layers):
         super().__init__()
-        self._fused = set()  # positions of layers the last forward ran inside a Conv2d
+        self._fused = set()  # positions of layers the last forward ran inside the layer before
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             for name, layer in layers[0].items():
                 self.add_module(str(name), layer)
@@ -375,10 +377,12 @@ class Sequential(Module):
             layer = layers[position]
             relu = position + 1 < len(layers) and type(layers[position + 1]) is ReLU
             if type(layer) is Linear and relu:
-                # The ReLU runs in the Linear's bias pass. Its own backward still runs, from
-                # that output ([y > 0] == [x > 0]), so it is not marked fused.
+                # The ReLU runs in the Linear's bias pass, and its backward in the Linear's bias
+                # gradient pass. Its own backward would still work, from that output
+                # ([y > 0] == [x > 0]).
                 x = layer.forward(x, relu=True)
                 layers[position + 1]._saved = x
+                self._fused.add(position + 1)
                 position += 2
                 continue
             if type(layer) is not Conv2d:

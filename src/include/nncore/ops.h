@@ -33,9 +33,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // relu: y = max(x w^T + b, 0) in the same pass as the bias (Sequential: a Linear + ReLU).
 Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
                       bool relu);
-// Returns dx (undefined Tensor when need_dx is false); dw += dy^T x; db += sum_rows dy.
+// Returns dx (undefined Tensor when need_dx is false); dw += g^T x; db += sum_rows g; dx = g w,
+// with g = dy, or g = dy * [relu_y > 0] when relu_y (the output of a forward with relu) is given:
+// the fused ReLU's backward, applied in the bias gradient's pass.
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
-                       std::optional<Tensor> db, bool need_dx);
+                       std::optional<Tensor> db, bool need_dx,
+                       const std::optional<Tensor>& relu_y = std::nullopt);
 void bias_add_(Tensor& y, const Tensor& b);  // y (N, C, ...) += b (C)
 void bias_grad_(const Tensor& dy, Tensor& db);  // db (C) += sum over all axes but 1 of dy
 
@@ -77,7 +80,10 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, int64_t kh, i
 
 // ---- activations (any shape) ------------------------------------------------------------------
 Tensor relu_forward(const Tensor& x);
-Tensor relu_backward(const Tensor& x, const Tensor& dy);
+// dx = dy * [x > 0]; with db (C), also db += sum of dx over all axes but 1, in the same pass
+// (the bias gradient of the layer before the ReLU).
+Tensor relu_backward(const Tensor& x, const Tensor& dy,
+                     const std::optional<Tensor>& db = std::nullopt);
 Tensor leaky_relu_forward(const Tensor& x, float slope);
 Tensor leaky_relu_backward(const Tensor& x, const Tensor& dy, float slope);
 Tensor sigmoid_forward(const Tensor& x);
