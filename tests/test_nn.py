@@ -471,6 +471,20 @@ def test_shared_layer_parameters_are_listed_once(device):
     optim.SGD(model.parameters(), lr=0.1).step()  # each parameter updated once
 
 
+def test_attribute_assignment_registers_and_unregisters(device):
+    """Assigning a Parameter or Module registers it; assigning anything else over a registered
+    name unregisters it; plain attributes never register."""
+    layer = nn.Linear(3, 2, device=device)
+    layer.note = "plain"
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.bias = None
+    assert [name for name, _ in layer.named_parameters()] == ["weight"]
+    layer.extra = nn.ReLU()
+    assert [name for name, _ in layer.named_children()] == ["extra"]
+    layer.extra = 3
+    assert list(layer.named_children()) == [] and layer.extra == 3
+
+
 def test_optimizer_state_dict_round_trip(device, rng):
     layer = nn.Linear(3, 2, device=device)
     opt = optim.Adam(layer.parameters(), lr=0.01)

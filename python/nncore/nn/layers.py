@@ -33,9 +33,11 @@ def _uniform_parameter(shape, bound: float, device: str) -> Parameter:
     return Parameter(nncore.tensor(values, device=device))
 
 
-def _window_outputs(sizes, kernel, stride, padding) -> tuple[int, ...]:
-    """Output sizes of a sliding window over ``sizes``: (size + 2p - k) // s + 1 per axis."""
-    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(sizes, kernel, stride, padding))
+def _window_outputs(sizes, kernel, stride, padding) -> tuple[int, int]:
+    """Output sizes of a 2-D sliding window over ``sizes`` (H, W): (size + 2p - k) // s + 1 per
+    axis (written out: this runs in every conv and pool forward)."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = sizes, kernel, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
 def _window_output_size(layer: Module, x: Tensor, kernel, stride, padding) -> None:
@@ -371,7 +373,7 @@ class Sequential(Module):
         # convolution (one pass over the output instead of two or three, and with the pool the
         # full-size output is never stored); their positions are remembered so backward does
         # not apply them twice.
-        self._fused = set()
+        self._fused.clear()
         position = 0
         while position < len(layers):
             layer = layers[position]
