@@ -135,22 +135,6 @@ inline unsigned row_blocks(int64_t rows, bool block_per_row) {
 }
 inline unsigned row_threads(bool block_per_row) { return block_per_row ? kRowBlock : kThreads; }
 
-// C[m, n] = P[0][m, n] + P[1][m, n] + ... (panel order: deterministic, no atomics), + beta *
-// C[m, n] unless beta == 0, from `panels` dense M x N panels: the partial results of a reduction
-// split over blocks (sgemm's split-K slices, bias_grad's chunks of rows). (A template only so that
-// this header can define it.)
-template <typename T>
-__global__ void sum_panels_kernel(const T* __restrict__ P, int64_t panels, int64_t M, int64_t N,
-                                  T beta, T* __restrict__ C, int64_t ldc) {
-  const int64_t panel = M * N;
-  for (int64_t i = global_thread(); i < panel; i += grid_stride()) {
-    T sum = P[i];
-    for (int64_t p = 1; p < panels; ++p) sum += P[p * panel + i];
-    T* c = C + (i / N) * ldc + i % N;
-    *c = beta != T(0) ? sum + beta * *c : sum;
-  }
-}
-
 // y[i] = f(x[i]); y may alias x (each element is read, then written, by the same thread).
 template <class F>
 __global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {
@@ -179,6 +163,25 @@ struct BiasActivation {
     return relu ? Relu{}(v) : v;
   }
 };
+
+// C[m, n] = act(P[0][m, n] + P[1][m, n] + ... (panel order: deterministic, no atomics), + beta *
+// C[m, n] unless beta == 0; n) from `panels` dense M x N panels: the partial results of a
+// reduction split over blocks (sgemm's split-K slices, bias_grad's chunks of rows). act is a
+// Linear's bias and ReLU by column n (split-K linear_forward), else the identity. (A template
+// only so that this header can define it.)
+template <typename Act>
+__global__ void sum_panels_kernel(const float* __restrict__ P, int64_t panels, int64_t M,
+                                  int64_t N, float beta, float* __restrict__ C, int64_t ldc,
+                                  Act act) {
+  const int64_t panel = M * N;
+  for (int64_t i = global_thread(); i < panel; i += grid_stride()) {
+    float sum = P[i];
+    for (int64_t p = 1; p < panels; ++p) sum += P[p * panel + i];
+    const int64_t n = i % N;
+    float* c = C + (i / N) * ldc + n;
+    *c = act(beta != 0.f ? sum + beta * *c : sum, n);
+  }
+}
 
 // Max pooling over one window of a plane with row pitch W: the taps h in [h0, h1), w in
 // [w0, w1), row-major, each read as load(h, w). The first maximum wins (strict >); a NaN wins
@@ -270,9 +273,9 @@ void launch_map1(const char* name, const float* x, float* y, int64_t n, F f) {
   NNCORE_CUDA_LAUNCH_CHECK(name);
 }
 inline void sum_panels(const char* name, const float* P, int64_t panels, int64_t M, int64_t N,
-                       float beta, float* C, int64_t ldc) {
-  sum_panels_kernel<float><<<blocks_for(M * N), kThreads, 0, stream()>>>(P, panels, M, N, beta, C,
-                                                                         ldc);
+                       float beta, float* C, int64_t ldc, BiasActivation act = {nullptr, false}) {
+  sum_panels_kernel<BiasActivation>
+      <<<blocks_for(M * N), kThreads, 0, stream()>>>(P, panels, M, N, beta, C, ldc, act);
   NNCORE_CUDA_LAUNCH_CHECK(name);
 }
 template <class F>

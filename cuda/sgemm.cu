@@ -20,7 +20,9 @@
 //   * Double buffering: two shared stages. While the block computes on stage t%2, each thread
 //     already has the global loads for tile t+1 in flight (registers); it stores them into the
 //     other stage after computing, and one __syncthreads per K step separates the phases.
-//   * Epilogue: bounds-checked, float4 stores (and loads of C when beta != 0) where aligned.
+//   * Epilogue: bounds-checked, float4 stores (and loads of C when beta != 0) where aligned;
+//     with ACT (linear_forward: op(B) = W^T) a Linear's bias and ReLU by column as well, so a
+//     layer's forward is one launch.
 //
 // Configurations (chosen per call so that small or skinny problems still fill the GPU):
 //   L: 128x128 tile, 8x8 per thread, 256 threads   (large problems)
@@ -31,11 +33,12 @@
 // Cin*kh*kw, K is batch x pixels, e.g. 6 x 25 x 200704 for LeNet-5's conv1 at batch 256, one
 // tile), blockIdx.y picks a slice of K. Each slice writes alpha * op(A) op(B) over its k's to
 // its own M x N panel of a workspace, and sum_panels (common.cuh) adds the panels in slice
-// order (deterministic, no atomics): C = sum + beta * C.
+// order (deterministic, no atomics): C = sum + beta * C (then the bias and ReLU, with ACT).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <stdexcept>
 
 #include "common.cuh"
 #include "nncore/kernels.h"
@@ -171,12 +174,14 @@ struct TileLoader {
 // [y * k_slice, (y + 1) * k_slice), written to C + y * c_slice. (The 128x128 configuration, only
 // chosen when its tiles fill the GPU, is compiled without: at its 128-register cap the slice's
 // pointers cost spills.)
-template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K, bool TA, bool TB>
+// ACT: C = act(alpha * acc + beta * C, n), the bits of the plain GEMM followed by bias_add.
+template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K, bool TA, bool TB,
+          bool ACT>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     sgemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A,
                  int64_t lda, const float* __restrict__ B, int64_t ldb, float beta,
                  float* __restrict__ C, int64_t ldc, int64_t tiles_n, bool vec_a, bool vec_b,
-                 bool vec_c, int64_t k_slice, int64_t c_slice) {
+                 bool vec_c, int64_t k_slice, int64_t c_slice, detail::BiasActivation act) {
   constexpr int NT = (BM / TM) * (BN / TN);
   constexpr int VM = TM < 4 ? TM : 4;  // rows per shared-memory vector read
   constexpr int VN = TN < 4 ? TN : 4;
@@ -253,7 +258,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     __syncthreads();
   }
 
-  // Epilogue: C = alpha * acc + beta * C (C not read when beta == 0).
+  // Epilogue: C = alpha * acc + beta * C (C not read when beta == 0), then act with ACT.
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t m = m_base + (i / VM) * SGM + ty * VM + (i % VM);
@@ -274,6 +279,12 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
             out.z += beta * old.z;
             out.w += beta * old.w;
           }
+          if constexpr (ACT) {
+            out.x = act(out.x, n0);
+            out.y = act(out.y, n0 + 1);
+            out.z = act(out.z, n0 + 2);
+            out.w = act(out.w, n0 + 3);
+          }
           *reinterpret_cast<float4*>(crow + n0) = out;
           stored = true;
         }
@@ -285,6 +296,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
           if (n < N) {
             float out = alpha * r[v];
             if (beta != 0.f) out += beta * crow[n];
+            if constexpr (ACT) out = act(out, n);
             crow[n] = out;
           }
         }
@@ -308,10 +320,11 @@ int64_t split_k_slices(int64_t tiles, int64_t K, int64_t sms) {
   return std::max<int64_t>(1, std::min({wanted, K / kMinSliceK, kMaxSlices}));
 }
 
+// act: a Linear's bias and ReLU by column (b null and relu false: none), only with op(B) = B^T.
 template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K>
 void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                    float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                   float beta, float* C, int64_t ldc) {
+                   float beta, float* C, int64_t ldc, detail::BiasActivation act) {
   constexpr int NT = (BM / TM) * (BN / TN);
   const int64_t tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
   const int64_t tiles = tiles_m * tiles_n;
@@ -332,18 +345,24 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   const bool vec_c = aligned16(out) && ld_out % 4 == 0;
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(slices));
   cudaStream_t s = detail::stream();
-#define NNCORE_SGEMM_LAUNCH(TA, TB)                                                        \
-  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, SPLIT_K, TA, TB><<<grid, NT, 0, s>>>(       \
+  // With slices the panel sum applies act; the ACT kernel is only compiled for op(B) = B^T.
+  const bool has_act = act.b != nullptr || act.relu;
+  if (has_act && (ta || !tb))
+    throw std::logic_error("nncore: sgemm: the bias epilogue needs op(A) = A, op(B) = B^T");
+  const bool gemm_act = has_act && slices == 1;
+#define NNCORE_SGEMM_LAUNCH(TA, TB, ACT)                                                   \
+  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, SPLIT_K, TA, TB, ACT><<<grid, NT, 0, s>>>(  \
       M, N, K, alpha, A, lda, B, ldb, beta_out, out, ld_out, tiles_n, vec_a, vec_b, vec_c, \
-      k_slice, M * N)
-  if (!ta && !tb) NNCORE_SGEMM_LAUNCH(false, false);
-  else if (!ta && tb) NNCORE_SGEMM_LAUNCH(false, true);
-  else if (ta && !tb) NNCORE_SGEMM_LAUNCH(true, false);
-  else NNCORE_SGEMM_LAUNCH(true, true);
+      k_slice, M * N, act)
+  if (!ta && !tb) NNCORE_SGEMM_LAUNCH(false, false, false);
+  else if (!ta && tb && gemm_act) NNCORE_SGEMM_LAUNCH(false, true, true);
+  else if (!ta && tb) NNCORE_SGEMM_LAUNCH(false, true, false);
+  else if (ta && !tb) NNCORE_SGEMM_LAUNCH(true, false, false);
+  else NNCORE_SGEMM_LAUNCH(true, true, false);
 #undef NNCORE_SGEMM_LAUNCH
   NNCORE_CUDA_LAUNCH_CHECK(name);
   if (slices > 1)
-    detail::sum_panels("sgemm_splitk_sum", panels.data, slices, M, N, beta, C, ldc);
+    detail::sum_panels("sgemm_splitk_sum", panels.data, slices, M, N, beta, C, ldc, act);
 }
 
 // NNCORE_CUDA_SGEMM_TILE=128|64|32 forces one configuration for every call (to measure the
@@ -360,9 +379,13 @@ int forced_tile() {
 
 }  // namespace
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
+namespace {
+
+// The configuration choice by problem size (or NNCORE_CUDA_SGEMM_TILE), shared by sgemm and
+// linear_forward.
+void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc, detail::BiasActivation act) {
   if (M <= 0 || N <= 0) return;
   // K == 0 still launches: C = beta * C (or 0 when beta == 0).
   const int64_t sms = detail::sm_count();
@@ -370,14 +393,28 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   const int forced = forced_tile();
   if (forced != 0 ? forced == 128 : tiles(128) >= sms) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,
-                                               alpha, A, lda, B, ldb, beta, C, ldc);
+                                               alpha, A, lda, B, ldb, beta, C, ldc, act);
   } else if (forced != 0 ? forced == 64 : tiles(64) >= sms / 2) {
     launch_config<64, 64, 8, 4, 4, 1, true>("sgemm_64x64x8", trans_a, trans_b, M, N, K, alpha, A,
-                                            lda, B, ldb, beta, C, ldc);
+                                            lda, B, ldb, beta, C, ldc, act);
   } else {
     launch_config<32, 32, 8, 4, 4, 1, true>("sgemm_32x32x8", trans_a, trans_b, M, N, K, alpha, A,
-                                            lda, B, ldb, beta, C, ldc);
+                                            lda, B, ldb, beta, C, ldc, act);
   }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  run_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {nullptr, false});
+}
+
+// y = act(x w^T + b): the GEMM's epilogue (or the split-K panel sum) applies bias and ReLU.
+void linear_forward(const float* x, const float* w, const float* b, int64_t N, int64_t in,
+                    int64_t out, bool relu, float* y) {
+  run_sgemm(false, true, N, out, in, 1.0f, x, in, w, in, 0.0f, y, out, {b, relu});
 }
 
 }  // namespace nncore::cuda

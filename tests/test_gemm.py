@@ -291,6 +291,30 @@ def test_linear_forward_relu_is_linear_then_relu(device, rng, N, IN, OUT, with_b
         assert (fused == 0).any() and (fused > 0).any()
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("N,IN,OUT", LINEAR_SHAPES + [(1, 4096, 10), (256, 400, 120)])
+def test_linear_forward_is_the_gemm_then_the_bias_pass(device, rng, N, IN, OUT, with_bias, relu):
+    """linear_forward applies bias and ReLU after the GEMM (on the GPU in the GEMM's epilogue, or
+    in its split-K sum for a long K and few tiles, e.g. (1, 4096, 10)): the bits of gemm_, then
+    bias_add_, then relu_forward, NaN and -0 included."""
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    x[0, 0] = np.nan
+    w = rng.standard_normal((OUT, IN)).astype(np.float32)
+    b = rng.standard_normal(OUT).astype(np.float32)
+    b[0] = -0.0
+    xt, wt, bt = to_tensor(x, device), to_tensor(w, device), to_tensor(b, device)
+    fused = to_numpy(ops.linear_forward(xt, wt, bt if with_bias else None, relu=relu))
+    y = nc.zeros((N, OUT), device=device)
+    ops.gemm_(xt, wt, y, trans_b=True)
+    if with_bias:
+        ops.bias_add_(y, bt)
+    separate = to_numpy(ops.relu_forward(y) if relu else y)
+    np.testing.assert_array_equal(fused, separate)
+    numbers = ~np.isnan(separate)
+    np.testing.assert_array_equal(np.signbit(fused[numbers]), np.signbit(separate[numbers]))
+
+
 @pytest.mark.parametrize("N,IN,OUT", LINEAR_SHAPES)
 def test_linear_backward(device, rng, N, IN, OUT):
     x = rng.standard_normal((N, IN)).astype(np.float32)

@@ -149,15 +149,8 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
     common_device("linear", {&x, &*b});
   }
   Tensor y = Tensor::empty({batch, out}, DType::float32, device);
-  // y = x w^T
-  NNCORE_DISPATCH(device, sgemm, false, true, batch, out, in, 1.0f, x.f32(), in, w.f32(), in,
-                  0.0f, y.f32(), out);
-  // y = act(y + b) in one pass (a ReLU without a bias: in place).
-  if (b) {
-    NNCORE_DISPATCH(device, bias_add, y.f32(), b->f32(), batch, out, 1, relu);
-  } else if (relu) {
-    NNCORE_DISPATCH(device, relu_forward, y.f32(), y.f32(), y.numel());
-  }
+  NNCORE_DISPATCH(device, linear_forward, x.f32(), w.f32(), b ? b->f32() : nullptr, batch, in,
+                  out, relu, y.f32());
   return y;
 }
 

@@ -227,6 +227,38 @@ static void test_sgemm() {
               continue;
             check(what, close(Cg.buf, Cc.buf, 1e-5));
           }
+  // linear_forward: y (M x N) = act(x (M x K) w (N x K)^T + b), bias and ReLU in the GEMM's
+  // epilogue (or, split, in the panel sum): the bits of sgemm then bias_add (relu_forward without
+  // a bias), NaN and -0 included, on every configuration; and the CPU's result to rounding.
+  for (const S& s : shapes)
+    for (int offset = 0; offset < 2; ++offset)  // 1: x, w and y off 16-byte alignment
+      for (int with_bias = 0; with_bias < 2; ++with_bias)
+        for (int relu = 0; relu < 2; ++relu) {
+          const int64_t M = s.M, N = s.N, K = s.K;
+          Mat X = make_mat(M, K, std::max<int64_t>(K, 1), offset, kNaN);
+          Mat Wt = make_mat(N, K, std::max<int64_t>(K, 1), offset, kNaN);
+          if (M * K > 1) X.p()[1] = kNaN;  // row 0 of y is NaN
+          V b = rnd(size_t(N));
+          b[0] = -0.f;
+          const float* bp = with_bias ? b.data() : nullptr;
+          V yg(size_t(offset + M * N), 12345.f), ys = yg, yc = yg;
+          static int case_no = 0;
+          cycle_schedule(case_no++);
+          const std::string what = fmt("linear_forward[%s] %ldx%ldx%ld offset=%d%s%s", s.cfg,
+                                       long(M), long(N), long(K), offset,
+                                       with_bias ? " bias" : "", relu ? " relu" : "");
+          if (!run_cuda(what, [&] {
+                gpu::linear_forward(X.p(), Wt.p(), bp, M, K, N, relu, yg.data() + offset);
+              }))
+            continue;
+          gpu::sgemm(false, true, M, N, K, 1.f, X.p(), X.ld, Wt.p(), Wt.ld, 0.f,
+                     ys.data() + offset, N);
+          if (with_bias) gpu::bias_add(ys.data() + offset, bp, M, N, 1, relu);
+          else if (relu) gpu::relu_forward(ys.data() + offset, ys.data() + offset, M * N);
+          check(what + " vs sgemm + bias_add", exact(yg, ys));
+          cpu::linear_forward(X.p(), Wt.p(), bp, M, K, N, relu, yc.data() + offset);
+          check(what + " vs cpu", close(yg, yc, 1e-5));
+        }
   cycle_schedule(0);
   emu::g_min_slice_k = 256;
 }
