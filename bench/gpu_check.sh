@@ -27,6 +27,11 @@ step() {  # step NAME CMD...: runs CMD, logs to $LOG/NAME.log, records failure
   tail -n 5 "$LOG/$name.log"
 }
 nvidia-smi -L | tee "$LOG/gpu.txt"
+# The static CUDA runtime nncore links needs a driver at least as new as this nvcc's toolkit.
+{ nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv; nvcc --version; } \
+  >>"$LOG/gpu.txt" 2>&1
+# The tests must run on the GPU here: a CUDA backend that cannot start fails the step.
+export NNCORE_REQUIRE_CUDA=1
 # --no-build-isolation: GPU machines may have no network; their Python has the build tools.
 step build env NNCORE_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -v .
 wanted pytest && step pytest "$PY" -m pytest -q -x tests

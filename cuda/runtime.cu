@@ -92,6 +92,16 @@ void* current_stream() { return static_cast<void*>(detail::stream()); }
 
 void synchronize() { NNCORE_CUDA_CHECK(cudaStreamSynchronize(detail::stream())); }
 
+void wait_for_device() noexcept {
+  if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+}
+
+int current_device() {
+  int device = 0;
+  NNCORE_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
 // ---- caching allocator (src/include/nncore/caching_allocator.h) -----------------------------
 
 namespace {

@@ -80,8 +80,22 @@ struct DLPackExport {
   DLManagedTensor managed;
 };
 
+// (kDLCPU, 0), or (kDLCUDA, the device nncore runs on).
+DLDevice dlpack_device(const Tensor& t) {
+#ifdef NNCORE_WITH_CUDA
+  if (t.device() == Device::cuda) return {kDLCUDA, cuda::current_device()};
+#endif
+  return {kDLCPU, 0};
+}
+
 void dlpack_export_deleter(DLManagedTensor* managed) {
-  delete static_cast<DLPackExport*>(managed->manager_ctx);
+  auto* ctx = static_cast<DLPackExport*>(managed->manager_ctx);
+#ifdef NNCORE_WITH_CUDA
+  // The consumer may still have work queued on its own stream, which DLPack does not name: wait
+  // for the device before the block goes back to nncore's cache and to nncore's next kernel.
+  if (ctx->tensor.device() == Device::cuda) cuda::wait_for_device();
+#endif
+  delete ctx;
 }
 
 void dlpack_capsule_destructor(PyObject* capsule) {
@@ -100,7 +114,7 @@ py::capsule tensor_to_dlpack(const Tensor& t) {
   auto* ctx = new DLPackExport{t, t.shape(), {}};
   DLTensor& dl = ctx->managed.dl_tensor;
   dl.data = t.raw();
-  dl.device = {t.device() == Device::cpu ? kDLCPU : kDLCUDA, 0};
+  dl.device = dlpack_device(t);
   dl.ndim = static_cast<int32_t>(t.dim());
   dl.dtype = {t.dtype() == DType::float32 ? kDLFloat : kDLInt, 32, 1};
   dl.shape = ctx->shape.data();
@@ -119,6 +133,8 @@ Tensor tensor_from_dlpack(const py::object& obj) {
   py::object capsule;
   if (device_info.first == kDLCUDA) {
 #ifdef NNCORE_WITH_CUDA
+    NNCORE_CHECK(device_info.second == cuda::current_device(), "from_dlpack: the tensor is on CUDA device ",
+                 device_info.second, " but nncore runs on device ", cuda::current_device());
     // Ask the producer to make the data ready on our stream.
     capsule = obj.attr("__dlpack__")(py::arg("stream") =
                                          reinterpret_cast<uintptr_t>(cuda::current_stream()));
@@ -154,7 +170,12 @@ Tensor tensor_from_dlpack(const py::object& obj) {
   const Device device = device_info.first == kDLCUDA ? Device::cuda : Device::cpu;
   void* data = static_cast<char*>(dl.data) + dl.byte_offset;
   const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * 4;
-  auto storage = std::make_shared<Storage>(data, nbytes, device, [managed] {
+  auto storage = std::make_shared<Storage>(data, nbytes, device, [managed, device] {
+#ifdef NNCORE_WITH_CUDA
+    // nncore's queued kernels may still use the memory: finish them before the producer gets
+    // it back (and may hand it to a new tensor on its own stream).
+    if (device == Device::cuda) cuda::wait_for_device();
+#endif
     if (managed->deleter) managed->deleter(managed);
   });
   return Tensor(storage, shape, f32 ? DType::float32 : DType::int32);
@@ -346,7 +367,8 @@ PYBIND11_MODULE(_C, m) {
       .def("zero_", [](Tensor& t) { ops::fill_(t, 0.0f); return t; })
       .def("__dlpack__", [](const Tensor& t, const py::kwargs&) { return tensor_to_dlpack(t); })
       .def("__dlpack_device__", [](const Tensor& t) {
-        return py::make_tuple(t.device() == Device::cpu ? int(kDLCPU) : int(kDLCUDA), 0);
+        const DLDevice device = dlpack_device(t);
+        return py::make_tuple(int(device.device_type), device.device_id);
       })
       .def_buffer([](const Tensor& t) -> py::buffer_info {
         NNCORE_CHECK(t.device() == Device::cpu, "buffer protocol: tensor is on ",

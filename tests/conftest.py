@@ -27,12 +27,26 @@ except ImportError:  # hypothesis is a test extra; property tests skip without i
 
 
 def cuda_skip_reason() -> str | None:
-    """None when CUDA tensors can be made, else why not."""
+    """None when CUDA tensors can be made, else why not (with the runtime's own words)."""
     if not nc.cuda.is_compiled():
         return "CUDA not available: nncore was built without the CUDA backend (no nvcc at build)"
     if not nc.cuda.is_available():
-        return "CUDA not available: built with CUDA but no CUDA device/driver was found"
+        try:
+            nc.zeros((1,), device="cuda")
+            why = "no device"
+        except RuntimeError as error:  # e.g. "CUDA driver version is insufficient ..."
+            why = str(error)
+        return f"CUDA not available: built with CUDA but no CUDA device/driver was found ({why})"
     return None
+
+
+def pytest_sessionstart(session):
+    """NNCORE_REQUIRE_CUDA=1 (bench/gpu_check.sh sets it): a GPU run where every CUDA test would
+    skip (no device, or a driver older than the CUDA runtime nncore links) stops instead of
+    passing on the CPU tests alone."""
+    reason = cuda_skip_reason()
+    if os.environ.get("NNCORE_REQUIRE_CUDA") == "1" and reason is not None:
+        pytest.exit(f"NNCORE_REQUIRE_CUDA=1, but {reason}", returncode=3)
 
 
 DEVICES = ["cpu", "cuda"]

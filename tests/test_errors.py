@@ -58,6 +58,15 @@ def test_matmul_int_dtype(T):
         ops.matmul(T(2, 3, dtype=np.int32), T(3, 2))
 
 
+def test_gemm_output_may_not_share_memory_with_an_input(T):
+    a = T(3, 3)
+    with pytest.raises(ValueError, match="^gemm: c and a share memory"):
+        ops.gemm_(a, T(3, 3), a)
+    b = T(3, 3)
+    with pytest.raises(ValueError, match="^gemm: c and b share memory"):
+        ops.gemm_(T(3, 3), b, b, beta=1.0)
+
+
 def test_linear_feature_mismatch(T):
     with pytest.raises(ValueError, match="^linear: .*" + shape_re((4, 3), (5, 4))):
         F.linear(T(4, 3), T(5, 4))

@@ -283,6 +283,55 @@ def test_dlpack_bad_dtype_and_object():
         nc.from_dlpack([1.0, 2.0])
 
 
+@pytest.fixture
+def torch_cuda(cuda_device):
+    """PyTorch with a GPU beside nncore's (DLPack across the two frameworks' streams)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA here")
+    return torch
+
+
+def test_dlpack_cuda_round_trip_with_torch(torch_cuda):
+    torch = torch_cuda
+    a = (torch.arange(12, dtype=torch.float32, device="cuda") - 5).reshape(3, 4)
+    t = nc.from_dlpack(a)
+    assert t.device == "cuda" and t.__dlpack_device__() == (2, 0)
+    np.testing.assert_array_equal(t.numpy(), a.cpu().numpy())
+    b = torch.from_dlpack(nc.ops.relu_forward(t))
+    np.testing.assert_array_equal(b.cpu().numpy(), np.maximum(np.arange(12) - 5.0, 0).reshape(3, 4))
+
+
+def test_dlpack_cuda_import_is_returned_after_nncore_is_done(torch_cuda):
+    """The producer gets its memory back only once nncore's queued kernels are done with it:
+    otherwise PyTorch hands the block to a new tensor while nncore still reads it."""
+    torch = torch_cuda
+    n = 1 << 24
+    for _ in range(10):
+        x = nc.from_dlpack(torch.full((n,), 1.0, device="cuda"))  # only nncore holds it
+        y = nc.ops.relu_forward(x)
+        for _ in range(20):  # a queue of kernels reading the imported memory
+            nc.ops.axpy_(y, 1.0, x)
+        del x
+        torch.full((n,), -1e30, device="cuda")  # reuses the block if it came back too early
+        got = y.numpy()
+        assert got.min() == got.max() == 21.0
+
+
+def test_dlpack_cuda_export_is_reused_after_the_consumer_is_done(torch_cuda):
+    """A block nncore exported goes back to nncore's cache only once the consumer's queued work
+    on its own stream is done: otherwise nncore's next tensor is overwritten by it."""
+    torch = torch_cuda
+    n = 1 << 24
+    for _ in range(10):
+        b = torch.from_dlpack(nc.zeros((n,), device="cuda"))
+        for _ in range(20):  # queued on PyTorch's stream, writing the exported memory
+            b.add_(1.0)
+        del b
+        got = nc.zeros((n,), device="cuda").fill_(7.0).numpy()
+        assert got.min() == got.max() == 7.0
+
+
 def test_cuda_flags():
     compiled, available = nc.cuda.is_compiled(), nc.cuda.is_available()
     assert isinstance(compiled, bool) and isinstance(available, bool)

@@ -91,6 +91,11 @@ void gemm_(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans
                ", trans_a=", trans_a, ", trans_b=", trans_b);
   NNCORE_CHECK(c.size(0) == M && c.size(1) == N, "gemm: c ", shape_str(c.shape()),
                " must be (", M, ", ", N, ")");
+  // The kernels read a and b while they write c (on the GPU from other blocks, by
+  // non-coherent loads): c must be a tensor of its own.
+  for (auto [name, t] : {NamedTensor{"a", &a}, NamedTensor{"b", &b}})
+    NNCORE_CHECK(!share_memory(c, *t), "gemm: c and ", name,
+                 " share memory (the product would overwrite its own input)");
   NNCORE_DISPATCH(device, sgemm, trans_a, trans_b, M, N, K, alpha, a.f32(), a.size(1), b.f32(),
                   b.size(1), beta, c.f32(), N);
 }

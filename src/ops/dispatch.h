@@ -139,6 +139,12 @@ inline TensorListArgs tensor_list_args(const char* op, std::initializer_list<Nam
   return args;
 }
 
+// Whether the bytes of a and b overlap (never for an empty tensor).
+inline bool share_memory(const Tensor& a, const Tensor& b) {
+  const auto pa = reinterpret_cast<uintptr_t>(a.raw()), pb = reinterpret_cast<uintptr_t>(b.raw());
+  return a.numel() > 0 && b.numel() > 0 && pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
 // No two tensors of `list` overlap in memory: an update that reads and writes them (an
 // optimizer step) would apply twice to the shared floats, and race on the GPU.
 inline void require_disjoint(const char* op, const char* name, const std::vector<Tensor>& list) {
@@ -148,9 +154,8 @@ inline void require_disjoint(const char* op, const char* name, const std::vector
   std::sort(spans.begin(), spans.end());
   for (size_t k = 1; k < spans.size(); ++k) {  // sorted by start: an overlap shows in a neighbour
     const size_t before = spans[k - 1].second, t = spans[k].second;
-    NNCORE_CHECK(spans[k - 1].first + list[before].nbytes() <= spans[k].first, op, ": ", name,
-                 "[", std::min(before, t), "] and ", name, "[", std::max(before, t),
-                 "] share memory (a tensor listed twice?)");
+    NNCORE_CHECK(!share_memory(list[before], list[t]), op, ": ", name, "[", std::min(before, t),
+                 "] and ", name, "[", std::max(before, t), "] share memory (a tensor listed twice?)");
   }
 }
 

@@ -59,7 +59,7 @@ class CachingAllocator {
     try {
       live_.emplace(ptr, bytes);
     } catch (...) {  // no host memory for the bookkeeping: give the block back, report
-      backend_.deallocate(ptr);
+      release_block(ptr);
       throw;
     }
     allocated_ += bytes;
@@ -83,7 +83,7 @@ class CachingAllocator {
       free_lists_[bytes].push_back(ptr);
       cached_ += bytes;
     } catch (...) {  // no host memory for the free list: give the block back instead
-      backend_.deallocate(ptr);
+      release_block(ptr);
     }
   }
 
@@ -104,6 +104,16 @@ class CachingAllocator {
   }
 
  private:
+  // Gives one block back to the system, once queued work that may use it is done (CUDA: kernels
+  // on the stream); never throws, so the free path stays noexcept.
+  void release_block(void* ptr) noexcept {
+    try {
+      backend_.wait_idle();
+    } catch (...) {  // a failed wait leaves nothing better to do than give the block back
+    }
+    backend_.deallocate(ptr);
+  }
+
   void release_cached_locked() {
     if (cached_ == 0) return;
     backend_.wait_idle();

@@ -36,5 +36,9 @@ void memset_zero(void* dst, size_t nbytes);
 // The library's stream as an opaque handle (a cudaStream_t), for DLPack consumers.
 void* current_stream();
 void synchronize();  // waits for all work on the library stream
+// Waits for all work on the device, every stream, ignoring errors: for DLPack deleters, which
+// run in destructors and cannot know the other framework's stream.
+void wait_for_device() noexcept;
+int current_device();  // the device nncore's stream and allocations are on (DLPack's device id)
 
 }  // namespace nncore::cuda
