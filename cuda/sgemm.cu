@@ -377,10 +377,6 @@ int forced_tile() {
   return tile;
 }
 
-}  // namespace
-
-namespace {
-
 // The configuration choice by problem size (or NNCORE_CUDA_SGEMM_TILE), shared by sgemm and
 // linear_forward.
 void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
