@@ -64,24 +64,20 @@ void bias_grad(const float* dy, const float* relu_y, float* g_out, float* db, in
     dy = g_out;
   }
   if (inner == 1) {
-    // Rows are contiguous over c. A tile of kTile channels walks down all rows with its sums in
-    // registers (vectorized over c): float over runs of kRun rows, double across runs, so a long
-    // batch does not lose the small terms.
-    constexpr int64_t kTile = 16, kRun = 16;
-    const int64_t tiles = (channels + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (total > kParallelMin && tiles > 1)
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      const int64_t c0 = tile * kTile;
-      const int64_t width = std::min(kTile, channels - c0);
-      double acc[kTile] = {};
-      for (int64_t o0 = 0; o0 < outer; o0 += kRun) {
-        const int64_t o1 = std::min(outer, o0 + kRun);
-        float run[kTile] = {};
-        for (int64_t at = o0 * channels + c0; at < o1 * channels; at += channels) {
+    // Rows are contiguous over c: accumulate a block of channels down all rows (vectorizes
+    // over c) in double, so a long batch does not lose the small terms.
+    constexpr int64_t kBlock = 256;
+    const int64_t blocks = (channels + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (total > kParallelMin && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = blk * kBlock;
+      const int64_t width = std::min(kBlock, channels - c0);
+      double acc[kBlock];
+      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+      for (int64_t o = 0; o < outer; ++o) {
+        const float* __restrict row = dy + o * channels + c0;
 #pragma omp simd
-          for (int64_t c = 0; c < width; ++c) run[c] += dy[at + c];
-        }
-        for (int64_t c = 0; c < width; ++c) acc[c] += run[c];
+        for (int64_t c = 0; c < width; ++c) acc[c] += row[c];
       }
       for (int64_t c = 0; c < width; ++c) db[c0 + c] += static_cast<float>(acc[c]);
     }
