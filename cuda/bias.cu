@@ -20,8 +20,9 @@ __global__ void bias_add_kernel(float* __restrict__ y, BiasActivation act, int64
   }
 }
 
-// The gradient bias_grad sums: g = dy, or with the fused ReLU's output relu_y, g = dy * [relu_y > 0],
-// stored to g_out (which may alias dy: each element is read, then written, by one thread).
+// The gradient bias_grad sums: g = dy, or with the fused ReLU's output relu_y,
+// g = dy * [relu_y > 0] stored to g_out (which may alias dy: each element is read, then written,
+// by one thread).
 struct BiasGradSource {
   const float* dy;
   const float* relu_y;  // null: no ReLU

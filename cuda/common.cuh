@@ -150,7 +150,9 @@ struct Relu {  // y = max(x, 0); NaN propagates (relu_forward and the convolutio
   __device__ __forceinline__ float operator()(float x) const { return x < 0.f ? 0.f : x; }
 };
 struct ReluGrad {  // dx = dy * [x > 0] as a select: dy NaN or inf where x <= 0 gives 0
-  __device__ __forceinline__ float operator()(float x, float dy) const { return x > 0.f ? dy : 0.f; }
+  __device__ __forceinline__ float operator()(float x, float dy) const {
+    return x > 0.f ? dy : 0.f;
+  }
 };
 
 // A layer's output activation: v + b[c] (no add without a bias: + 0 would turn -0 into +0),

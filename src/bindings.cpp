@@ -133,8 +133,9 @@ Tensor tensor_from_dlpack(const py::object& obj) {
   py::object capsule;
   if (device_info.first == kDLCUDA) {
 #ifdef NNCORE_WITH_CUDA
-    NNCORE_CHECK(device_info.second == cuda::current_device(), "from_dlpack: the tensor is on CUDA device ",
-                 device_info.second, " but nncore runs on device ", cuda::current_device());
+    const int own_device = cuda::current_device();
+    NNCORE_CHECK(device_info.second == own_device, "from_dlpack: the tensor is on CUDA device ",
+                 device_info.second, " but nncore runs on device ", own_device);
     // Ask the producer to make the data ready on our stream.
     capsule = obj.attr("__dlpack__")(py::arg("stream") =
                                          reinterpret_cast<uintptr_t>(cuda::current_stream()));

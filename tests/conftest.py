@@ -2,6 +2,7 @@
 visible reason), `rng` (seeded NumPy generator) and a CI-friendly Hypothesis profile."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -26,8 +27,10 @@ except ImportError:  # hypothesis is a test extra; property tests skip without i
     pass
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_skip_reason() -> str | None:
-    """None when CUDA tensors can be made, else why not (with the runtime's own words)."""
+    """None when CUDA tensors can be made, else why not (with the runtime's own words). Asked
+    once per session: every CUDA-parametrised test consults it."""
     if not nc.cuda.is_compiled():
         return "CUDA not available: nncore was built without the CUDA backend (no nvcc at build)"
     if not nc.cuda.is_available():

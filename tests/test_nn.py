@@ -202,7 +202,7 @@ def test_sequential_runs_a_linear_relu_in_the_bias_pass(device, rng):
     x = as_tensor(rng.standard_normal((4, 6)), device)
     want = model[2].forward(nn.ReLU().forward(model[0].forward(x))).numpy()
     model[1].forward = lambda _: pytest.fail("the ReLU ran as a layer of its own")
-    model[1].backward = lambda *_, **__: pytest.fail("the ReLU's backward ran as a layer of its own")
+    model[1].backward = lambda *_, **__: pytest.fail("the ReLU's backward ran on its own")
     np.testing.assert_array_equal(model.forward(x).numpy(), want)
     dx = model.backward(as_tensor(np.ones((4, 3)), device), need_dx=True)
     assert dx.shape == (4, 6) and np.abs(model[0].weight.grad.numpy()).sum() > 0

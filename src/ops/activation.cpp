@@ -50,7 +50,7 @@ Tensor relu_backward(const Tensor& x, const Tensor& dy, const std::optional<Tens
     require_bias("relu_backward", "dbias", *db, l.channels, dy.shape());
     common_device("relu_backward", {&dy, &*db});
   }
-  return unary_backward("relu_backward", x, dy, [&db, &l](const Tensor& s, const Tensor& g, Tensor& out) {
+  return unary_backward("relu_backward", x, dy, [&](const Tensor& s, const Tensor& g, Tensor& out) {
     if (db) {
       NNCORE_DISPATCH(g.device(), bias_grad, g.f32(), s.f32(), out.f32(), db->f32(), l.outer,
                       l.channels, l.inner);

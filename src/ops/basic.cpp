@@ -160,7 +160,8 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const std::optional<Tens
 }
 
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dw,
-                       std::optional<Tensor> db, bool need_dx, const std::optional<Tensor>& relu_y) {
+                       std::optional<Tensor> db, bool need_dx,
+                       const std::optional<Tensor>& relu_y) {
   const auto [batch, in, out] = linear_dims("linear_backward", x, w);
   require_float("linear_backward", "dy", dy);
   require_float("linear_backward", "dw", dw);

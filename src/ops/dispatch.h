@@ -56,7 +56,8 @@ struct ChannelLayout {
 };
 inline ChannelLayout channel_layout(const char* op, const char* name, const Tensor& y) {
   NNCORE_CHECK(y.dim() >= 1, op, ": ", name, " must have at least one axis");
-  const int64_t outer = y.dim() >= 2 ? y.size(0) : 1, channels = y.dim() >= 2 ? y.size(1) : y.size(0);
+  const int64_t outer = y.dim() >= 2 ? y.size(0) : 1;
+  const int64_t channels = y.dim() >= 2 ? y.size(1) : y.size(0);
   const int64_t inner = channels == 0 || outer == 0 ? 0 : y.numel() / (outer * channels);
   return {outer, channels, inner};
 }
@@ -154,8 +155,9 @@ inline void require_disjoint(const char* op, const char* name, const std::vector
   std::sort(spans.begin(), spans.end());
   for (size_t k = 1; k < spans.size(); ++k) {  // sorted by start: an overlap shows in a neighbour
     const size_t before = spans[k - 1].second, t = spans[k].second;
-    NNCORE_CHECK(!share_memory(list[before], list[t]), op, ": ", name, "[", std::min(before, t),
-                 "] and ", name, "[", std::max(before, t), "] share memory (a tensor listed twice?)");
+    NNCORE_CHECK(!share_memory(list[before], list[t]), op, ": ", name, "[",
+                 std::min(before, t), "] and ", name, "[", std::max(before, t),
+                 "] share memory (a tensor listed twice?)");
   }
 }
 
