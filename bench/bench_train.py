@@ -53,7 +53,7 @@ def worker_nncore(model: str, batch: int, device: str, min_time: float) -> dict:
     def step():
         out = net.forward(x)
         loss_fn.forward_tensor(out, y)
-        net.backward(loss_fn.backward())
+        net.backward(loss_fn.backward(), need_dx=False)
         opt.step()
         opt.zero_grad()
 

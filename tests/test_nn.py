@@ -309,10 +309,59 @@ def test_backward_accumulates_and_zero_grad_clears(device, rng):
     layer.forward(x)
     layer.backward(dy)
     once = layer.weight.grad.numpy().copy()
+    layer.forward(x)
     layer.backward(dy)
     np.testing.assert_allclose(layer.weight.grad.numpy(), 2 * once, rtol=1e-6)
     layer.zero_grad()
     assert not layer.weight.grad.numpy().any() and not layer.bias.grad.numpy().any()
+
+
+def test_backward_uses_up_the_forward(device, rng):
+    """A second backward for one forward raises, as PyTorch's does, instead of adding the same
+    gradients again; so does the loss's."""
+    layer, loss = nn.Linear(3, 2, device=device), nn.MSELoss()
+    x = as_tensor(rng.standard_normal((4, 3)), device)
+    loss.forward(layer.forward(x), np.zeros((4, 2), np.float32))
+    layer.backward(loss.backward())
+    with pytest.raises(RuntimeError, match="backward already ran"):
+        layer.backward(as_tensor(np.ones((4, 2)), device))
+    with pytest.raises(RuntimeError, match="backward already ran"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("reused", ["linear", "tanh"])
+def test_module_used_twice_raises_instead_of_wrong_gradients(device, rng, reused):
+    """A module keeps one forward's inputs, so the backward of its first use would see the
+    second use's: that backward raises. Sharing Parameters between two modules is the supported
+    way, and its gradients match PyTorch's for the module used twice."""
+    torch = pytest.importorskip("torch")
+    first = nn.Linear(3, 3, device=device)
+    act = nn.Tanh()
+    if reused == "linear":
+        model = nn.Sequential(first, nn.Tanh(), first)
+    else:
+        model = nn.Sequential(first, act, nn.Linear(3, 3, device=device), act)
+    x = as_tensor(rng.standard_normal((4, 3)), device)
+    dy = as_tensor(rng.standard_normal((4, 3)), device)
+    model.forward(x)
+    with pytest.raises(RuntimeError, match="backward already ran"):
+        model.backward(dy)
+
+    second = nn.Linear(3, 3, device=device)
+    second.weight, second.bias = first.weight, first.bias
+    model = nn.Sequential(first, nn.Tanh(), second)
+    assert model.parameters() == [first.weight, first.bias]
+    model.zero_grad()
+    model.forward(x)
+    dx = model.backward(dy)
+    w = torch.tensor(first.weight.data.numpy(), requires_grad=True)
+    b = torch.tensor(first.bias.data.numpy(), requires_grad=True)
+    x_t = torch.tensor(x.numpy(), requires_grad=True)
+    y_t = torch.tanh(x_t @ w.T + b) @ w.T + b
+    y_t.backward(torch.tensor(dy.numpy()))
+    np.testing.assert_allclose(first.weight.grad.numpy(), w.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first.bias.grad.numpy(), b.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx.numpy(), x_t.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_need_dx(device, rng):
@@ -320,9 +369,11 @@ def test_need_dx(device, rng):
     x = as_tensor(rng.standard_normal((5, 3)), device)
     dy = as_tensor(rng.standard_normal((5, 2)), device)
     model.forward(x)
-    assert model.backward(dy) is None  # a network's input needs no gradient by default
+    assert model.backward(dy, need_dx=False) is None  # a training loop's: no input gradient
     assert model[0].weight.grad.numpy().any()
-    assert model.backward(dy, need_dx=True).shape == (5, 3)
+    model.forward(x)
+    assert model.backward(dy).shape == (5, 3)  # dx, like any layer (Sequential nests)
+    model.forward(x)
     assert model[0].backward(dy=as_tensor(np.ones((5, 4)), device), need_dx=False) is None
 
 
@@ -463,17 +514,21 @@ def test_optimizer_steps_parameters_with_and_without_state(device, rng):
     assert not any(param.grad.numpy().any() for param in params)
 
 
-def test_shared_layer_parameters_are_listed_once(device):
+def test_shared_parameters_are_listed_and_updated_once(device, rng):
     shared = nn.Linear(3, 3, device=device)
     model = nn.Sequential(shared, nn.ReLU(), shared)
     assert len(list(model.named_parameters())) == 4
     assert model.parameters() == [shared.weight, shared.bias]
-    optim.SGD(model.parameters(), lr=0.1).step()  # each parameter updated once
+    before = shared.weight.data.numpy().copy()
+    shared.weight.grad = as_tensor(rng.standard_normal((3, 3)), device)
+    optim.SGD(model.parameters(), lr=0.5).step()
+    np.testing.assert_allclose(shared.weight.data.numpy(),
+                               before - 0.5 * shared.weight.grad.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_attribute_assignment_registers_and_unregisters(device):
-    """Assigning a Parameter or Module registers it; assigning anything else over a registered
-    name unregisters it; plain attributes never register."""
+    """Assigning a Parameter or Module registers it; None over a registered name unregisters
+    it, anything else raises; plain attributes never register."""
     layer = nn.Linear(3, 2, device=device)
     layer.note = "plain"
     assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
@@ -481,8 +536,16 @@ def test_attribute_assignment_registers_and_unregisters(device):
     assert [name for name, _ in layer.named_parameters()] == ["weight"]
     layer.extra = nn.ReLU()
     assert [name for name, _ in layer.named_children()] == ["extra"]
-    layer.extra = 3
-    assert list(layer.named_children()) == [] and layer.extra == 3
+    layer.extra = None
+    assert list(layer.named_children()) == [] and layer.extra is None
+    layer.extra = 3  # no longer registered: a plain attribute
+    # A registered name takes only its own kind (PyTorch's rule), not a silent unregistering.
+    with pytest.raises(TypeError, match="cannot assign Tensor to parameter 'weight'"):
+        layer.weight = layer.weight.data
+    layer.child = nn.ReLU()
+    with pytest.raises(TypeError, match="cannot assign int to sub-module 'child'"):
+        layer.child = 3
+    assert [name for name, _ in layer.named_parameters()] == ["weight"]
 
 
 def test_optimizer_state_dict_round_trip(device, rng):

@@ -329,8 +329,8 @@ def _is_fusable_pool(layer: Module) -> bool:
 class Sequential(Module):
     """Layers applied in order; children are named "0", "1", ... or by an OrderedDict's keys.
 
-    ``backward(dy)`` runs the layers in reverse. A network's input needs no gradient, so by
-    default the first layer skips it (returns None); pass ``need_dx=True`` to get it.
+    ``backward(dy)`` runs the layers in reverse and returns dx like any layer; a training loop
+    passes ``need_dx=False`` (a network's input needs no gradient: the first layer skips it).
 
     ``forward`` runs a ``Conv2d`` followed by a ``ReLU`` and/or a ``MaxPool2d(2)`` (2x2,
     stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``);
@@ -410,7 +410,7 @@ class Sequential(Module):
             position = after + 1 if pool else after
         return x
 
-    def backward(self, dy: Tensor, need_dx: bool = False):
+    def backward(self, dy: Tensor, need_dx: bool = True):
         layers = list(self._modules.values())
         for position in range(len(layers) - 1, -1, -1):
             if position in self._fused:  # the Conv2d before it applies it

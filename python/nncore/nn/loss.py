@@ -7,6 +7,8 @@ import numpy as np
 import nncore
 from nncore import Tensor, ops
 
+from .module import CONSUMED
+
 __all__ = ["Loss", "CrossEntropyLoss", "MSELoss"]
 
 
@@ -39,9 +41,15 @@ class Loss:
         return nncore.tensor(np.asarray(target), device=out.device)
 
     def _saved_for_backward(self):
-        if self._saved is None:
+        """What the last forward kept, handed over once (as a Module's: see CONSUMED)."""
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(f"{type(self).__name__}: backward called without a forward before it")
-        return self._saved
+        if saved is CONSUMED:
+            raise RuntimeError(f"{type(self).__name__}: backward already ran for its last forward "
+                               "(a loss keeps one forward's outputs: use one loss object per output)")
+        self._saved = CONSUMED
+        return saved
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -1,8 +1,10 @@
 """Parameter and Module: the containers every layer is built from.
 
-Backprop is explicit: ``forward(x)`` keeps what its backward needs, ``backward(dy)`` returns
-``dx`` and ADDS the parameter gradients into each ``Parameter.grad`` (call ``zero_grad()``
-between steps). Parameters and sub-modules assigned as attributes are registered in
+Backprop is explicit: ``forward(x)`` keeps what its backward needs, ``backward(dy)`` uses it up,
+returns ``dx`` and ADDS the parameter gradients into each ``Parameter.grad`` (call
+``zero_grad()`` between steps). A module keeps one forward's inputs, so each use in a network
+needs its own module; modules may share Parameters (``b.weight = a.weight``), whose gradients
+then add up. Parameters and sub-modules assigned as attributes are registered in
 assignment order, which fixes the names in ``state_dict()`` (PyTorch's: "0.weight", ...).
 """
 from __future__ import annotations
@@ -20,6 +22,10 @@ from ..training import TrainingMixin
 # What a layer holds for backward when Sequential ran its forward inside a neighbour's fused op
 # and nothing it could use was kept (a ReLU between a Conv2d and the 2x2 max pool fused into it).
 FUSED_AWAY = object()
+# What a layer holds once its backward has used what the last forward kept (PyTorch frees its
+# graph the same way): a second backward, or a module used twice in one forward, then raises
+# instead of computing gradients from the wrong inputs.
+CONSUMED = object()
 
 
 class Parameter:
@@ -75,6 +81,13 @@ class Module(TrainingMixin):
         params, modules = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
         if params is None:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning {name!r}")
+        # PyTorch's rule: a registered name takes only its own kind, or None to unregister it.
+        if name in params and value is not None and not isinstance(value, Parameter):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to "
+                            f"parameter {name!r} (a Parameter or None expected)")
+        if name in modules and value is not None and not isinstance(value, Module):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to "
+                            f"sub-module {name!r} (a Module or None expected)")
         params.pop(name, None)
         modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -115,13 +128,20 @@ class Module(TrainingMixin):
         return self.forward(x)
 
     def _saved_for_backward(self):
-        if self._saved is None:
+        """What the last forward kept, handed over once (see CONSUMED)."""
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(f"{self!r}: backward called without a forward before it")
-        if self._saved is FUSED_AWAY:
+        if saved is FUSED_AWAY:
             raise RuntimeError(f"{self!r}: its last forward ran fused inside the layers around it "
                                "(Sequential), which kept nothing for its own backward; call the "
                                "Sequential's backward")
-        return self._saved
+        if saved is CONSUMED:
+            raise RuntimeError(f"{self!r}: backward already ran for its last forward. A module "
+                               "keeps one forward's inputs: give each use in a network its own "
+                               "module (they may share Parameters: b.weight = a.weight)")
+        self._saved = CONSUMED
+        return saved
 
     def _check_tensor(self, x) -> None:
         if not isinstance(x, Tensor):
@@ -150,7 +170,7 @@ class Module(TrainingMixin):
             yield from child.named_parameters(f"{prefix}{child_name}.")
 
     def parameters(self) -> list[Parameter]:
-        """Each parameter once, in named_parameters order (a module used twice shares them)."""
+        """Each parameter once, in named_parameters order (a Parameter shared by modules once)."""
         return list({id(param): param for _, param in self.named_parameters()}.values())
 
     # ---------------------------------------------------------------- modes and devices
