@@ -555,10 +555,31 @@ def test_optimizer_state_dict_round_trip(device, rng):
         param.grad = as_tensor(rng.standard_normal(param.shape), device)
     opt.step()
     saved = opt.state_dict()
-    clone = optim.Adam(layer.parameters(), lr=0.5)
+    clone = optim.Adam(layer.parameters(), lr=0.5, betas=(0.5, 0.6))
     clone.load_state_dict(saved)
-    assert clone.lr == 0.01 and clone.step_count == 1
+    assert clone.lr == 0.01 and clone.step_count == 1 and clone.betas == (0.9, 0.999)
     np.testing.assert_array_equal(clone.state[0]["exp_avg"].numpy(), opt.state[0]["exp_avg"].numpy())
+
+
+def test_optimizer_load_state_dict_rejects_another_kind(device, rng):
+    """Another optimizer's state (or a foreign buffer) would be stepped with the wrong rule:
+    refused, and nothing changes; SGD's hyper-parameters come back with its state."""
+    layer = nn.Linear(3, 2, device=device)
+    sgd = optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    for param in layer.parameters():
+        param.grad = as_tensor(rng.standard_normal(param.shape), device)
+    sgd.step()
+    adam = optim.Adam(layer.parameters())
+    with pytest.raises(ValueError, match="from 'SGD', not 'Adam'"):
+        adam.load_state_dict(sgd.state_dict())
+    assert adam.step_count == 0 and adam.state == [{}, {}]
+    forged = sgd.state_dict()
+    forged["state"][0] = {"exp_avg": forged["state"][0]["momentum_buffer"]}
+    with pytest.raises(ValueError, match="unknown buffer 'exp_avg'"):
+        optim.SGD(layer.parameters(), momentum=0.9).load_state_dict(forged)
+    other = optim.SGD(layer.parameters(), lr=0.3, momentum=0.5, nesterov=True)
+    other.load_state_dict(sgd.state_dict())
+    assert (other.lr, other.momentum, other.nesterov, other.step_count) == (0.1, 0.9, False, 1)
 
 
 # ---------------------------------------------------------------- equivalence with PyTorch

@@ -28,6 +28,9 @@ def _check_non_negative(name: str, **values) -> None:
 class Optimizer:
     """Holds the parameters and per-parameter state; ``step()`` updates them from their ``.grad``."""
 
+    hyper_parameters: tuple = ()  # attribute names saved by state_dict besides lr
+    buffer_names: tuple = ()  # the per-parameter state a subclass keeps
+
     def __init__(self, params, lr: float):
         self.params = list(params.parameters() if hasattr(params, "parameters") else params)
         if not self.params:
@@ -75,20 +78,40 @@ class Optimizer:
         return [state[name] for state in states]
 
     def state_dict(self) -> dict:
-        """Hyper-parameters, step count and per-parameter buffers as NumPy arrays."""
-        return {"lr": self.lr, "step_count": self.step_count,
+        """The optimizer's kind, hyper-parameters, step count and per-parameter buffers (NumPy)."""
+        return {"optimizer": type(self).__name__, "lr": self.lr,
+                "hyper_parameters": {name: getattr(self, name) for name in self.hyper_parameters},
+                "step_count": self.step_count,
                 "state": [{name: np.array(t.numpy(), copy=True) for name, t in s.items()}
                           for s in self.state]}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what ``state_dict()`` saved, hyper-parameters included (PyTorch's rule).
+
+        Nothing changes unless the whole dict fits: same kind of optimizer, one state per
+        parameter, only this kind's buffers, each of its parameter's shape.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if state_dict.get("optimizer") != type(self).__name__:
+            raise ValueError(f"{where}: the state dict is from {state_dict.get('optimizer')!r}, "
+                             f"not {type(self).__name__!r}")
         if len(state_dict["state"]) != len(self.params):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(state_dict['state'])} parameter "
-                             f"states for {len(self.params)} parameters")
+            raise ValueError(f"{where}: {len(state_dict['state'])} parameter states for "
+                             f"{len(self.params)} parameters")
+        hyper = state_dict["hyper_parameters"]
+        if set(hyper) != set(self.hyper_parameters):
+            raise ValueError(f"{where}: hyper-parameters {sorted(hyper)}, expected "
+                             f"{sorted(self.hyper_parameters)}")
         for param, saved in zip(self.params, state_dict["state"]):
             for name, array in saved.items():
+                if name not in self.buffer_names:
+                    raise ValueError(f"{where}: unknown buffer {name!r} (expected "
+                                     f"{list(self.buffer_names)})")
                 if tuple(array.shape) != tuple(param.shape):
-                    raise ValueError(f"{type(self).__name__}.load_state_dict: {name} of shape "
-                                     f"{tuple(array.shape)} for a parameter of shape {tuple(param.shape)}")
+                    raise ValueError(f"{where}: {name} of shape {tuple(array.shape)} for a "
+                                     f"parameter of shape {tuple(param.shape)}")
+        for name, value in hyper.items():
+            setattr(self, name, type(getattr(self, name))(value))
         self.lr = float(state_dict["lr"])
         self.step_count = int(state_dict["step_count"])
         self.state = [{name: nncore.tensor(array, device=param.device, dtype="float32")
@@ -100,6 +123,9 @@ class SGD(Optimizer):
     """p -= lr * d, with d = g + weight_decay * p, optionally through momentum (PyTorch's rule):
     buf = momentum * buf + (1 - dampening) * d (buf = d on the first step); d = buf, or
     d + momentum * buf with Nesterov."""
+
+    hyper_parameters = ("momentum", "dampening", "nesterov", "weight_decay")
+    buffer_names = ("momentum_buffer",)
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0):
@@ -120,6 +146,9 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; weight_decay adds L2 to the gradient (not AdamW)."""
+
+    hyper_parameters = ("betas", "eps", "weight_decay")
+    buffer_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
