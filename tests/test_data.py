@@ -580,6 +580,24 @@ def test_loader_shuffle_is_deterministic_per_seed_and_epoch(device):
     assert not np.array_equal(np.concatenate(_epoch_rows(other_seed)), np.concatenate(epoch0))
 
 
+def test_loader_default_seed_follows_manual_seed():
+    """Without a seed, the shuffling order comes from nncore.manual_seed's generator; an unknown
+    device name or a bad seed is refused at construction."""
+    x, y = _rows_dataset(40)
+    orders = []
+    for _ in range(2):
+        nncore.manual_seed(7)
+        orders.append(np.concatenate(_epoch_rows(DataLoader(x, y, batch_size=8, shuffle=True))))
+    np.testing.assert_array_equal(orders[0], orders[1])
+    nncore.manual_seed(8)
+    other = np.concatenate(_epoch_rows(DataLoader(x, y, batch_size=8, shuffle=True)))
+    assert not np.array_equal(other, orders[0])
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        DataLoader(x, y, batch_size=8, device="gpu")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        DataLoader(x, y, batch_size=8, shuffle=True, seed=-1)
+
+
 @pytest.mark.parametrize("device", _devices())
 def test_loader_keeps_labels_paired_with_rows(device):
     x, y = _rows_dataset(30)

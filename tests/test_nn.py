@@ -233,6 +233,16 @@ def test_mse_gradient(device, rng):
 # ---------------------------------------------------------------- dropout
 
 
+def test_manual_seed_range(device):
+    """Every seed manual_seed takes also drives dropout; others are refused up front."""
+    nc.manual_seed(2**64 - 1)
+    nn.Dropout(0.5).forward(nc.tensor(np.ones((4, 4), np.float32), device=device))
+    for bad in (-1, 2**64, 1.5, True):
+        with pytest.raises(ValueError, match="manual_seed: expected an integer in"):
+            nc.manual_seed(bad)
+    nc.manual_seed(0)
+
+
 def test_dropout_masks_scales_and_is_identity_in_eval(device, rng):
     x = rng.uniform(1.0, 2.0, (100, 100)).astype(np.float32)
     dropout = nn.Dropout(0.3)

@@ -10,8 +10,10 @@ _philox_offset = 0
 
 
 def manual_seed(seed: int) -> None:
-    """Makes initialisation, shuffling defaults and dropout reproducible."""
+    """Makes initialisation, shuffling defaults and dropout reproducible; 0 <= seed < 2**64."""
     global _seed, _generator, _philox_offset
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"manual_seed: expected an integer in [0, 2**64), got {seed!r}")
     _seed = int(seed)
     _generator = np.random.default_rng(_seed)
     _philox_offset = 0

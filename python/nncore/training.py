@@ -196,8 +196,6 @@ class TrainingMixin:
         _warn_double_softmax(self, loss_fn)
         track_accuracy = _check_metrics(metrics)
         optimizer = _resolve_optimizer(optimizer, self)
-        if seed is None:
-            seed = int(nncore.random.generator().integers(2**31))
         loader = DataLoader(x_train, y_train, batch_size, shuffle=shuffle, seed=seed, device=device)
         val_loader = None if x_val is None else DataLoader(x_val, y_val, max(batch_size, 256), device=device)
         callbacks = [getattr(c, "on_epoch_end", c) for c in (callbacks or ())]

@@ -103,8 +103,8 @@ class DataLoader:
 
     Order: with `shuffle=True`, epoch k uses a permutation drawn from (seed, k),
     so the same seed gives the same sequence of epochs; each `iter(loader)` starts
-    the next epoch (or pick one with `set_epoch`). Without a seed a random one is
-    drawn once, at construction.
+    the next epoch (or pick one with `set_epoch`). Without a seed one is drawn once,
+    at construction, from nncore's generator (so `nncore.manual_seed` fixes it).
 
     On CUDA the whole dataset is uploaded once, at construction; each epoch uploads
     its permutation once, and batches are gathered on the device with
@@ -124,8 +124,13 @@ class DataLoader:
         self.num_samples = int(x.shape[0])
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
+        if seed is None:  # drawn only when shuffling, so an unshuffled loader leaves it alone
+            seed = int(nncore.random.generator().integers(2**31)) if shuffle else 0
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
         self.drop_last = drop_last
+        nncore.zeros((0,), device=device)  # an unknown device name ("gpu") fails here, clearly
         self.device = str(device)
         self.epoch = 0
         self._on_cuda = self.device.startswith("cuda")
