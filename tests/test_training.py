@@ -224,6 +224,21 @@ def test_mlp_checkpoint_keeps_sizes(device, tmp_path):
         load_checkpoint(tmp_path / "mlp.npz", model=models.mlp(20, 8, 3, device=device))
 
 
+def test_checkpoint_metadata_cannot_shadow_its_own_keys(device, tmp_path):
+    """The format tag and the model config are the checkpoint's: user metadata may not replace
+    them (it made files that could not be loaded); a config that is not a dict is a clear error."""
+    model = models.mlp(4, 3, 2, device=device)
+    for key in ("format", "model"):
+        with pytest.raises(ValueError, match=f"metadata keys \\['{key}'\\] are reserved"):
+            save_checkpoint(model, tmp_path / "m.npz", {key: "mine"})
+    assert not (tmp_path / "m.npz").exists()
+    forged = tmp_path / "forged.npz"
+    np.savez(forged, __metadata__=np.array(json.dumps({"format": "nncore-checkpoint-1",
+                                                       "model": "my small mlp"})))
+    with pytest.raises(ValueError, match="cannot rebuild model my small mlp: a model config is a dict"):
+        load_checkpoint(forged, device=device)
+
+
 def test_corrupt_checkpoints_raise_a_clear_error(device, tmp_path):
     path = save_checkpoint(models.mlp(10, 4, 2, device=device), tmp_path / "good.npz")
     content = path.read_bytes()

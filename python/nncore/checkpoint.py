@@ -18,11 +18,19 @@ FORMAT = "nncore-checkpoint-1"
 
 
 def save_checkpoint(model, path, metadata: dict | None = None) -> Path:
-    """Writes ``model``'s parameters and ``metadata`` (JSON-serialisable) to ``path`` atomically."""
+    """Writes ``model``'s parameters and ``metadata`` (JSON-serialisable) to ``path`` atomically.
+
+    The metadata keys "format" and "model" are the checkpoint's own (its format tag and the
+    model's config, which ``load_checkpoint`` rebuilds the network from).
+    """
     path = Path(path)
+    reserved = sorted({"format", "model"} & set(metadata or {}))
+    if reserved:
+        raise ValueError(f"save_checkpoint: metadata keys {reserved} are reserved (the format tag "
+                         "and the model's config)")
     meta = {"format": FORMAT, **(metadata or {})}
     if getattr(model, "config", None) is not None:
-        meta.setdefault("model", model.config)
+        meta["model"] = model.config
     state = model.state_dict()
     if METADATA_KEY in state:
         raise ValueError(f"save_checkpoint: a parameter may not be named {METADATA_KEY!r}")

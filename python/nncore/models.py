@@ -56,5 +56,7 @@ MODELS = {"lenet5": lenet5, "mlp": mlp}
 
 def build(config: dict, device: str = "cpu") -> nn.Sequential:
     """The model a ``config`` (as stored in ``model.config``) describes."""
+    if not isinstance(config, dict):
+        raise TypeError(f"a model config is a dict like model.config, got {config!r}")
     factory = _choice(MODELS, config.get("name"), "model")
     return factory(*config.get("args", []), **config.get("kwargs", {}), device=device)
