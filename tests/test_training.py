@@ -188,11 +188,25 @@ def test_mse_regression(device, rng):
     y = (x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3).astype(np.float32)
     nc.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 1)).to(device)
-    history = model.fit(x, y, epochs=30, batch_size=32, loss="mse", metrics=(), verbose=0,
+    history = model.fit(x, y, epochs=30, batch_size=32, loss="mse", verbose=0,
                         optimizer=optim.SGD(model.parameters(), lr=0.1))
     assert history.history["loss"][-1] < 1e-4
-    assert model.evaluate(x, y, metrics=())["loss"] < 1e-4
+    assert "accuracy" not in history.history  # no accuracy by default for a regression
+    assert list(model.evaluate(x, y)) == ["loss"] and model.evaluate(x, y)["loss"] < 1e-4
     np.testing.assert_allclose(model[0].weight.data.numpy(), [[1.0, -2.0, 0.5]], atol=1e-2)
+    with pytest.raises(ValueError, match=r"accuracy needs class scores \(N, C\) with C >= 2"):
+        model.evaluate(x, y, metrics="accuracy")
+
+
+def test_metrics_as_a_string_and_predict_on_no_rows(device, sample):
+    x_train, y_train, _, _ = sample
+    nc.manual_seed(0)
+    model = models.lenet5(device=device)
+    assert set(model.evaluate(x_train[:50], y_train[:50], metrics="accuracy")) == {"loss", "accuracy"}
+    with pytest.raises(ValueError, match=r"unknown metrics \['f1'\]"):
+        model.evaluate(x_train[:50], y_train[:50], metrics="f1")
+    for softmax in (False, True):  # (0, 10), like a batch of rows (Flatten of a batch of 0 too)
+        assert model.predict(x_train[:0], softmax=softmax).shape == (0, 10)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -54,9 +54,14 @@ def _warn_double_softmax(model, loss_fn) -> None:
                       "drop the last Softmax layer so the loss sees logits", stacklevel=3)
 
 
-def _check_metrics(metrics) -> bool:
-    """True when accuracy is asked for (the only metric there is)."""
-    metrics = tuple(metrics or ())
+def _check_metrics(metrics, loss_fn) -> bool:
+    """True when accuracy is asked for (the only metric there is); by default (None) it is, for
+    a classification loss only: on a regression output an argmax means nothing."""
+    from .nn import CrossEntropyLoss
+
+    if metrics is None:
+        return isinstance(loss_fn, CrossEntropyLoss)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     unknown = [m for m in metrics if m not in ("accuracy", "acc")]
     if unknown:
         raise ValueError(f"unknown metrics {unknown} (supported: 'accuracy')")
@@ -138,6 +143,9 @@ class _EpochTotals:
         ops.axpy_(self.loss_sum, float(images), batch_loss)
         self.seen += images
         if self.accuracy:
+            if out.ndim != 2 or out.shape[1] < 2:
+                raise ValueError(f"accuracy needs class scores (N, C) with C >= 2, got output "
+                                 f"{out.shape}; pass metrics=() for a regression")
             self.predicted.append(ops.argmax_rows(out))
             self.expected.append(target if target.dtype == "int32" else ops.argmax_rows(target))
 
@@ -158,7 +166,7 @@ class TrainingMixin:
     """fit / evaluate / predict for a Module (see the module docstring)."""
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
-            validation_data=None, optimizer=None, loss="cross_entropy", metrics=("accuracy",),
+            validation_data=None, optimizer=None, loss="cross_entropy", metrics=None,
             early_stopping_patience: int | None = None, shuffle: bool = True, seed: int | None = None,
             device: str | None = None, verbose: int = 1, lr_scheduler=None, callbacks=()) -> History:
         """Trains on NumPy arrays ``x`` and ``y`` (integer labels (N,) or one-hot/probability rows).
@@ -167,6 +175,7 @@ class TrainingMixin:
           shuffling) is held out; ``validation_data=(x_val, y_val)`` takes precedence.
         - ``optimizer``: an nncore.optim optimizer, "sgd" or "adam" (default: SGD, lr 0.01).
         - ``loss``: a nncore.nn.Loss, "cross_entropy" (alias "categorical_crossentropy") or "mse".
+        - ``metrics``: ("accuracy",) or (); by default accuracy with cross-entropy only.
         - ``early_stopping_patience``: stop after that many epochs without improvement of
           val_loss (loss without validation) and restore the best weights.
         - ``seed``: the shuffling order (default: drawn from nncore.manual_seed's generator).
@@ -194,7 +203,7 @@ class TrainingMixin:
         loss_fn = _resolve_loss(loss)
         self._fit_loss = loss_fn
         _warn_double_softmax(self, loss_fn)
-        track_accuracy = _check_metrics(metrics)
+        track_accuracy = _check_metrics(metrics, loss_fn)
         optimizer = _resolve_optimizer(optimizer, self)
         loader = DataLoader(x_train, y_train, batch_size, shuffle=shuffle, seed=seed, device=device)
         val_loader = None if x_val is None else DataLoader(x_val, y_val, max(batch_size, 256), device=device)
@@ -253,11 +262,12 @@ class TrainingMixin:
             self.load_state_dict(best_state)
         return history
 
-    def evaluate(self, x, y, batch_size: int = 256, loss=None, metrics=("accuracy",),
+    def evaluate(self, x, y, batch_size: int = 256, loss=None, metrics=None,
                  device: str | None = None) -> dict:
         """{"loss": mean loss, "accuracy": fraction correct} over ``x``, ``y``, in eval mode.
 
-        ``loss`` defaults to the one the last ``fit`` used (else cross-entropy).
+        ``loss`` defaults to the one the last ``fit`` used (else cross-entropy); ``metrics`` as
+        in ``fit``.
         """
         from .data.loader import DataLoader
 
@@ -266,7 +276,7 @@ class TrainingMixin:
             self.to(device)
         loss_fn = _resolve_loss(loss if loss is not None else getattr(self, "_fit_loss", "cross_entropy"))
         loader = DataLoader(x, y, batch_size, device=self.device)
-        return self._evaluate_loader(loader, loss_fn, _check_metrics(metrics))
+        return self._evaluate_loader(loader, loss_fn, _check_metrics(metrics, loss_fn))
 
     def _evaluate_loader(self, loader, loss_fn, accuracy: bool, prefix: str = "") -> dict:
         was_training = self.training
@@ -289,8 +299,8 @@ class TrainingMixin:
         was_training = self.training
         self.eval()
         outputs = []
-        for start in range(0, x.shape[0], batch_size):
+        for start in range(0, max(x.shape[0], 1), batch_size):  # no rows: one empty batch
             out = self.forward(nncore.tensor(x[start:start + batch_size], device=self.device))
             outputs.append((ops.softmax_forward(out) if softmax else out).numpy().copy())
         self.train(was_training)
-        return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+        return np.concatenate(outputs)

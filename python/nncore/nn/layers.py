@@ -278,7 +278,7 @@ class Flatten(Module):
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected input (N, ...) with at least 2 dimensions, got {x.shape}")
         self._saved = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: a batch of 0 has one answer
 
     def backward(self, dy: Tensor, need_dx: bool = True):
         x_shape = self._saved_for_backward()
