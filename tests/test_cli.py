@@ -124,8 +124,13 @@ def write_png(path, image, channels=1):
                      + chunk(b"IEND", b""))
 
 
+@pytest.mark.parametrize("pillow", [True, False])
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_read_image_png_pgm_npy(device, tmp_path, channels):
+def test_read_image_png_pgm_npy(device, tmp_path, monkeypatch, channels, pillow):
+    """Every reader; the PNG one with Pillow when it is installed and always without it (the
+    hand-written decoder, every row filter)."""
+    if not pillow:
+        monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import Image` raises ImportError
     image = load_mnist_sample("test").images[0]
     write_png(tmp_path / "digit.png", image, channels)
     write_pgm(tmp_path / "digit.pgm", image)
@@ -136,3 +141,25 @@ def test_read_image_png_pgm_npy(device, tmp_path, channels):
     np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
     with pytest.raises(ValueError, match=r"expected a 28x28 grayscale image, got shape \(32, 32\)"):
         read_image(tmp_path / "big.npy")
+
+
+def test_bad_pgm_files_are_clear_errors(tmp_path):
+    header_then = {
+        "maxval 0": b"P5\n28 28\n0\n" + bytes(784),
+        "truncated P5": b"P5\n28 28\n255\n" + bytes(700),
+        "letters in the header": b"P5\n28 xx\n255\n" + bytes(784),
+        "letters in P2 pixels": b"P2\n2 1\n255\n1 a\n",
+    }
+    messages = {"maxval 0": "maxval 1..65535", "truncated P5": "truncated PGM data",
+                "letters in the header": "bad PGM header", "letters in P2 pixels": "bad PGM data"}
+    for case, content in header_then.items():
+        path = tmp_path / (case.replace(" ", "_") + ".pgm")
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + messages[case]):
+            read_image(path)
+
+
+def test_limit_and_batch_size_must_be_positive(tmp_path):
+    for option in ("--limit", "--batch-size"):
+        result = nncore_cli("train", option, "-3", cwd=tmp_path)
+        assert result.returncode == 2 and "expected a positive integer, got -3" in result.stderr

@@ -215,14 +215,25 @@ def _read_pgm(path: Path) -> np.ndarray:
             raise ValueError(f"{path}: truncated PGM header")
         fields.append(content[position:end])
         position = end
-    magic, (width, height, maxval) = fields[0], map(int, fields[1:])
-    if magic == b"P5":
-        dtype = np.uint8 if maxval < 256 else np.dtype(">u2")
-        pixels = np.frombuffer(content, dtype=dtype, count=width * height, offset=position + 1)
-    elif magic == b"P2":
-        pixels = np.array(content[position:].split()[:width * height], dtype=np.int64)
-    else:
+    magic = fields[0]
+    if magic not in (b"P5", b"P2"):
         raise ValueError(f"{path}: not a PGM file (magic {magic!r})")
+    if not all(field.isdigit() for field in fields[1:]):
+        raise ValueError(f"{path}: bad PGM header {b' '.join(fields).decode(errors='replace')!r}")
+    width, height, maxval = map(int, fields[1:])
+    if not (width > 0 and height > 0 and 0 < maxval < 65536):
+        raise ValueError(f"{path}: bad PGM header: {width}x{height}, maxval {maxval} "
+                         "(the PGM format takes maxval 1..65535)")
+    if magic == b"P5":
+        dtype = np.dtype(np.uint8 if maxval < 256 else ">u2")
+        if len(content) - (position + 1) < width * height * dtype.itemsize:
+            raise ValueError(f"{path}: truncated PGM data")
+        pixels = np.frombuffer(content, dtype=dtype, count=width * height, offset=position + 1)
+    else:
+        values = content[position:].split()[:width * height]
+        if not all(value.isdigit() for value in values):
+            raise ValueError(f"{path}: bad PGM data (P2 pixels are decimal integers)")
+        pixels = np.array(values, dtype=np.int64)
     if pixels.size != width * height:
         raise ValueError(f"{path}: truncated PGM data")
     return (pixels.reshape(height, width).astype(np.float64) * (255.0 / maxval))
@@ -286,6 +297,14 @@ def _read_png(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------- argument parsing
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of images, a batch size)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nncore", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -299,7 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=["lenet5", "mlp"], default="lenet5")
     train.add_argument("--dataset", choices=sorted(NORMALIZATION), default="mnist")
     train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam")
     train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
@@ -310,7 +329,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="last fraction of the train split held out for validation")
     train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--limit", type=int, default=None, help="use only the first N train and test images")
+    train.add_argument("--limit", type=positive_int, default=None,
+                       help="use only the first N train and test images")
     train.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
     add_common(train)
     train.set_defaults(run=cmd_train)
@@ -319,7 +339,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--dataset", choices=sorted(NORMALIZATION), default=None,
                           help="default: the dataset it was trained on")
-    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--limit", type=positive_int, default=None)
     add_common(evaluate)
     evaluate.set_defaults(run=cmd_evaluate)
 
