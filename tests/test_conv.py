@@ -232,6 +232,10 @@ def test_functional_conv2d_int_and_pair_args(device, rng):
     assert_close(F.conv2d(xt, wt, None, stride=(1, 3), padding=(2, 0)),
                  ref.conv2d_forward(x, w, None, 1, 3, 2, 0), rtol=1e-5)
     assert_close(F.conv2d(xt, wt), ref.conv2d_forward(x, w), rtol=1e-5)
+    # NumPy integers, as nn.Conv2d takes them (F.conv2d raised "not iterable")
+    assert_close(F.conv2d(xt, wt, bt, stride=np.int64(2), padding=(np.int32(1), 1)),
+                 ref.conv2d_forward(x, w, b, 2, 2, 1, 1), rtol=1e-5)
+    assert F.max_pool2d(xt, np.int64(2)).shape == (2, 3, 4, 4)
 
 
 @pytest.mark.parametrize("case", [(2, 2, 5, 6, 3, 3, 2, 2, 1, 1, 1),

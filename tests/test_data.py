@@ -642,5 +642,5 @@ def test_loader_rejects_bad_input():
         DataLoader(x, y[:3], batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(x, y, batch_size=0)
-    with pytest.raises(TypeError, match="float or integer"):
+    with pytest.raises(TypeError, match="DataLoader: y: unsupported dtype bool"):
         DataLoader(x, y.astype(bool), batch_size=2)

@@ -29,6 +29,13 @@ def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.numpy()
+    return _C._tensor_from_array(_host_array(data, dtype), device)
+
+
+def _host_array(data, dtype=None, what: str = "tensor") -> np.ndarray:
+    """``data`` as a C-contiguous array in its nncore dtype (float -> float32, integer -> int32,
+    values checked to fit; ``dtype`` forces one), as ``tensor`` uploads it; copied only when
+    it is not that already."""
     array = np.asarray(data)
     if dtype is not None:
         target = np.dtype(dtype)
@@ -38,15 +45,14 @@ def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
         target = np.dtype(np.int32)
     else:
         raise TypeError(
-            f"tensor: unsupported dtype {array.dtype}: nncore tensors are float32 or int32")
+            f"{what}: unsupported dtype {array.dtype}: nncore tensors are float32 or int32")
     if target not in (np.dtype(np.float32), np.dtype(np.int32)):
-        raise TypeError(f"tensor: unsupported dtype {target}: nncore tensors are float32 or int32")
+        raise TypeError(f"{what}: unsupported dtype {target}: nncore tensors are float32 or int32")
     if target == np.int32 and array.dtype.kind in "iu" and array.size:
         low, high = array.min(), array.max()
         if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
-            raise ValueError(f"tensor: integer values in [{low}, {high}] do not fit in int32")
-    array = np.array(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
-    return _C._tensor_from_array(array, device)
+            raise ValueError(f"{what}: integer values in [{low}, {high}] do not fit in int32")
+    return np.asarray(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
 
 
 def from_dlpack(obj) -> Tensor:

@@ -2,6 +2,8 @@
 copied to CPU tensors first. Backward passes live in :mod:`nncore.ops`."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import _C
 from ._C import Tensor
 
@@ -13,13 +15,12 @@ def _as_tensor(x):
     return tensor(x)
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return pair
+def _pair(value, what: str) -> tuple[int, int]:
+    """(h, w) from an int or a pair of ints (NumPy integers too), as PyTorch's layers take them."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def matmul(a, b) -> Tensor:

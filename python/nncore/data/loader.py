@@ -83,17 +83,6 @@ def train_val_split(x: np.ndarray, y: np.ndarray, val_fraction: float, shuffle: 
 # ---------------------------------------------------------------- batching
 
 
-def _as_float32_or_int32(array: np.ndarray, what: str) -> np.ndarray:
-    """The array in the dtype its nncore tensor will have: float -> float32, integer -> int32."""
-    if np.issubdtype(array.dtype, np.floating):
-        return np.ascontiguousarray(array, dtype=np.float32)
-    if np.issubdtype(array.dtype, np.integer):
-        if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"DataLoader: {what} values do not fit in int32")
-        return np.ascontiguousarray(array, dtype=np.int32)
-    raise TypeError(f"DataLoader: {what} must be a float or integer array, got dtype {array.dtype}")
-
-
 class DataLoader:
     """Mini-batches of (x, y) as nncore Tensors on `device`.
 
@@ -120,7 +109,8 @@ class DataLoader:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if x.shape[0] == 0:
             raise ValueError("DataLoader: the dataset is empty")
-        self.x, self.y = _as_float32_or_int32(x, "x"), _as_float32_or_int32(y, "y")
+        self.x, self.y = (nncore._host_array(x, what="DataLoader: x"),
+                          nncore._host_array(y, what="DataLoader: y"))
         self.num_samples = int(x.shape[0])
         self.batch_size = int(batch_size)
         self.shuffle = shuffle

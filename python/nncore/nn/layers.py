@@ -12,19 +12,13 @@ import numpy as np
 
 import nncore
 from nncore import Tensor, ops
+from nncore.functional import _pair
 from nncore.random import generator, next_philox_stream
 
 from .module import FUSED_AWAY, Module, Parameter
 
 __all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
            "Softmax", "Flatten", "Dropout", "Identity", "Sequential"]
-
-
-def _pair(value, what: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _uniform_parameter(shape, bound: float, device: str) -> Parameter:
