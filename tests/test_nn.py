@@ -307,6 +307,7 @@ def test_sequential_named_children_and_container_api(device):
     assert [name for name, _ in model.named_parameters()] == ["hidden.weight", "hidden.bias",
                                                                "out.weight", "out.bias"]
     assert len(model) == 3 and isinstance(model[1], nn.Tanh) and len(model[1:]) == 2
+    assert list(model[1:].state_dict()) == ["out.weight", "out.bias"]  # names kept, as PyTorch
     keras_style = nn.Sequential()
     keras_style.add(nn.Linear(4, 3))
     keras_style.add(nn.ReLU())

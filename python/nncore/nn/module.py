@@ -210,7 +210,8 @@ class Module(TrainingMixin):
                            for name, param in self.named_parameters())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copies values from ``state_dict`` (name -> array) into the parameters, on their device.
+        """Sets each parameter's value to a new tensor, on its device, holding ``state_dict``'s
+        (name -> array): a view taken earlier of the old value (``.numpy()``) keeps the old one.
 
         Shapes must match; with ``strict`` every parameter must be present and no other key.
         Nothing is changed unless the whole dict checks out.
