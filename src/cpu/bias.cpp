@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "nncore/kernels.h"
+#include "vector_math.h"
 
 namespace nncore::cpu {
 
@@ -34,18 +35,8 @@ void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t
   const int64_t planes = outer * channels;
 #pragma omp parallel for schedule(static) if (total > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
-    float* __restrict plane = y + p * inner;
-    const float bias = b[p % channels];
-    if (relu) {
-#pragma omp simd
-      for (int64_t i = 0; i < inner; ++i) {
-        const float v = plane[i] + bias;
-        plane[i] = std::max(v, 0.0f);
-      }
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < inner; ++i) plane[i] += bias;
-    }
+    float* plane = y + p * inner;
+    add_bias_row(plane, plane, inner, b[p % channels], relu);
   }
 }
 

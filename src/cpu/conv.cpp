@@ -88,13 +88,8 @@ void run_passes(const Passes& p, PassFn pass) {
 NNCORE_WIDEST_VECTORS
 void add_bias_rows(const float* in, int64_t in_ld, int64_t rows, int64_t cols, float bias,
                    bool relu, float* out, int64_t out_ld) {
-  for (int64_t r = 0; r < rows; ++r, in += in_ld, out += out_ld) {
-    if (relu) {
-      for (int64_t s = 0; s < cols; ++s) out[s] = std::max(in[s] + bias, 0.0f);
-    } else {
-      for (int64_t s = 0; s < cols; ++s) out[s] = in[s] + bias;
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r, in += in_ld, out += out_ld)
+    add_bias_row(in, out, cols, bias, relu);
 }
 
 // Where the forward's outputs go: y[n, o] = act(conv + b[o]) (N, Cout, OH, OW), or with
