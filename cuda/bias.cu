@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "common.cuh"
+#include "layout.cuh"
 #include "nncore/kernels.h"
 
 namespace nncore::cuda {

@@ -67,6 +67,49 @@ def test_gemm_output_may_not_share_memory_with_an_input(T):
         ops.gemm_(T(3, 3), b, b, beta=1.0)
 
 
+def test_backward_outputs_may_not_share_memory_with_inputs(T):
+    """dweight and dbias accumulate while the inputs are read: linear_backward with dweight = x
+    (n = 256) gave dW off by 10.5 (relative) before it was refused. Views overlap partially."""
+    x, dy, relu_y, w = T(4, 3), T(4, 3), T(4, 3), T(3, 3)
+    with pytest.raises(ValueError, match="^linear_backward: dw and x share memory"):
+        ops.linear_backward(x, T(3, 3), T(4, 3), x[1:4], need_dx=False)
+    with pytest.raises(ValueError, match="^linear_backward: dw and weight share memory"):
+        ops.linear_backward(x, w, T(4, 3), w)
+    with pytest.raises(ValueError, match="^linear_backward: dbias and dy share memory"):
+        ops.linear_backward(x, T(3, 3), dy, T(3, 3), dy.reshape(12)[9:12])
+    with pytest.raises(ValueError, match="^linear_backward: dw and relu_y share memory"):
+        ops.linear_backward(x, T(3, 3), T(4, 3), relu_y[1:4], relu_y=relu_y)
+    dw = T(3, 3)
+    with pytest.raises(ValueError, match="^linear_backward: dw and dbias share memory"):
+        ops.linear_backward(x, T(3, 3), T(4, 3), dw, dw.reshape(9)[3:6])
+    with pytest.raises(ValueError, match="^relu_backward: dbias and dy share memory"):
+        ops.relu_backward(x, dy, dy.reshape(12)[0:3])
+    with pytest.raises(ValueError, match="^bias_add_: y and bias share memory"):
+        ops.bias_add_(dy, dy.reshape(12)[0:3])
+    with pytest.raises(ValueError, match="^bias_grad_: dbias and dy share memory"):
+        ops.bias_grad_(dy, dy.reshape(12)[3:6])
+    img, cdy = T(2, 1, 4, 4), T(2, 2, 2, 2)
+    with pytest.raises(ValueError, match="^conv2d_backward: dw and input share memory"):
+        ops.conv2d_backward(img, T(2, 1, 3, 3), cdy, img.reshape(32)[0:18].reshape(2, 1, 3, 3))
+    with pytest.raises(ValueError, match="^conv2d_backward: dbias and dy share memory"):
+        ops.conv2d_backward(img, T(2, 1, 3, 3), cdy, T(2, 1, 3, 3), cdy.reshape(16)[0:2])
+    pdy = T(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="^conv2d_pool_backward: dw and dy share memory"):
+        ops.conv2d_pool_backward(T(1, 1, 5, 5), T(1, 1, 2, 2), pdy, T(1, 1, 2, 2, dtype=np.int32),
+                                 pdy)
+
+
+def test_axpy_refuses_a_partial_overlap(device):
+    """y[1:] += y[:-1] read elements it had already updated (1 2 3 4 ..., numpy: 1 2 2 2 ...);
+    y += alpha * y itself is fine."""
+    t = nc.tensor(np.arange(6, dtype=np.float32), device=device)
+    with pytest.raises(ValueError, match="^axpy_: y and x share memory"):
+        ops.axpy_(t[1:6], 1.0, t[0:5])
+    np.testing.assert_array_equal(t.numpy(), np.arange(6))
+    ops.axpy_(t, 0.5, t)
+    np.testing.assert_array_equal(t.numpy(), 1.5 * np.arange(6))
+
+
 def test_linear_feature_mismatch(T):
     with pytest.raises(ValueError, match="^linear: .*" + shape_re((4, 3), (5, 4))):
         F.linear(T(4, 3), T(5, 4))
@@ -304,6 +347,19 @@ def test_optimizer_list_errors(T):
     with pytest.raises(ValueError, match=r"^adam_step: params\[0\] and params\[1\] share memory"):
         ops.adam_step_([p, p.reshape((12,))], [T(4, 3), T(12)], [T(4, 3), T(12)],
                        [T(4, 3), T(12)], 0.1, 0.9, 0.9, 1e-8, 0.0, 1)
+    # Every buffer an update reads or writes is its own: one momentum buffer for two params
+    # updated it twice with both gradients, m = v mixed Adam's moments.
+    buf, q = T(3), T(3)
+    with pytest.raises(ValueError, match=r"^sgd_step: momentum_bufs\[0\] and momentum_bufs\[1\] "
+                                         "share memory"):
+        ops.sgd_step_([T(3), T(3)], [T(3), T(3)], [buf, buf], 0.1, 0.9)
+    with pytest.raises(ValueError, match=r"^sgd_step: params\[0\] and grads\[0\] share memory"):
+        ops.sgd_step_([q], [q], None, 0.1)
+    with pytest.raises(ValueError, match=r"^adam_step: m\[0\] and v\[0\] share memory"):
+        ops.adam_step_([T(3)], [T(3)], [buf], [buf], 0.1, 0.9, 0.9, 1e-8, 0.0, 1)
+    with pytest.raises(ValueError, match=r"^adam_step: grads\[1\] and m\[0\] share memory"):
+        ops.adam_step_([T(4, 3), T(2)], [T(4, 3), p.reshape(12)[10:12]], [p, T(2)],
+                       [T(4, 3), T(2)], 0.1, 0.9, 0.9, 1e-8, 0.0, 1)
     with pytest.raises(TypeError, match=r"^fill_tensors_: tensors\[1\] must be float32"):
         ops.fill_tensors_([T(2), T(3, dtype=np.int32)], 0.0)
     ops.fill_tensors_([p, p], 0.0)  # filling twice is harmless

@@ -87,8 +87,8 @@ static bool close(const vector<float>& got, const vector<double>& want, double r
 }
 
 
-// ------------------------------------------------------------------ bias + layout
-static void check_bias_and_layout() {
+// ------------------------------------------------------------------ bias
+static void check_bias() {
   const int64_t shapes[][3] = {{1, 1, 1},  {3, 7, 1},  {5, 300, 1}, {200, 800, 1}, {2, 3, 13},
                                {4, 5, 49}, {1, 1, 97}, {64, 16, 100}};
   for (auto& s : shapes) {
@@ -142,20 +142,6 @@ static void check_bias_and_layout() {
       report(std::memcmp(v.data(), want.data(), v.size() * sizeof(float)) == 0,
              fmt("bias_add%s bitwise %s", relu ? "+relu" : "", shape.c_str()));
     }
-  }
-  const int64_t swaps[][3] = {{1, 1, 1}, {3, 5, 1},  {37, 41, 1}, {6, 200, 64},
-                              {7, 3, 17}, {2, 9, 3}, {100, 33, 2}, {16, 200, 16}};
-  for (auto& s : swaps) {
-    const int64_t A = s[0], B = s[1], I = s[2];
-    auto x = randn(A * B * I);
-    vector<float> y(A * B * I, NAN);
-    vector<double> y_ref(A * B * I);
-    for (int64_t a = 0; a < A; ++a)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < I; ++i) y_ref[(b * A + a) * I + i] = x[(a * B + b) * I + i];
-    k::swap_outer_axes(x.data(), y.data(), A, B, I);
-    close(y, y_ref, 0, 0, fmt("swap_outer_axes (%lld,%lld,%lld)", (long long)A, (long long)B,
-                              (long long)I));
   }
 }
 
@@ -853,7 +839,7 @@ static void timings() {
 
 int main(int argc, char** argv) {
   const int threads = omp_get_max_threads();  // honours OMP_NUM_THREADS
-  check_bias_and_layout();
+  check_bias();
   check_im2col();
   check_pool();
   check_activated_pool_plane();

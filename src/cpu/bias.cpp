@@ -1,9 +1,8 @@
-// Bias add / bias gradient over (outer, channels, inner) and the outer-axes swap that moves
-// between NCHW and the (C, N*H*W) layout of the batched convolution GEMMs.
+// Bias add / bias gradient over (outer, channels, inner).
 #include <algorithm>
-#include <cstring>
 
 #include "nncore/kernels.h"
+#include "vector_math.h"
 
 namespace nncore::cpu {
 
@@ -36,18 +35,8 @@ void bias_add(float* y, const float* b, int64_t outer, int64_t channels, int64_t
   const int64_t planes = outer * channels;
 #pragma omp parallel for schedule(static) if (total > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
-    float* __restrict plane = y + p * inner;
-    const float bias = b[p % channels];
-    if (relu) {
-#pragma omp simd
-      for (int64_t i = 0; i < inner; ++i) {
-        const float v = plane[i] + bias;
-        plane[i] = std::max(v, 0.0f);
-      }
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < inner; ++i) plane[i] += bias;
-    }
+    float* plane = y + p * inner;
+    add_bias_row(plane, plane, inner, b[p % channels], relu);
   }
 }
 
@@ -95,36 +84,6 @@ void bias_grad(const float* dy, const float* relu_y, float* g_out, float* db, in
     }
     db[c] += static_cast<float>(acc);
   }
-}
-
-// y[b, a, i] = x[a, b, i]
-void swap_outer_axes(const float* x, float* y, int64_t A, int64_t B, int64_t inner) {
-  const int64_t total = A * B * inner;
-  if (inner >= 16) {  // rows long enough that a memcpy per (a, b) is the whole job
-#pragma omp parallel for collapse(2) schedule(static) if (total > kParallelMin)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t a = 0; a < A; ++a)
-        std::memcpy(y + (b * A + a) * inner, x + (a * B + b) * inner,
-                    static_cast<size_t>(inner) * sizeof(float));
-    return;
-  }
-  // Short rows: a tiled transpose of (A, B) blocks of `inner`-float elements keeps both the
-  // reads and the writes within a few cache lines.
-  constexpr int64_t kTile = 32;
-  const int64_t tiles_b = (B + kTile - 1) / kTile;
-  const int64_t tiles_a = (A + kTile - 1) / kTile;
-#pragma omp parallel for collapse(2) schedule(static) if (total > kParallelMin)
-  for (int64_t tb = 0; tb < tiles_b; ++tb)
-    for (int64_t ta = 0; ta < tiles_a; ++ta) {
-      const int64_t b_end = std::min(B, (tb + 1) * kTile);
-      const int64_t a_end = std::min(A, (ta + 1) * kTile);
-      for (int64_t b = tb * kTile; b < b_end; ++b)
-        for (int64_t a = ta * kTile; a < a_end; ++a) {
-          const float* __restrict src = x + (a * B + b) * inner;
-          float* __restrict dst = y + (b * A + a) * inner;
-          for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
-        }
-    }
 }
 
 }  // namespace nncore::cpu

@@ -33,6 +33,7 @@
 #include "sgemm.h"
 #include "vector_math.h"
 #include "wide_vectors.h"
+#include "work_split.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,14 +47,6 @@ namespace {
 // 256 ran conv2 fwd+bwd ~12% faster with 512 KiB than with 1 MiB (256-384 KiB: the same).
 constexpr int64_t kColumnBytes = int64_t(512) << 10;
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_in_parallel() ? 1 : omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 struct Passes {
   int64_t images;   // images per pass
   int64_t count;    // number of passes
@@ -61,7 +54,7 @@ struct Passes {
 };
 
 Passes plan_passes(int64_t N, int64_t bytes_per_image) {
-  const int64_t threads = max_threads();
+  const int64_t threads = available_threads();
   int64_t images = std::clamp<int64_t>(kColumnBytes / std::max<int64_t>(bytes_per_image, 1), 1,
                                        std::max<int64_t>(N, 1));
   // Enough passes to keep every thread busy.
@@ -70,9 +63,6 @@ Passes plan_passes(int64_t N, int64_t bytes_per_image) {
   return {images, count, count >= threads ? threads : 1};
 }
 
-constexpr int64_t round_up(int64_t n, int64_t multiple) {
-  return (n + multiple - 1) / multiple * multiple;
-}
 constexpr int64_t round_line(int64_t floats) { return round_up(floats, 16); }
 
 // Runs pass(index, thread) for every pass: spread over threads, or in turn.
@@ -98,13 +88,8 @@ void run_passes(const Passes& p, PassFn pass) {
 NNCORE_WIDEST_VECTORS
 void add_bias_rows(const float* in, int64_t in_ld, int64_t rows, int64_t cols, float bias,
                    bool relu, float* out, int64_t out_ld) {
-  for (int64_t r = 0; r < rows; ++r, in += in_ld, out += out_ld) {
-    if (relu) {
-      for (int64_t s = 0; s < cols; ++s) out[s] = std::max(in[s] + bias, 0.0f);
-    } else {
-      for (int64_t s = 0; s < cols; ++s) out[s] = in[s] + bias;
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r, in += in_ld, out += out_ld)
+    add_bias_row(in, out, cols, bias, relu);
 }
 
 // Where the forward's outputs go: y[n, o] = act(conv + b[o]) (N, Cout, OH, OW), or with
@@ -386,7 +371,7 @@ struct DirectPlan {
     if (backward) {
       p = plan_passes(N, 4 * (x_image + g_image));
     } else {  // one image at a time: its outputs are final, nothing to share
-      const int64_t threads = max_threads();
+      const int64_t threads = available_threads();
       p = {1, N, N >= threads ? threads : 1};
     }
     const int64_t flip_taps = cout * kh * kw;

@@ -17,6 +17,7 @@
 
 #include "nncore/kernels.h"
 #include "wide_vectors.h"
+#include "work_split.h"
 
 namespace nncore::cpu {
 
@@ -33,9 +34,7 @@ inline void this_thread_range(int64_t items, int64_t& begin, int64_t& end) {
   t = omp_get_thread_num();
   nt = omp_get_num_threads();
 #endif
-  const int64_t q = items / nt, r = items % nt;
-  begin = t * q + std::min<int64_t>(t, r);
-  end = begin + q + (t < r ? 1 : 0);
+  split_range(items, nt, t, &begin, &end);
 }
 
 // dst[0, n) = src[0, n), n >= lanes of Vec: the last chunk is pulled back to end at n and
@@ -140,18 +139,6 @@ NNCORE_ALWAYS_INLINE void add_row(float* __restrict dst, const float* __restrict
   } else {
     for (int64_t t = 0; t < n; ++t) dst[t] += src[t];
   }
-}
-
-// ceil(a / b) for b > 0 and any sign of a.
-inline int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-
-inline int team_size_if(bool parallel) {
-#ifdef _OPENMP
-  return parallel && !omp_in_parallel() ? omp_get_max_threads() : 1;
-#else
-  (void)parallel;
-  return 1;
-#endif
 }
 
 // The kw col rows of one (image, channel, tap row i): for j < kw,
@@ -315,7 +302,7 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   }
   const bool parallel = rows * cols > kParallelMin;
   // Few planes (conv1: one channel) balance badly over the threads: split them into row blocks.
-  const int64_t team = team_size_if(parallel);
+  const int64_t team = parallel ? available_threads() : 1;
   const int64_t want_items = 8 * team;
   const int64_t splits =
       (team > 1 && planes < want_items) ? std::min(H, ceil_div(want_items, planes)) : 1;

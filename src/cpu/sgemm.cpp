@@ -26,6 +26,7 @@
 #include <new>
 
 #include "nncore/kernels.h"
+#include "work_split.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -242,16 +243,6 @@ constexpr int64_t kMaxPrivateAPanelBytes = int64_t{1} << 20;
 // at 2 threads with per-thread A panels: 64x64x64 and 48x100x50 ran 0.75-0.85x of one thread,
 // 128x64x32 1.25x, 64x800x10 and 10x800x64 1.35x.
 constexpr double kMinMacsPerThread = 250000.0;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
-// Splits [0, total) into `parts` nearly equal ranges; returns range `index` as [lo, hi).
-inline void split_range(int64_t total, int parts, int index, int64_t* lo, int64_t* hi) {
-  const int64_t base = total / parts, extra = total % parts;
-  *lo = index * base + std::min<int64_t>(index, extra);
-  *hi = *lo + base + (index < extra ? 1 : 0);
-}
 
 struct Problem {
   bool trans_a, trans_b;
@@ -535,14 +526,9 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   plan.direct_b = !trans_b && (M <= mr || (M <= 4 * mr && K * N * 4 <= kMaxDirectBBytes));
 
   // Threads: enough work per thread, never nested inside another parallel region.
-  int threads = 1;
-#ifdef _OPENMP
-  if (!omp_in_parallel()) {
-    const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-    threads = std::max(1, std::min(omp_get_max_threads(),
-                                   static_cast<int>(macs / kMinMacsPerThread)));
-  }
-#endif
+  const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  int threads = std::max(
+      1, static_cast<int>(std::min<double>(available_threads(), macs / kMinMacsPerThread)));
   if (!trans_a && trans_b && plan.kern->dot_tile != nullptr && prefer_dot_form(M, N, K)) {
     sgemm_dot(prob, *plan.kern, threads);
     return;

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "wide_vectors.h"
+
 namespace nncore::cpu {
 
 inline float bits_to_float(uint32_t u) {
@@ -36,6 +38,20 @@ inline float select_bits(bool c, float a, float b) {
 // relu_backward's rule dx = dy * [x > 0], as a select (dy NaN or inf where x <= 0 gives 0, as
 // PyTorch's threshold_backward does); on the bits, so that it vectorizes inside any loop.
 inline float relu_grad(float x, float dy) { return select_bits(x > 0.0f, dy, 0.0f); }
+
+// out[s] = act(in[s] + bias) for s < n, act = max(., 0) when relu (NaN stays NaN), else the
+// identity: a bias (+ ReLU) over one row of a plane. out may be in itself (each element is read,
+// then written), never partly overlap it. Inlined, so it vectorizes at the caller's width.
+NNCORE_ALWAYS_INLINE void add_bias_row(const float* in, float* out, int64_t n, float bias,
+                                       bool relu) {
+  if (relu) {
+#pragma omp simd
+    for (int64_t s = 0; s < n; ++s) out[s] = std::max(in[s] + bias, 0.0f);
+  } else {
+#pragma omp simd
+    for (int64_t s = 0; s < n; ++s) out[s] = in[s] + bias;
+  }
+}
 
 // e^x. Like std::exp it overflows to inf above ln(FLT_MAX) ~ 88.72, gives denormals below
 // ln(FLT_MIN) ~ -87.34 and 0 below ~ -103.97 (the input is clamped to [-104, 88.8], where

@@ -52,6 +52,7 @@ Tensor relu_backward(const Tensor& x, const Tensor& dy, const std::optional<Tens
   }
   return unary_backward("relu_backward", x, dy, [&](const Tensor& s, const Tensor& g, Tensor& out) {
     if (db) {
+      require_separate("relu_backward", {{"dbias", &*db}}, {{"x", &s}, {"dy", &g}});
       NNCORE_DISPATCH(g.device(), bias_grad, g.f32(), s.f32(), out.f32(), db->f32(), l.outer,
                       l.channels, l.inner);
     } else {

@@ -24,6 +24,9 @@ void axpy_(Tensor& y, float alpha, const Tensor& x) {
   require_float("axpy_", "x", x);
   require_same_shape("axpy_", "y", y, "x", x);
   const Device device = common_device("axpy_", {&y, &x});
+  // y += alpha * y is fine (each element is read before it is written); a partial overlap would
+  // read elements already updated, or not yet, depending on the order.
+  if (x.raw() != y.raw()) require_separate("axpy_", {{"y", &y}}, {{"x", &x}});
   NNCORE_DISPATCH(device, axpy, alpha, x.f32(), y.f32(), y.numel());
 }
 
@@ -91,11 +94,7 @@ void gemm_(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans
                ", trans_a=", trans_a, ", trans_b=", trans_b);
   NNCORE_CHECK(c.size(0) == M && c.size(1) == N, "gemm: c ", shape_str(c.shape()),
                " must be (", M, ", ", N, ")");
-  // The kernels read a and b while they write c (on the GPU from other blocks, by
-  // non-coherent loads): c must be a tensor of its own.
-  for (auto [name, t] : {NamedTensor{"a", &a}, NamedTensor{"b", &b}})
-    NNCORE_CHECK(!share_memory(c, *t), "gemm: c and ", name,
-                 " share memory (the product would overwrite its own input)");
+  require_separate("gemm", {{"c", &c}}, {{"a", &a}, {"b", &b}});
   NNCORE_DISPATCH(device, sgemm, trans_a, trans_b, M, N, K, alpha, a.f32(), a.size(1), b.f32(),
                   b.size(1), beta, c.f32(), N);
 }
@@ -120,6 +119,7 @@ void bias_add_(Tensor& y, const Tensor& b) {
   const ChannelLayout l = channel_layout("bias_add_", "y", y);
   require_bias("bias_add_", "bias", b, l.channels, y.shape());
   const Device device = common_device("bias_add_", {&y, &b});
+  require_separate("bias_add_", {{"y", &y}}, {{"bias", &b}});
   NNCORE_DISPATCH(device, bias_add, y.f32(), b.f32(), l.outer, l.channels, l.inner, false);
 }
 
@@ -128,6 +128,7 @@ void bias_grad_(const Tensor& dy, Tensor& db) {
   const ChannelLayout l = channel_layout("bias_grad_", "dy", dy);
   require_bias("bias_grad_", "dbias", db, l.channels, dy.shape());
   const Device device = common_device("bias_grad_", {&dy, &db});
+  require_separate("bias_grad_", {{"dbias", &db}}, {{"dy", &dy}});
   NNCORE_DISPATCH(device, bias_grad, dy.f32(), nullptr, nullptr, db.f32(), l.outer, l.channels,
                   l.inner);
 }
@@ -178,6 +179,9 @@ Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tenso
     require_same_shape("linear_backward", "relu_y", *relu_y, "dy", dy);
     common_device("linear_backward", {&dy, &*relu_y});
   }
+  require_separate("linear_backward", {{"dw", &dw}, {"dbias", db ? &*db : nullptr}},
+                   {{"x", &x}, {"weight", &w}, {"dy", &dy},
+                    {"relu_y", relu_y ? &*relu_y : nullptr}});
   // g = dy * [relu_y > 0] (the fused ReLU's backward) and db += sum_rows g, in one pass.
   const Tensor g = relu_y ? relu_backward(*relu_y, dy, db) : dy;
   if (db && !relu_y) bias_grad_(dy, *db);

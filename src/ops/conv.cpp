@@ -127,6 +127,9 @@ Tensor run_conv2d_backward(const char* op, const Tensor& x, const Tensor& w, con
     require_same_shape(op, "argmax", *argmax, "dy", dy);
     common_device(op, {&dy, argmax});
   }
+  require_separate(op, {{"dw", &dw}, {"dbias", db ? &*db : nullptr}},
+                   {{"input", &x}, {"weight", &w}, {"dy", &dy},
+                    {"relu_y", relu_y ? &*relu_y : nullptr}, {"argmax", argmax}});
   Tensor dx = need_dx ? Tensor::empty(x.shape(), DType::float32, device) : Tensor();
   if (dy.numel() == 0) {
     if (need_dx) fill_(dx, 0.0f);

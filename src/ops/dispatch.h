@@ -146,18 +146,49 @@ inline bool share_memory(const Tensor& a, const Tensor& b) {
   return a.numel() > 0 && b.numel() > 0 && pa < pb + b.nbytes() && pb < pa + a.nbytes();
 }
 
-// No two tensors of `list` overlap in memory: an update that reads and writes them (an
-// optimizer step) would apply twice to the shared floats, and race on the GPU.
-inline void require_disjoint(const char* op, const char* name, const std::vector<Tensor>& list) {
-  std::vector<std::pair<uintptr_t, size_t>> spans;  // (first byte, tensor index)
-  for (size_t t = 0; t < list.size(); ++t)
-    if (list[t].numel() > 0) spans.emplace_back(reinterpret_cast<uintptr_t>(list[t].raw()), t);
-  std::sort(spans.begin(), spans.end());
+// The outputs of an op that writes them while it reads its inputs overlap neither an input nor
+// each other (the CPU kernels declare such pointers __restrict; on the GPU other blocks read
+// what one block wrote). A null tensor is an absent optional one; inputs may share memory.
+inline void require_separate(const char* op, std::initializer_list<NamedTensor> outputs,
+                             std::initializer_list<NamedTensor> inputs) {
+  for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    if (out->second == nullptr) continue;
+    for (auto other = outputs.begin(); other != out; ++other)
+      NNCORE_CHECK(other->second == nullptr || !share_memory(*other->second, *out->second), op,
+                   ": ", other->first, " and ", out->first, " share memory (two outputs in one "
+                   "buffer)");
+    for (const auto& [name, in] : inputs)
+      NNCORE_CHECK(in == nullptr || !share_memory(*out->second, *in), op, ": ", out->first,
+                   " and ", name, " share memory (the output would overwrite an input it reads)");
+  }
+}
+
+// No two tensors of the lists overlap in memory: an update that reads and writes them (an
+// optimizer step) would apply twice to the shared floats, mix one tensor's state into another's,
+// and race on the GPU. Messages name both tensors: "params[0] and m[2]".
+inline void require_disjoint(const char* op, std::initializer_list<NamedList> lists) {
+  struct Span {
+    uintptr_t start;
+    size_t order;  // position in the concatenated lists
+    const char* name;
+    size_t index;
+    const Tensor* tensor;
+  };
+  std::vector<Span> spans;
+  size_t order = 0;
+  for (const auto& [name, list] : lists)
+    for (size_t t = 0; t < list->size(); ++t, ++order)
+      if ((*list)[t].numel() > 0)
+        spans.push_back({reinterpret_cast<uintptr_t>((*list)[t].raw()), order, name, t,
+                         &(*list)[t]});
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.start != b.start ? a.start < b.start : a.order < b.order;
+  });
   for (size_t k = 1; k < spans.size(); ++k) {  // sorted by start: an overlap shows in a neighbour
-    const size_t before = spans[k - 1].second, t = spans[k].second;
-    NNCORE_CHECK(!share_memory(list[before], list[t]), op, ": ", name, "[",
-                 std::min(before, t), "] and ", name, "[", std::max(before, t),
-                 "] share memory (a tensor listed twice?)");
+    const Span& a = spans[k - 1].order < spans[k].order ? spans[k - 1] : spans[k];
+    const Span& b = spans[k - 1].order < spans[k].order ? spans[k] : spans[k - 1];
+    NNCORE_CHECK(!share_memory(*a.tensor, *b.tensor), op, ": ", a.name, "[", a.index, "] and ",
+                 b.name, "[", b.index, "] share memory (a tensor listed twice?)");
   }
 }
 

@@ -21,7 +21,12 @@ void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
       with_buffers ? tensor_list_args("sgd_step", {{"params", &params}, {"grads", &grads},
                                                    {"momentum_bufs", &*momentum_bufs}})
                    : tensor_list_args("sgd_step", {{"params", &params}, {"grads", &grads}});
-  require_disjoint("sgd_step", "params", params);
+  if (with_buffers) {
+    require_disjoint("sgd_step", {{"params", &params}, {"grads", &grads},
+                                  {"momentum_bufs", &*momentum_bufs}});
+  } else {
+    require_disjoint("sgd_step", {{"params", &params}, {"grads", &grads}});
+  }
   if (params.empty()) return;
   NNCORE_DISPATCH(args.device, sgd_step, args.data[0].data(), args.data[1].data(),
                   with_buffers ? args.data[2].data() : nullptr, args.sizes.data(),
@@ -39,7 +44,7 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
                ") and weight_decay (", weight_decay, ") must be non-negative");
   const TensorListArgs args = tensor_list_args(
       "adam_step", {{"params", &params}, {"grads", &grads}, {"m", &m}, {"v", &v}});
-  require_disjoint("adam_step", "params", params);
+  require_disjoint("adam_step", {{"params", &params}, {"grads", &grads}, {"m", &m}, {"v", &v}});
   if (params.empty()) return;
   NNCORE_DISPATCH(args.device, adam_step, args.data[0].data(), args.data[1].data(),
                   args.data[2].data(), args.data[3].data(), args.sizes.data(),

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "../../../cuda/layout.cuh"
 #include "nncore/kernels.h"
 #include "../format.h"
 
@@ -326,7 +327,10 @@ static void test_swap() {
       const int64_t A = s[0], B = s[1], I = s[2], n = A * B * I;
       const V x = rnd(size_t(n));
       V yc = nans(size_t(n)), yg = nans(size_t(n));
-      cpu::swap_outer_axes(x.data(), yc.data(), A, B, I);
+      for (int64_t a = 0; a < A; ++a)  // (CUDA only: the CPU convolution never swaps)
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t i = 0; i < I; ++i)
+            yc[size_t((b * A + a) * I + i)] = x[size_t((a * B + b) * I + i)];
       const std::string w = fmt("swap_outer_axes %ldx%ldx%ld", long(A), long(B), long(I));
       if (run_cuda(w, [&] { gpu::swap_outer_axes(x.data(), yg.data(), A, B, I); }))
         check(w, exact(yg, yc));
