@@ -76,16 +76,16 @@ __global__ void col2im_kernel(const float* __restrict__ col, int64_t total, I C,
 }
 
 // Launches kernel_of(I{}) (im2col_kernel<I> or col2im_kernel<I>: the same parameters) over
-// `total` items, I = int32_t when the image, the column matrix and the intermediate h/w fit in
-// 32 bits, else int64_t.
+// `total` items, I = int32_t when the image, the column matrix, the padded extents and the
+// strides fit in 32 bits, else int64_t. The padded extents bound every intermediate h/w:
+// oh*sh + i <= (OH - 1)*sh + kh - 1 < H + 2ph (OH*sh + kh itself can overflow int64).
 template <typename KernelOf>
 void launch_col_kernel(KernelOf kernel_of, const float* src, int64_t total, int64_t N, int64_t C,
                        int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t ph, int64_t pw,
                        int64_t sh, int64_t sw, float* dst) {
   const int64_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
   const int64_t NOHW = N * OH * OW;
-  with_index_type({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, OH * sh + kh,
-                   OW * sw + kw},
+  with_index_type({N * C * H * W, C * kh * kw * NOHW, H + 2 * ph, W + 2 * pw, sh, sw},
                   [&](auto index) {
                     using I = decltype(index);
                     const auto kernel = kernel_of(index);

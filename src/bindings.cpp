@@ -158,7 +158,8 @@ Tensor tensor_from_dlpack(const py::object& obj) {
   const bool i32 = dl.dtype.code == kDLInt && dl.dtype.bits == 32 && dl.dtype.lanes == 1;
   NNCORE_CHECK_TYPE(f32 || i32, "from_dlpack: unsupported dtype (code ", int(dl.dtype.code),
                     ", bits ", int(dl.dtype.bits), "): nncore tensors are float32 or int32");
-  if (dl.strides != nullptr) {
+  const int64_t numel = shape_numel(shape, "from_dlpack");
+  if (dl.strides != nullptr && numel > 0) {  // an empty tensor's strides are arbitrary
     int64_t expected = 1;
     for (int64_t axis = dl.ndim - 1; axis >= 0; --axis) {
       NNCORE_CHECK(shape[axis] == 1 || dl.strides[axis] == expected,
@@ -167,10 +168,13 @@ Tensor tensor_from_dlpack(const py::object& obj) {
       expected *= shape[axis];
     }
   }
+  void* data = static_cast<char*>(dl.data) + dl.byte_offset;
+  NNCORE_CHECK(numel == 0 || reinterpret_cast<uintptr_t>(data) % 4 == 0,
+               "from_dlpack: the data at ", data, " is not 4-byte aligned, as nncore's kernels "
+               "need for float32/int32 elements (copy it first, e.g. nncore.tensor(x))");
   PyCapsule_SetName(raw_capsule, "used_dltensor");
   const Device device = device_info.first == kDLCUDA ? Device::cuda : Device::cpu;
-  void* data = static_cast<char*>(dl.data) + dl.byte_offset;
-  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * 4;
+  const size_t nbytes = static_cast<size_t>(numel) * 4;
   auto storage = std::make_shared<Storage>(data, nbytes, device, [managed, device] {
 #ifdef NNCORE_WITH_CUDA
     // nncore's queued kernels may still use the memory: finish them before the producer gets

@@ -3,7 +3,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <new>
 
 #include "nncore/caching_allocator.h"
 #include "nncore/check.h"
@@ -25,9 +24,19 @@ std::string shape_str(const Shape& shape) {
   return out + ")";
 }
 
-int64_t shape_numel(const Shape& shape) {
+int64_t shape_numel(const Shape& shape, const char* op) {
+  for (int64_t d : shape) {
+    NNCORE_CHECK(d >= 0, op, ": negative dimension in shape ", shape_str(shape));
+    if (d == 0) return 0;  // empty, however large the other dimensions
+  }
+  // At most PTRDIFF_MAX bytes, so byte counts, pointer offsets and size classes cannot overflow.
+  constexpr int64_t kMaxElements = PTRDIFF_MAX / 4;  // 4 bytes an element (dtype_size)
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    NNCORE_CHECK(!__builtin_mul_overflow(n, d, &n) && n <= kMaxElements, op, ": shape ",
+                 shape_str(shape), " has too many elements (more than ", kMaxElements,
+                 ", the most 4-byte elements one block of memory can hold)");
+  }
   return n;
 }
 
@@ -38,7 +47,10 @@ struct HostMemory {
   void* allocate(size_t bytes) { return std::aligned_alloc(kAlignment, bytes); }  // bytes: x512
   void deallocate(void* ptr) { std::free(ptr); }
   void wait_idle() {}
-  [[noreturn]] void out_of_memory(size_t, size_t) { throw std::bad_alloc(); }
+  [[noreturn]] void out_of_memory(size_t requested, size_t held) {
+    throw OutOfMemoryError(concat("nncore: CPU out of memory: tried to allocate ", requested,
+                                  " bytes; nncore holds ", held, " bytes in tensors"));
+  }
 };
 
 CachingAllocator<HostMemory>& host_allocator() {
@@ -85,9 +97,6 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, DType dtype)
     : storage_(std::move(storage)), shape_(std::move(shape)), dtype_(dtype) {}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) {
-    NNCORE_CHECK(d >= 0, "tensor: negative dimension in shape ", shape_str(shape));
-  }
   const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   return Tensor(std::make_shared<Storage>(nbytes, device), shape, dtype);
 }
@@ -123,23 +132,21 @@ int32_t* Tensor::i32() const {
 
 Tensor Tensor::reshape(const Shape& shape) const {
   Shape resolved = shape;
-  int64_t known = 1, inferred_axis = -1;
+  int64_t inferred_axis = -1;
   for (size_t i = 0; i < resolved.size(); ++i) {
-    if (resolved[i] == -1) {
-      NNCORE_CHECK(inferred_axis < 0, "reshape: only one -1 allowed in ", shape_str(shape));
-      inferred_axis = static_cast<int64_t>(i);
-    } else {
-      NNCORE_CHECK(resolved[i] >= 0, "reshape: negative dimension in ", shape_str(shape));
-      known *= resolved[i];
-    }
+    if (resolved[i] != -1) continue;
+    NNCORE_CHECK(inferred_axis < 0, "reshape: only one -1 allowed in ", shape_str(shape));
+    inferred_axis = static_cast<int64_t>(i);
   }
   if (inferred_axis >= 0) {
+    resolved[inferred_axis] = 1;
+    const int64_t known = shape_numel(resolved, "reshape");
     NNCORE_CHECK(known != 0 && numel() % known == 0, "reshape: cannot reshape ",
                  shape_str(shape_), " into ", shape_str(shape));
     resolved[inferred_axis] = numel() / known;
   }
-  NNCORE_CHECK(shape_numel(resolved) == numel(), "reshape: cannot reshape ", shape_str(shape_),
-               " (", numel(), " elements) into ", shape_str(shape));
+  NNCORE_CHECK(shape_numel(resolved, "reshape") == numel(), "reshape: cannot reshape ",
+               shape_str(shape_), " (", numel(), " elements) into ", shape_str(shape));
   Tensor view(storage_, resolved, dtype_);
   view.offset_bytes_ = offset_bytes_;
   return view;
@@ -147,8 +154,10 @@ Tensor Tensor::reshape(const Shape& shape) const {
 
 Tensor Tensor::narrow_rows(int64_t start, int64_t length) const {
   NNCORE_CHECK(dim() >= 1, "narrow: a 0-d tensor has no rows");
-  NNCORE_CHECK(start >= 0 && length >= 0 && start + length <= shape_[0], "narrow: rows [", start,
-               ", ", start + length, ") out of range for shape ", shape_str(shape_));
+  // (start + length could overflow: compare length with what is left after start)
+  NNCORE_CHECK(start >= 0 && length >= 0 && start <= shape_[0] && length <= shape_[0] - start,
+               "narrow: ", length, " rows from row ", start, " are out of range for shape ",
+               shape_str(shape_));
   Shape shape = shape_;
   shape[0] = length;
   Tensor view(storage_, shape, dtype_);

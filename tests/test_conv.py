@@ -139,6 +139,48 @@ def check_conv_backward(device, rng, case, relu=False, need_dx=True):
                  what=f"conv db {case}")
 
 
+# Padding past the kernel: windows that read only padding (zeros), and on the CPU buffers that
+# hold only the part of the padded plane the windows on the image read.
+LARGE_PADDING_CASES = [
+    (2, 2, 4, 5, 3, 3, 3, 1, 1, 5, 7),
+    (1, 1, 4, 4, 2, 3, 3, 700, 700, 1000, 1000),
+    (2, 1, 6, 5, 2, 2, 3, 5, 4, 4, 6),
+    (1, 2, 4, 4, 2, 3, 3, 4000, 2, 4000, 9),  # every row of windows on padding only
+    (3, 2, 30, 30, 2, 3, 3, 30, 29, 40, 40),
+]
+LARGE_PADDING_IDS = ["N{}C{}H{}W{}O{}k{}x{}s{}x{}p{}x{}".format(*c) for c in LARGE_PADDING_CASES]
+
+
+@pytest.mark.parametrize("case", LARGE_PADDING_CASES, ids=LARGE_PADDING_IDS)
+def test_large_padding(device, rng, case):
+    test_im2col(device, rng, case)
+    test_col2im(device, rng, case)
+    check_conv_forward(device, rng, case)
+    check_conv_backward(device, rng, case)
+
+
+def test_padding_far_larger_than_the_image(device):
+    """Paddings whose padded plane could not be held in memory: the windows on padding give 0."""
+    x, w = nc.tensor(np.ones((1, 1, 4, 4), np.float32), device), \
+        nc.tensor(np.ones((1, 1, 3, 3), np.float32), device)
+    # PyTorch: torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3),
+    # stride=2**17, padding=2**17) is [[0, 0, 0], [0, 9, 0], [0, 0, 0]].
+    y = F.conv2d(x, w, stride=2**17, padding=2**17)
+    np.testing.assert_array_equal(y.numpy(), [[[[0, 0, 0], [0, 9, 0], [0, 0, 0]]]])
+    col = ops.im2col(x, 3, 3, 2**17, 2**17, 2**17, 2**17)
+    expected = np.zeros((9, 9), np.float32)
+    expected[:, 4] = 1.0  # only the middle window reaches the image, all of its taps on it
+    np.testing.assert_array_equal(col.numpy(), expected)
+    for stride, padding in (((2**62, 2**62), (2**61, 2**61)), ((2**62, 1), (2**61, 0))):
+        y = ops.conv2d_forward(x, w, None, *stride, *padding)  # every window on padding
+        np.testing.assert_array_equal(y.numpy(), np.zeros(y.shape))
+    # width: windows 0 and 2 on padding, window 1 on columns 0..2; height: stride 1, padding 1
+    x_back = ops.col2im(nc.tensor(np.ones((9, 12), np.float32), device), (1, 1, 4, 4), 3, 3,
+                        1, 2**40, 1, 2**40)
+    np.testing.assert_array_equal(x_back.numpy()[0, 0], [[2, 2, 2, 0], [3, 3, 3, 0],
+                                                         [3, 3, 3, 0], [2, 2, 2, 0]])
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
 def test_conv2d_forward(device, rng, case):
     check_conv_forward(device, rng, case)

@@ -177,6 +177,21 @@ def test_conv_bad_stride_padding(T, stride, padding):
         F.conv2d(T(1, 3, 5, 5), T(2, 3, 3, 3), stride=stride, padding=padding)
 
 
+def test_conv_padding_overflowing_64_bits(T):
+    with pytest.raises(ValueError, match="^conv2d: the padded input .* does not fit in 64 bits"):
+        F.conv2d(T(1, 1, 4, 4), T(1, 1, 3, 3), padding=(2**62, 0))
+    with pytest.raises(ValueError, match="^im2col: the padded input .* along width"):
+        ops.im2col(T(1, 1, 4, 4), 3, 3, 1, 1, 0, 2**63 - 3)
+
+
+def test_im2col_col2im_too_many_elements(T):
+    # im2col's matrix would have (1 * 2**41) * 2**41 columns (a wrapped count gave a small one)
+    with pytest.raises(ValueError, match="^im2col: .* too many elements"):
+        ops.im2col(T(1, 1, 4, 4), 3, 3, 1, 1, 2**40, 2**40)
+    with pytest.raises(ValueError, match="^col2im: .* too many elements"):
+        ops.col2im(T(9, 4), (2**62, 1, 4, 4), 3, 3, 1, 1, 0, 0)
+
+
 def test_conv_bias_mismatch_names_conv2d(T):
     with pytest.raises(ValueError, match="^conv2d.*" + shape_re((3,))):
         F.conv2d(T(1, 3, 5, 5), T(2, 3, 3, 3), T(3))
@@ -222,6 +237,12 @@ def test_pool_bad_geometry(T, name):
         fn(T(1, 1, 6, 6), 2, padding=2)
     with pytest.raises(TypeError, match=f"^{name}: .*int32"):
         fn(T(1, 1, 4, 4, dtype=np.int32), 2)
+
+
+def test_pool_backward_input_shape_too_large(T):
+    y, argmax = ops.max_pool2d_forward(T(1, 1, 4, 4), 2, 2, 2, 2, 0, 0)
+    with pytest.raises(ValueError, match="too many elements"):  # 2**64 elements: wrapped to 0
+        ops.max_pool2d_backward(y, argmax, (1, 1, 2**32, 2**32))
 
 
 def test_pool_backward_bad_shapes(T, device):

@@ -151,6 +151,29 @@ def test_bad_reshape(device, shape):
         t.reshape(*shape)
 
 
+def test_element_count_overflow_is_rejected(device):
+    """Shapes whose element count (or byte count) overflows: a wrapped count gave tensors far
+    smaller than their shape, and crashes."""
+    with pytest.raises(ValueError, match=r"too many elements"):
+        nc.zeros((2**62 - 1,), device=device)
+    with pytest.raises(ValueError, match=r"too many elements"):
+        nc.empty([2**62 - 1], device=device)
+    with pytest.raises(ValueError, match=r"too many elements"):
+        nc.empty([2**32, 2**32], device=device)  # 2**64 elements: wrapped to 0
+    t = nc.tensor(np.ones(4, np.float32), device=device)
+    with pytest.raises(ValueError, match="^reshape: .*too many elements"):
+        t.reshape(2**62 + 1, 4)  # (2**62 + 1) * 4 wraps to 4
+    with pytest.raises(ValueError, match="^reshape: "):
+        t.reshape(-1, 2**62, 2**62)
+    empty = nc.zeros((2**40, 2**40, 0), device=device)  # empty however large the other axes
+    assert empty.numel() == 0 and empty.shape == (2**40, 2**40, 0)
+
+
+def test_allocation_too_large_for_memory_is_a_memory_error():
+    with pytest.raises(MemoryError, match="out of memory"):
+        nc.empty([2**61 - 1])  # as many elements as addressable, far more than memory
+
+
 def test_clone_is_independent(device):
     t = nc.tensor(np.arange(5, dtype=np.float32), device=device)
     c = t.clone()
@@ -276,6 +299,27 @@ def test_dlpack_non_contiguous_is_rejected():
     assert nc.from_dlpack(a[1:2, :]).shape == (1, 5)
 
 
+def test_dlpack_empty_tensors_are_contiguous():
+    """An empty array's strides say nothing (NumPy gives (0, 4) for (3, 0))."""
+    for shape in ((3, 0), (2, 0, 4), (0,), (0, 5)):
+        t = nc.from_dlpack(np.zeros(shape, np.float32))
+        assert t.shape == shape and t.numel() == 0
+
+
+def test_dlpack_empty_torch_tensors():
+    torch = pytest.importorskip("torch")
+    for shape in ((3, 0), (2, 0, 4)):
+        assert nc.from_dlpack(torch.zeros(shape)).shape == shape
+
+
+def test_dlpack_misaligned_data_is_rejected():
+    buffer = np.zeros(17, np.uint8)
+    a = np.frombuffer(buffer, np.float32, count=4, offset=1)  # a float32 view 1 byte in
+    with pytest.raises(ValueError, match="from_dlpack: .*not 4-byte aligned"):
+        nc.from_dlpack(a)
+    np.testing.assert_array_equal(nc.tensor(a).numpy(), np.zeros(4))  # a copy is fine
+
+
 def test_dlpack_bad_dtype_and_object():
     with pytest.raises(TypeError, match="from_dlpack"):
         nc.from_dlpack(np.ones(3, np.float64))
@@ -379,6 +423,10 @@ def test_row_slice_errors():
         t.narrow(0, 3, 2)
     with pytest.raises(ValueError, match="only axis 0"):
         t.narrow(1, 0, 1)
+    for start, length in ((2**62, 2**62), (2, 2**63 - 1), (-1, 2), (1, -1), (5, 0)):
+        with pytest.raises(ValueError, match="out of range"):  # start + length overflowed
+            t.narrow(0, start, length)
+    assert t.narrow(0, 4, 0).shape == (0, 2)
 
 
 def test_caching_allocator_reuses_freed_blocks(device):

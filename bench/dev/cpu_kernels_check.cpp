@@ -193,6 +193,9 @@ static void check_conv_cfg(const ConvCfg& g) {
   report(std::fabs(lhs - rhs) <= 1e-5 * (mag + 1), "im2col/col2im adjoint " + name);
 }
 
+static void check_random_conv_cfgs(int count, int64_t max_pad, int64_t max_stride);
+static void check_im2col_large_padding();
+
 static void check_im2col() {
   const ConvCfg fixed[] = {
       {1, 1, 1, 1, 1, 1, 0, 0, 1, 1},   // everything 1
@@ -237,14 +240,39 @@ static void check_im2col() {
            fmt("col2im deterministic across thread counts N%lld C%lld %lldx%lld",
                (long long)g.N, (long long)g.C, (long long)g.H, (long long)g.W));
   }
-  for (int t = 0; t < 200; ++t) {  // random configurations
+  check_random_conv_cfgs(200, 2, 3);
+  check_im2col_large_padding();
+}
+
+// `count` random configurations (some skipped: kernel larger than the padded input), padding
+// up to max_pad and strides up to max_stride.
+static void check_random_conv_cfgs(int count, int64_t max_pad, int64_t max_stride) {
+  for (int t = 0; t < count; ++t) {
     ConvCfg g;
     g.N = rand_int(1, 3), g.C = rand_int(1, 4), g.H = rand_int(1, 12), g.W = rand_int(1, 12);
-    g.kh = rand_int(1, 5), g.kw = rand_int(1, 5), g.ph = rand_int(0, 2), g.pw = rand_int(0, 2);
-    g.sh = rand_int(1, 3), g.sw = rand_int(1, 3);
+    g.kh = rand_int(1, 5), g.kw = rand_int(1, 5);
+    g.ph = rand_int(0, max_pad), g.pw = rand_int(0, max_pad);
+    g.sh = rand_int(1, max_stride), g.sw = rand_int(1, max_stride);
     if (g.H + 2 * g.ph < g.kh || g.W + 2 * g.pw < g.kw) continue;
     check_conv_cfg(g);
   }
+}
+
+// Padding past the kernel: windows of pure padding around the image, and buffers that hold only
+// the part of the padded plane that the windows on the image read.
+static void check_im2col_large_padding() {
+  const std::mt19937_64 saved = g_rng;  // restored at the end: the other checks keep their inputs
+  const ConvCfg fixed[] = {
+      {2, 2, 4, 5, 3, 3, 5, 7, 1, 1},
+      {1, 1, 1, 1, 1, 1, 3, 3, 1, 1},
+      {2, 1, 4, 4, 3, 3, 1000, 1000, 700, 700},
+      {1, 2, 4, 4, 3, 3, 4000, 9, 4000, 2},  // every row of windows on padding only
+      {2, 1, 6, 5, 2, 3, 4, 6, 5, 4},
+      {40, 1, 30, 30, 3, 3, 40, 40, 30, 29},  // parallel
+  };
+  for (const auto& g : fixed) check_conv_cfg(g);
+  check_random_conv_cfgs(100, 12, 8);
+  g_rng = saved;
 }
 
 // ------------------------------------------------------------------ pooling

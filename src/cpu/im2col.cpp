@@ -5,7 +5,9 @@
 // loop is one output row: OW contiguous floats of col against a shifted row of the plane.
 // Padding is handled once per plane rather than per element: im2col copies the plane into a
 // zero-bordered buffer, col2im accumulates into a buffer with zero column borders (rows outside
-// the image are simply never visited). For stride 1 the row copies/adds are vector chunks, as
+// the image are simply never visited). The buffers hold only the part of the padded plane that
+// windows touching the image read (windows reading only padding give zeros), so their size
+// does not grow with the padding. For stride 1 the row copies/adds are vector chunks, as
 // wide as the CPU has (the per-row functions are compiled for AVX-512, AVX2 and baseline).
 #include <algorithm>
 #include <cstring>
@@ -16,6 +18,7 @@
 #endif
 
 #include "nncore/kernels.h"
+#include "region_errors.h"
 #include "wide_vectors.h"
 #include "work_split.h"
 
@@ -25,6 +28,19 @@ namespace {
 
 // Below this many col elements a call runs on one thread (a fork/join costs a few us).
 constexpr int64_t kParallelMin = 1 << 15;
+
+// Output positions [lo, hi) along one axis whose window [o*stride, o*stride + kernel) of the
+// padded input overlaps the image [pad, pad + size); the other windows read only padding.
+struct WindowSpan {
+  int64_t lo, hi;
+  bool empty() const { return lo >= hi; }
+};
+inline WindowSpan windows_on_image(int64_t size, int64_t kernel, int64_t stride, int64_t pad,
+                                   int64_t out) {
+  const int64_t lo = std::clamp<int64_t>(ceil_div(pad - kernel + 1, stride), 0, out);
+  const int64_t hi = size > 0 ? std::min(out, ceil_div(pad + size, stride)) : lo;
+  return {lo, std::max(lo, hi)};
+}
 
 // [begin, end) of `items` for the calling thread of the current team: contiguous, sizes differ
 // by at most one.
@@ -141,37 +157,52 @@ NNCORE_ALWAYS_INLINE void add_row(float* __restrict dst, const float* __restrict
   }
 }
 
-// The kw col rows of one (image, channel, tap row i): for j < kw,
-//   out[j*cols + oh*OW + ow] = tap_rows[oh*sh*ld + ow*sw + j]
-// where tap_rows is row i of the (padded) plane and ld its row length.
+// The kw col rows of one (image, channel, tap row i), for `rows` x `n` windows: for j < kw,
+//   out[j*cols + oh*out_ld + ow] = tap_rows[oh*sh*ld + ow*sw + j]
+// where tap_rows is row i of the (padded) plane's box and ld its row length.
 NNCORE_WIDEST_VECTORS
-void im2col_tap_row(const float* tap_rows, int64_t ld, int64_t kw, int64_t OH, int64_t OW,
-                    int64_t sh, int64_t sw, float* out, int64_t cols) {
+void im2col_tap_row(const float* tap_rows, int64_t ld, int64_t kw, int64_t rows, int64_t n,
+                    int64_t sh, int64_t sw, float* out, int64_t out_ld, int64_t cols) {
   for (int64_t j = 0; j < kw; ++j, out += cols) {
     const float* __restrict in = tap_rows + j;
     if (sw == 1) {
-      if (sh == 1 && OW == ld) {  // kw == 1 unpadded in w: the rows are contiguous
-        copy_rows(out, 0, in, 0, 1, OH * OW);
+      if (sh == 1 && n == ld && n == out_ld) {  // kw == 1 unpadded in w: contiguous rows
+        copy_rows(out, 0, in, 0, 1, rows * n);
       } else {
-        copy_rows(out, OW, in, sh * ld, OH, OW);
+        copy_rows(out, out_ld, in, sh * ld, rows, n);
       }
     } else {
-      for (int64_t oh = 0; oh < OH; ++oh) {
+      for (int64_t oh = 0; oh < rows; ++oh) {
         const float* __restrict in_row = in + oh * sh * ld;
-        float* __restrict out_row = out + oh * OW;
-        for (int64_t ow = 0; ow < OW; ++ow) out_row[ow] = in_row[ow * sw];
+        float* __restrict out_row = out + oh * out_ld;
+        for (int64_t ow = 0; ow < n; ++ow) out_row[ow] = in_row[ow * sw];
       }
     }
   }
 }
 
-// Adds every tap of one plane's col rows that lands in image rows [h0, h1) into acc, where
-// acc[(h - h0)*ld + ow*sw + j] is pixel (h, ow*sw + j - pw): taps in (i, j) ascending order.
-// taps = col + (c*kh*kw)*cols + n*OH*OW, the plane's first col row.
+// Zeros the col entries of the windows that read only padding: for j < kw, the OH x OW block
+// at out + j*cols outside rows [hs.lo, hs.hi) x columns [ws.lo, ws.hi).
+void zero_padding_windows(float* out, int64_t cols, int64_t kw, int64_t OH, int64_t OW,
+                          WindowSpan hs, WindowSpan ws) {
+  for (int64_t j = 0; j < kw; ++j, out += cols) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      float* row = out + oh * OW;
+      const bool on_image = oh >= hs.lo && oh < hs.hi;
+      std::fill(row, row + (on_image ? ws.lo : OW), 0.0f);
+      if (on_image) std::fill(row + ws.hi, row + OW, 0.0f);
+    }
+  }
+}
+
+// Adds every tap of one plane's col rows that lands in image rows [h0, h1) into acc, for the
+// first n windows of each output row: tap j of window ow adds col row entry ow (of the OW
+// from `taps`) into acc[(h - h0)*ld + ow*sw + j], taps in (i, j) ascending order.
+// taps = col + (c*kh*kw)*cols + n*OH*OW (+ the first window's column), the plane's first col row.
 NNCORE_WIDEST_VECTORS
 void col2im_add_taps(const float* taps, int64_t cols, int64_t kh, int64_t kw, int64_t OH,
-                     int64_t OW, int64_t sh, int64_t sw, int64_t ph, int64_t h0, int64_t h1,
-                     float* acc, int64_t ld) {
+                     int64_t OW, int64_t n, int64_t sh, int64_t sw, int64_t ph, int64_t h0,
+                     int64_t h1, float* acc, int64_t ld) {
   for (int64_t i = 0; i < kh; ++i) {
     // oh with h = oh*sh - ph + i in [h0, h1)
     const int64_t oh_lo = std::max<int64_t>(0, ceil_div(h0 + ph - i, sh));
@@ -183,9 +214,9 @@ void col2im_add_taps(const float* taps, int64_t cols, int64_t kh, int64_t kw, in
         float* __restrict acc_row = acc + (oh * sh - ph + i - h0) * ld + j;  // + ow*sw
         const float* __restrict col_row = tap + oh * OW;
         if (sw == 1) {
-          add_row(acc_row, col_row, OW);
+          add_row(acc_row, col_row, n);
         } else {
-          for (int64_t ow = 0; ow < OW; ++ow) acc_row[ow * sw] += col_row[ow];
+          for (int64_t ow = 0; ow < n; ++ow) acc_row[ow * sw] += col_row[ow];
         }
       }
     }
@@ -243,17 +274,29 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
   const int64_t cols = N * OH * OW;
   const int64_t spatial = OH * OW;
   if (rows <= 0 || cols <= 0) return;
-  const bool padded = ph > 0 || pw > 0;
-  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+  const WindowSpan hs = windows_on_image(H, kh, sh, ph, OH);
+  const WindowSpan ws = windows_on_image(W, kw, sw, pw, OW);
+  const bool all_on_image = hs.lo == 0 && hs.hi == OH && ws.lo == 0 && ws.hi == OW;
+  const bool any_on_image = !hs.empty() && !ws.empty();
+  // The windows on the image read the box of padded rows [r0, r0 + box_h) and columns
+  // [q0, q0 + box_w) (under H + 2kh by W + 2kw), in place when it lies inside the image, else
+  // from a zero-bordered copy holding image rows [h0, h1) and columns [w0, w1).
+  const int64_t r0 = hs.lo * sh, box_h = any_on_image ? (hs.hi - 1 - hs.lo) * sh + kh : 0;
+  const int64_t q0 = ws.lo * sw, box_w = any_on_image ? (ws.hi - 1 - ws.lo) * sw + kw : 0;
+  const bool buffered =
+      any_on_image && (r0 < ph || r0 + box_h > ph + H || q0 < pw || q0 + box_w > pw + W);
+  const int64_t h0 = std::max<int64_t>(0, r0 - ph), h1 = std::min(H, r0 + box_h - ph);
+  const int64_t w0 = std::max<int64_t>(0, q0 - pw), w1 = std::min(W, q0 + box_w - pw);
   const int64_t items = N * C * kh;
   const bool parallel = rows * cols > kParallelMin;
+  RegionErrors errors;
 #pragma omp parallel if (parallel)
-  {
+  errors.run([&] {
     int64_t begin, end;
     this_thread_range(items, begin, end);
-    std::vector<float> buf;  // zero-bordered copy of the current plane (padded case)
-    if (padded && begin < end) buf.assign(static_cast<size_t>(Hp * Wp), 0.0f);
-    int64_t buffered = -1;
+    std::vector<float> buf;  // zero-bordered copy of the current plane's box
+    if (buffered && begin < end) buf.assign(static_cast<size_t>(box_h * box_w), 0.0f);
+    int64_t buffered_plane = -1;
     // item = (n*C + c)*kh + i, stepped without a division per item
     int64_t p = begin / kh, i = begin % kh, n = p / C, c = p % C;
     for (int64_t item = begin; item < end; ++item, ++i) {
@@ -265,20 +308,29 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
           ++n;
         }
       }
-      const float* src = x + p * H * W;
-      int64_t ld = W;
-      if (padded) {
-        if (p != buffered) {  // the borders stay zero; only the interior is rewritten
-          copy_rows(&buf[ph * Wp + pw], Wp, src, W, H, W);
-          buffered = p;
+      float* const out = col + (c * kh + i) * kw * cols + n * spatial;
+      if (!all_on_image) zero_padding_windows(out, cols, kw, OH, OW, hs, ws);
+      if (!any_on_image) continue;
+      const float* const plane = x + p * H * W;
+      const float* box;
+      int64_t ld;
+      if (buffered) {
+        if (p != buffered_plane) {  // the borders stay zero; only the image part is rewritten
+          copy_rows(&buf[(h0 + ph - r0) * box_w + w0 + pw - q0], box_w, plane + h0 * W + w0, W,
+                    h1 - h0, w1 - w0);
+          buffered_plane = p;
         }
-        src = buf.data();
-        ld = Wp;
+        box = buf.data();
+        ld = box_w;
+      } else {
+        box = plane + (r0 - ph) * W + (q0 - pw);
+        ld = W;
       }
-      im2col_tap_row(src + i * ld, ld, kw, OH, OW, sh, sw,
-                     col + (c * kh + i) * kw * cols + n * spatial, cols);
+      im2col_tap_row(box + i * ld, ld, kw, hs.hi - hs.lo, ws.hi - ws.lo, sh, sw,
+                     out + hs.lo * OW + ws.lo, OW, cols);
     }
-  }
+  });
+  errors.rethrow();
 }
 
 // x[n, c, h, w] = sum over taps (i, j) with h = oh*sh - ph + i, w = ow*sw - pw + j (oh, ow in
@@ -296,7 +348,9 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   const int64_t spatial = OH * OW;
   const int64_t planes = N * C;
   if (planes <= 0 || H <= 0 || W <= 0) return;
-  if (rows <= 0 || cols <= 0) {  // nothing reads x: it is all zeros
+  const WindowSpan hs = windows_on_image(H, kh, sh, ph, OH);
+  const WindowSpan ws = windows_on_image(W, kw, sw, pw, OW);
+  if (rows <= 0 || cols <= 0 || hs.empty() || ws.empty()) {  // no tap lands on x: all zeros
     std::memset(x, 0, static_cast<size_t>(planes * H * W) * sizeof(float));
     return;
   }
@@ -308,38 +362,43 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
       (team > 1 && planes < want_items) ? std::min(H, ceil_div(want_items, planes)) : 1;
   const int64_t block = ceil_div(H, splits);
   const int64_t items = planes * splits;
-  const int64_t Wp = W + 2 * pw;
+  // acc[(h - h0)*ld + q - c0] accumulates padded column q of row h, for q in [c0, c1): the
+  // image's columns and those the windows on the image reach. It is x's rows in place when
+  // that is the image alone, else a buffer with zero column borders.
+  const int64_t c0 = std::min(ws.lo * sw, pw), c1 = std::max((ws.hi - 1) * sw + kw, pw + W);
+  const bool buffered = c0 < pw || c1 > pw + W;
+  const int64_t ld = c1 - c0;
+  RegionErrors errors;
 #pragma omp parallel if (parallel)
-  {
+  errors.run([&] {
     int64_t begin, end;
     this_thread_range(items, begin, end);
-    std::vector<float> buf;  // accumulator with zero column borders (pw > 0)
-    if (pw > 0 && begin < end) buf.resize(static_cast<size_t>(block * Wp));
+    std::vector<float> buf;  // accumulator with zero column borders
+    if (buffered && begin < end) buf.resize(static_cast<size_t>(block * ld));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t p = item / splits, s = item % splits;
       const int64_t n = p / C, c = p % C;
       const int64_t h0 = s * block, h1 = std::min(H, h0 + block);
       if (h0 >= h1) continue;
       float* const x_rows = x + (p * H + h0) * W;
-      // acc[(h - h0)*ld + wp] accumulates pixel (h, wp - pw) (wp: padded column)
-      float* const acc = pw > 0 ? buf.data() : x_rows;
-      const int64_t ld = pw > 0 ? Wp : W;
+      float* const acc = buffered ? buf.data() : x_rows;
       const float* taps = col + c * kh * kw * cols + n * spatial;
       // The gather reads 16 floats from tap row (i, j) at oh*OW - j: within col for every tap
       // of this plane when the last tap row's last read ends inside it.
-      const bool gather = sh == 1 && sw == 1 && ld <= 16 &&
+      const bool gather = sh == 1 && sw == 1 && ld <= 16 && ws.lo == 0 && ws.hi == OW &&
                           (kh * kw - 1) * cols + n * spatial + (OH - 1) * OW + 16 <=
                               (rows - c * kh * kw) * cols;
       if (gather) {
         col2im_gather_rows(taps, cols, kh, kw, OH, OW, ph, h0, h1, acc, ld);
       } else {
         std::memset(acc, 0, static_cast<size_t>((h1 - h0) * ld) * sizeof(float));
-        col2im_add_taps(taps, cols, kh, kw, OH, OW, sh, sw, ph, h0, h1, acc, ld);
+        col2im_add_taps(taps + ws.lo, cols, kh, kw, OH, OW, ws.hi - ws.lo, sh, sw, ph, h0, h1,
+                        acc + ws.lo * sw - c0, ld);
       }
-      if (pw > 0)
-        copy_rows(x_rows, W, acc + pw, ld, h1 - h0, W);
+      if (buffered) copy_rows(x_rows, W, acc + pw - c0, ld, h1 - h0, W);
     }
-  }
+  });
+  errors.rethrow();
 }
 
 }  // namespace nncore::cpu

@@ -10,10 +10,9 @@
 
 namespace nncore::cpu {
 
-// ceil(a / b) for b > 0 and any sign of a.
-constexpr int64_t ceil_div(int64_t a, int64_t b) {
-  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
-}
+// ceil(a / b) for b > 0 and any sign of a (division truncates toward zero), without the
+// overflow of a + b - 1 (huge paddings and strides).
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b > 0 ? 1 : 0); }
 
 // n rounded up to a multiple of `multiple` (> 0), for n >= 0.
 constexpr int64_t round_up(int64_t n, int64_t multiple) {

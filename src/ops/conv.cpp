@@ -12,17 +12,20 @@ namespace {
 
 struct ConvGeometry {
   int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW;
-  int64_t col_rows() const { return C * kh * kw; }
-  int64_t col_cols() const { return N * OH * OW; }
+  int64_t col_rows, col_cols;  // im2col's matrix: C*kh*kw x N*OH*OW
 };
 
 ConvGeometry image_geometry(const char* op, const Shape& x_shape, int64_t kh, int64_t kw,
                             int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
   NNCORE_CHECK(x_shape.size() == 4, op, ": input must be 4-D (N, C, H, W), got shape ",
                shape_str(x_shape));
-  ConvGeometry g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], kh, kw, sh, sw, ph, pw, 0, 0};
+  shape_numel(x_shape, op);  // (x_shape may come from the caller: col2im)
+  ConvGeometry g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], kh, kw, sh, sw, ph, pw, 0, 0,
+                 0, 0};
   g.OH = window_output_size(op, "height", g.H, kh, sh, ph);
   g.OW = window_output_size(op, "width", g.W, kw, sw, pw);
+  g.col_rows = shape_numel({g.C, kh, kw}, op);
+  g.col_cols = shape_numel({g.N, g.OH, g.OW}, op);
   return g;
 }
 
@@ -39,7 +42,7 @@ ConvGeometry conv_geometry(const char* op, const Tensor& x, const Tensor& w, int
 }
 
 Tensor im2col_of(const Tensor& x, const ConvGeometry& g) {
-  Tensor col = Tensor::empty({g.col_rows(), g.col_cols()}, DType::float32, x.device());
+  Tensor col = Tensor::empty({g.col_rows, g.col_cols}, DType::float32, x.device());
   if (col.numel() > 0) {
     NNCORE_DISPATCH(x.device(), im2col, x.f32(), g.N, g.C, g.H, g.W, g.kh, g.kw, g.ph, g.pw,
                     g.sh, g.sw, col.f32());
@@ -69,8 +72,8 @@ Tensor col2im(const Tensor& col, const Shape& x_shape, int64_t kh, int64_t kw, i
   require_float("col2im", "col", col);
   require_rank("col2im", "col", col, 2);
   const ConvGeometry g = image_geometry("col2im", x_shape, kh, kw, sh, sw, ph, pw);
-  NNCORE_CHECK(col.size(0) == g.col_rows() && col.size(1) == g.col_cols(), "col2im: col ",
-               shape_str(col.shape()), " must be (", g.col_rows(), ", ", g.col_cols(),
+  NNCORE_CHECK(col.size(0) == g.col_rows && col.size(1) == g.col_cols, "col2im: col ",
+               shape_str(col.shape()), " must be (", g.col_rows, ", ", g.col_cols,
                ") for image ", shape_str(x_shape), " and kernel ", kh, "x", kw);
   return col2im_of(col, g);
 }
@@ -135,7 +138,7 @@ Tensor run_conv2d_backward(const char* op, const Tensor& x, const Tensor& w, con
     if (need_dx) fill_(dx, 0.0f);
     return dx;
   }
-  if (g.col_rows() == 0) {  // no input channels: y was the bias alone, only db has a gradient
+  if (g.col_rows == 0) {  // no input channels: y was the bias alone, only db has a gradient
     if (db) {
       Tensor g_out = relu_y ? relu_backward(*relu_y, dy) : dy;
       if (argmax != nullptr) g_out = max_pool2d_backward(g_out, *argmax, {g.N, cout, g.OH, g.OW});

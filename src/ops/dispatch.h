@@ -92,9 +92,14 @@ inline int64_t window_output_size(const char* op, const char* axis, int64_t inpu
   NNCORE_CHECK(kernel > 0 && stride > 0 && pad >= 0, op, ": kernel size and stride must be "
                "positive and padding non-negative, got kernel ", kernel, ", stride ", stride,
                ", padding ", pad, " along ", axis);
-  NNCORE_CHECK(input + 2 * pad >= kernel, op, ": kernel ", kernel, " is larger than the padded ",
+  int64_t padded;  // input + 2*pad; every index a kernel forms along the axis is below it
+  NNCORE_CHECK(!__builtin_mul_overflow(pad, 2, &padded) &&
+                   !__builtin_add_overflow(input, padded, &padded),
+               op, ": the padded input (", input, " + 2*", pad, ") along ", axis,
+               " does not fit in 64 bits");
+  NNCORE_CHECK(padded >= kernel, op, ": kernel ", kernel, " is larger than the padded ",
                "input (", input, " + 2*", pad, ") along ", axis);
-  return (input + 2 * pad - kernel) / stride + 1;
+  return (padded - kernel) / stride + 1;
 }
 
 // ---- tensor lists (optimizer updates and zero_grad over a whole model) ----------------------

@@ -23,7 +23,7 @@ PoolGeometry pool_geometry(const char* op, const Shape& x_shape, int64_t kh, int
   const size_t rank = x_shape.size();
   g.H = x_shape[rank - 2];
   g.W = x_shape[rank - 1];
-  g.planes = shape_numel(Shape(x_shape.begin(), x_shape.end() - 2));
+  g.planes = shape_numel(Shape(x_shape.begin(), x_shape.end() - 2), op);
   g.OH = window_output_size(op, "height", g.H, kh, sh, ph);
   g.OW = window_output_size(op, "width", g.W, kw, sw, pw);
   g.out_shape = x_shape;
@@ -57,7 +57,8 @@ Tensor max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Shape& 
                "max_pool2d_backward: dy ", shape_str(dy.shape()), " does not match input shape ",
                shape_str(x_shape));
   const size_t rank = x_shape.size();
-  const int64_t planes = shape_numel(Shape(x_shape.begin(), x_shape.end() - 2));
+  const int64_t planes =
+      shape_numel(Shape(x_shape.begin(), x_shape.end() - 2), "max_pool2d_backward");
   Tensor dx = Tensor::empty(x_shape, DType::float32, device);
   if (dx.numel() > 0) {
     const int64_t skipped =

@@ -32,13 +32,18 @@ class CachingAllocator {
  public:
   explicit CachingAllocator(Backend backend = Backend()) : backend_(std::move(backend)) {}
 
+  static constexpr size_t kSmallLimit = size_t(1) << 20, kSmallRound = 512;
+  static constexpr size_t kLargeRound = size_t(2) << 20;
+  // The most bytes a request may ask for: more would wrap the rounding up to a size class.
+  static constexpr size_t kMaxRequest = SIZE_MAX - kLargeRound;
+
   static size_t size_class(size_t nbytes) {
-    constexpr size_t kSmallLimit = size_t(1) << 20, kSmallRound = 512, kLargeRound = size_t(2) << 20;
     const size_t round = nbytes <= kSmallLimit ? kSmallRound : kLargeRound;
     return std::max(round, (nbytes + round - 1) / round * round);
   }
 
   void* allocate(size_t nbytes) {
+    if (nbytes > kMaxRequest) backend_.out_of_memory(nbytes, stats().allocated_bytes);
     const size_t bytes = size_class(nbytes);
     std::lock_guard<std::mutex> lock(mutex_);
     void* ptr = nullptr;

@@ -20,7 +20,9 @@ using Shape = std::vector<int64_t>;
 const char* dtype_name(DType dtype);
 const char* device_name(Device device);
 std::string shape_str(const Shape& shape);  // "(2, 3)"
-int64_t shape_numel(const Shape& shape);
+// Elements of a tensor of this shape; ValueError ("<op>: ...") for a negative dimension or a
+// tensor too large to address (over PTRDIFF_MAX bytes).
+int64_t shape_numel(const Shape& shape, const char* op = "tensor");
 inline size_t dtype_size(DType) { return 4; }  // both dtypes are 4 bytes wide
 
 // The CPU tensors' caching allocator (the CUDA one is in device.h).
