@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -179,6 +182,28 @@ def test_padding_far_larger_than_the_image(device):
                         1, 2**40, 1, 2**40)
     np.testing.assert_array_equal(x_back.numpy()[0, 0], [[2, 2, 2, 0], [3, 3, 3, 0],
                                                          [3, 3, 3, 0], [2, 2, 2, 0]])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux")
+def test_im2col_buffer_allocation_failure_is_a_memory_error():
+    """A failed allocation inside the kernel's OpenMP region surfaces as MemoryError (an
+    exception leaving the region called std::terminate). Run in a child under an address-space
+    limit that leaves no room for the im2col buffer (the box of 4001 x 4001 floats that the
+    windows on the image read)."""
+    code = textwrap.dedent("""
+        import resource, numpy as np, nncore as nc
+        x = nc.tensor(np.ones((1, 1, 4000, 4000), np.float32))
+        status = open("/proc/self/status").read().split("VmSize:")[1]
+        used = int(status.split()[0]) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (used + (40 << 20), resource.RLIM_INFINITY))
+        try:
+            nc.ops.im2col(x, 2, 2, 3999, 3999, 1, 1)
+        except MemoryError:
+            print("MemoryError")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "MemoryError", result.stderr
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=IDS)
