@@ -186,8 +186,8 @@ __global__ void sum_panels_kernel(const float* __restrict__ P, int64_t panels, i
 }
 
 // Max pooling over one window of a plane with row pitch W: the taps h in [h0, h1), w in
-// [w0, w1), row-major, each read as load(h, w). The first maximum wins (strict >); a NaN wins
-// over numbers and the first NaN is kept, so NaN propagates. Returns the max and sets arg to
+// [w0, w1), row-major, each read as load(h, w). PyTorch's rule: a later tap takes over when it
+// is greater or NaN, so the first maximum wins, or the last NaN. Returns the max and sets arg to
 // its h*W + w (-inf and -1 for an empty window). Shared by max_pool2d_forward and the
 // convolution's fused pool, so both pick the same tap.
 template <typename I, class Load>
@@ -197,7 +197,7 @@ __device__ __forceinline__ float window_max(Load load, I W, I h0, I h1, I w0, I 
   for (I h = h0; h < h1; ++h) {
     for (I w = w0; w < w1; ++w) {
       const float v = load(h, w);
-      if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+      if (arg < 0 || v > best || isnan(v)) {
         best = v;
         arg = h * W + w;
       }

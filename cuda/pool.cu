@@ -12,9 +12,9 @@ namespace {
 using namespace detail;
 
 // One thread per output (p, oh, ow). Padding never wins (it is -inf): only in-image taps are
-// visited, with window_max's rule (common.cuh: first maximum, NaN propagates). argmax = h*W + w
-// inside the plane; a window with no in-image tap (impossible with ph < kh, pw < kw) gives -inf
-// and argmax -1.
+// visited, with window_max's rule (common.cuh: PyTorch's, the first maximum or the last NaN).
+// argmax = h*W + w inside the plane; a window with no in-image tap (impossible with ph < kh,
+// pw < kw) gives -inf and argmax -1.
 template <typename I>
 __global__ void max_pool2d_forward_kernel(const float* __restrict__ x, int64_t total, I H, I W,
                                           I kh, I kw, I sh, I sw, I ph, I pw, I OH, I OW,

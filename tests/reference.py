@@ -154,8 +154,9 @@ def _as4d(x):
 
 
 def max_pool2d_forward(x, kh, kw, sh, sw, ph=0, pw=0):
-    """(y, argmax): padding is -inf (never wins), ties go to the first tap in row-major window
-    order, argmax = h*W + w inside the plane."""
+    """(y, argmax): padding is -inf (never wins); scanning the window in row-major order, a tap
+    takes over when greater or NaN (PyTorch's rule: the first maximum, or the last NaN);
+    argmax = h*W + w inside the plane."""
     x, squeeze = _as4d(x)
     N, C, H, W = x.shape
     OH, OW = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
@@ -174,7 +175,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph=0, pw=0):
                     if not 0 <= w < W:
                         continue
                     v = x[:, :, h, w]
-                    better = (v > best) | (best_idx < 0)
+                    better = (v > best) | np.isnan(v) | (best_idx < 0)
                     best = np.where(better, v, best)
                     best_idx = np.where(better, h * W + w, best_idx)
             y[:, :, oh, ow] = best

@@ -571,6 +571,49 @@ def test_conv2d_pool_nan_and_ties(device):
 
 
 
+# (N, Cin, H, W, Cout, kh, kw, padding): pooled rows of 3 (one window at a time), 5, 8 and 17
+# (each vector chunk width), batch 1, odd sizes.
+POOL_NAN_CASES = [(1, 1, 6, 6, 1, 1, 1, 0), (2, 2, 9, 11, 3, 3, 3, 1), (1, 3, 16, 18, 2, 3, 3, 0),
+                  (3, 1, 7, 35, 2, 1, 1, 0)]
+
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
+@pytest.mark.parametrize("case", POOL_NAN_CASES,
+                         ids=["N{}C{}H{}W{}O{}k{}x{}p{}".format(*c) for c in POOL_NAN_CASES])
+def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu):
+    """NaN and inf inputs make windows of the convolution's output with several NaNs: the fused
+    pool's y and argmax are PyTorch's (conv2d, relu, max_pool2d: the last NaN of a window), and
+    without ReLU its backward's dx too (the routing). Small integers make every finite sum exact
+    and sums with an inf or NaN come out the same in any order. (With ReLU the gradient at a
+    NaN output differs: PyTorch's ReLU passes it, nncore's relu_backward gives 0.)"""
+    torch = pytest.importorskip("torch")
+    N, Cin, H, W, Cout, kh, kw, pad = case
+    x = rng.integers(-2, 3, size=(N, Cin, H, W)).astype(np.float32)
+    rate = 1 - 0.6 ** (1 / (Cin * kh * kw))  # about 40% of the outputs see a NaN or an inf
+    x[rng.random(x.shape) < rate / 2] = np.inf
+    x[rng.random(x.shape) < rate / 2] = np.nan
+    w = rng.integers(-2, 3, size=(Cout, Cin, kh, kw)).astype(np.float32)
+    b = rng.integers(-2, 3, size=Cout).astype(np.float32)
+    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+    xt.requires_grad_()
+    full = torch.nn.functional.conv2d(xt, wt, bt, 1, pad)
+    full = torch.relu(full) if relu else full
+    ty, targ = torch.nn.functional.max_pool2d(full, 2, 2, return_indices=True)
+    nans_per_window = 4 * torch.nn.functional.avg_pool2d(torch.isnan(full).float(), 2, 2)
+    assert (nans_per_window >= 2).any() and (nans_per_window == 0).any()
+    T = lambda a: to_tensor(a, device)
+    y, argmax = ops.conv2d_pool_forward(T(x), T(w), T(b), 1, 1, pad, pad, relu=relu)
+    np.testing.assert_array_equal(to_numpy(y), ty.detach().numpy())
+    np.testing.assert_array_equal(to_numpy(argmax), targ.numpy())
+    if relu:
+        return
+    dy = rng.integers(-4, 5, size=ty.shape).astype(np.float32)
+    ty.backward(torch.from_numpy(dy))
+    dw, db = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
+    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, pad, pad, True)
+    np.testing.assert_array_equal(to_numpy(dx), xt.grad.numpy())
+
+
 @pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
 @pytest.mark.parametrize("width", [6, 10, 20, 42])  # pooled rows of 3, 5, 10, 21: every chunk width
 def test_conv2d_pool_adds_the_bias_before_the_max(device, width, relu):

@@ -144,7 +144,7 @@ def test_max_pool2d_2x2_stride2_ties_and_nan(device):
                     [np.nan, 2.0, 3.0, 3.0, 0.0, -1.0]]]], np.float32)
     y, arg = ops.max_pool2d_forward(to_tensor(x, device), 2, 2, 2, 2, 0, 0)
     y, arg = to_numpy(y), to_numpy(arg)
-    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1  # the first NaN wins
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 6  # the last NaN wins (PyTorch)
     assert y[0, 0, 0, 1] == 3.0 and arg[0, 0, 0, 1] == 2     # ties: first in window order
     assert y[0, 0, 0, 2] == 0.0 and arg[0, 0, 0, 2] == 4
 
@@ -158,8 +158,8 @@ POOL_2X2_SHAPES = [(2, 3, 8, 8), (1, 2, 10, 10), (1, 1, 5, 16), (2, 6, 28, 28), 
 
 @pytest.mark.parametrize("shape", POOL_2X2_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
-    """Ties (values from a small set), then NaNs: the first maximum (or first NaN) in window order
-    wins, and the backward gives each window's dy to exactly that tap; the average pool's
+    """Ties (values from a small set), then NaNs: the first maximum (or the last NaN) in window
+    order wins, and the backward gives each window's dy to exactly that tap; the average pool's
     vector path on the same shapes."""
     x = rng.integers(-2, 3, size=shape).astype(np.float32)
     ry, rarg = ref.max_pool2d_forward(x, 2, 2, 2, 2)
@@ -189,9 +189,65 @@ def test_max_pool2d_2x2_stride2_vector_widths(device, rng, shape):
         values = x[tuple(plane)].reshape(-1)[taps]
         nan = np.flatnonzero(np.isnan(values))
         if nan.size:
-            assert np.isnan(y[index]) and arg[index] == taps[nan[0]], index
+            assert np.isnan(y[index]) and arg[index] == taps[nan[-1]], index
         else:
             assert y[index] == values.max() and arg[index] == taps[int(np.argmax(values))], index
+
+
+def max_pool_with_torch(torch, x, dy, kh, kw, sh, sw, ph, pw):
+    """PyTorch's max_pool2d of x: (y, argmax, dx), dx the gradient its autograd gives x for dy."""
+    xt = torch.from_numpy(x).requires_grad_()
+    y, argmax = torch.nn.functional.max_pool2d(xt, (kh, kw), (sh, sw), (ph, pw),
+                                               return_indices=True)
+    y.backward(torch.from_numpy(dy))
+    return y.detach().numpy(), argmax.numpy(), xt.grad.numpy()
+
+
+def check_max_pool_like_torch(torch, device, x, dy, kh, kw, sh, sw, ph, pw):
+    """y (NaN where PyTorch's is), argmax and max_pool2d_backward's dx equal to PyTorch's, to
+    the bit (dy holds small integers, so overlapping windows add up exactly in any order); the
+    NumPy reference's argmax too."""
+    ty, targ, tdx = max_pool_with_torch(torch, x, dy, kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(ref.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw)[1], targ)
+    y, arg = ops.max_pool2d_forward(to_tensor(x, device), kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(to_numpy(y), ty)
+    np.testing.assert_array_equal(to_numpy(arg), targ)
+    dx = ops.max_pool2d_backward(to_tensor(dy, device), arg, x.shape)
+    np.testing.assert_array_equal(to_numpy(dx), tdx)
+
+
+def test_max_pool2d_several_nans_like_torch(device):
+    """A window with several NaNs routes its gradient to the last one, as PyTorch does (the
+    review's cases: nncore took the first NaN, argmax 0, and backward fed the wrong input)."""
+    torch = pytest.importorskip("torch")
+    nan = np.nan
+    for x, (kh, kw), want in ((np.array([[[[nan, nan], [1.0, 2.0]]]]), (2, 2), 1),
+                              (np.array([[[[nan, 1.0, nan]]]]), (1, 3), 2)):
+        x = x.astype(np.float32)
+        y, arg = ops.max_pool2d_forward(to_tensor(x, device), kh, kw, kh, kw, 0, 0)
+        assert np.isnan(to_numpy(y)).all() and to_numpy(arg).ravel().tolist() == [want]
+        check_max_pool_like_torch(torch, device, x, np.full((1, 1, 1, 1), 3.0, np.float32),
+                                  kh, kw, kh, kw, 0, 0)
+
+
+# Every pooling case and the 2x2/stride-2 shapes (rows of 3, one window at a time, then each
+# vector chunk width).
+NAN_WINDOW_CASES = POOL_CASES + [(shape, 2, 2, 2, 2, 0, 0) for shape in POOL_2X2_SHAPES]
+NAN_WINDOW_IDS = IDS + ["x{}_2x2".format("x".join(map(str, s))) for s in POOL_2X2_SHAPES]
+
+
+@pytest.mark.parametrize("case", NAN_WINDOW_CASES, ids=NAN_WINDOW_IDS)
+def test_max_pool2d_nan_windows_like_torch(device, rng, case):
+    """Many windows with several NaNs (40% of the inputs), ties and -inf: y, argmax and the
+    backward's routing are PyTorch's (the first maximum in row-major window order, or the last
+    NaN)."""
+    torch = pytest.importorskip("torch")
+    shape, kh, kw, sh, sw, ph, pw = case
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)
+    x[rng.random(shape) < 0.1] = -np.inf
+    x[rng.random(shape) < 0.4] = np.nan
+    dy = rng.integers(-4, 5, size=ref.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw)[0].shape)
+    check_max_pool_like_torch(torch, device, x, dy.astype(np.float32), kh, kw, sh, sw, ph, pw)
 
 
 @pytest.mark.parametrize("shape", POOL_2X2_SHAPES, ids=lambda s: "x".join(map(str, s)))

@@ -280,17 +280,21 @@ struct PoolCfg {
   int64_t planes, H, W, kh, kw, sh, sw, ph, pw;
 };
 
-static void check_pool_cfg(const PoolCfg& g, bool tie_inputs) {
+static void check_pool_cfg(const PoolCfg& g, bool tie_inputs, bool nan_inputs = false) {
   const int64_t OH = (g.H + 2 * g.ph - g.kh) / g.sh + 1, OW = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
   const int64_t nx = g.planes * g.H * g.W, ny = g.planes * OH * OW;
   const std::string name =
-      fmt("P%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld%s", (long long)g.planes,
+      fmt("P%lld %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld%s%s", (long long)g.planes,
           (long long)g.H, (long long)g.W, (long long)g.kh, (long long)g.kw, (long long)g.sh,
-          (long long)g.sw, (long long)g.ph, (long long)g.pw, tie_inputs ? " ties" : "");
+          (long long)g.sw, (long long)g.ph, (long long)g.pw, tie_inputs ? " ties" : "",
+          nan_inputs ? " NaNs" : "");
   auto x = tie_inputs ? rand_int_valued(nx, 3) : randn(nx);
   for (auto& v : x) v -= 5.0f;  // all negative: a padding 0 must not win the max
+  if (nan_inputs)  // 40%: many windows with several NaNs
+    for (auto& v : x) v = rand_int(0, 9) < 4 ? NAN : v;
   auto dy = randn(ny);
-  // max forward reference: first maximum in row-major window order over in-image taps
+  // max forward reference, PyTorch's: over the in-image taps in row-major window order, a tap
+  // takes over when greater or NaN (the first maximum wins, or the last NaN)
   vector<double> y_ref(ny);
   vector<int32_t> idx_ref(ny);
   vector<double> avg_ref[2] = {vector<double>(ny), vector<double>(ny)};
@@ -308,7 +312,8 @@ static void check_pool_cfg(const PoolCfg& g, bool tie_inputs) {
             const double v = x[(p * g.H + h) * g.W + w];
             ++taps;
             sum += v;
-            if (best_i < 0 || v > best) best = v, best_i = static_cast<int32_t>(h * g.W + w);
+            if (best_i < 0 || v > best || std::isnan(v))
+              best = v, best_i = static_cast<int32_t>(h * g.W + w);
           }
         const int64_t o = (p * OH + oh) * OW + ow;
         y_ref[o] = best, idx_ref[o] = best_i;
@@ -327,8 +332,11 @@ static void check_pool_cfg(const PoolCfg& g, bool tie_inputs) {
   vector<int32_t> idx(ny, -7);
   k::max_pool2d_forward(x.data(), g.planes, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, OH, OW,
                         y.data(), idx.data());
-  close(y, y_ref, 0, 0, "max_pool2d_forward " + name);
-  report(idx == idx_ref, "max_pool2d argmax (first max) " + name);
+  bool same_y = true;  // (NaN where the reference has NaN)
+  for (int64_t o = 0; o < ny; ++o)
+    same_y &= std::isnan(y_ref[o]) ? std::isnan(y[o]) : y[o] == y_ref[o];
+  report(same_y, "max_pool2d_forward " + name);
+  report(idx == idx_ref, "max_pool2d argmax (first max, last NaN) " + name);
   // backward: dx = scatter of dy to argmax; routes only to argmax positions
   vector<double> dx_ref(nx, 0.0);
   for (int64_t p = 0; p < g.planes; ++p)
@@ -347,6 +355,7 @@ static void check_pool_cfg(const PoolCfg& g, bool tie_inputs) {
     for (int64_t i = 0; i < nx; ++i) routed &= is_arg[i] || dx[i] == 0.0f;
     report(routed, "max_pool2d_backward routes only to argmax " + name);
   }
+  if (nan_inputs) return;  // (the average pool has no NaN rule to check)
   for (int cip = 0; cip < 2; ++cip) {
     vector<float> ya(ny, NAN), dxa(nx, NAN);
     k::avg_pool2d_forward(x.data(), g.planes, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, OH,
@@ -374,6 +383,7 @@ static void check_pool() {
   for (const auto& g : fixed) {
     check_pool_cfg(g, false);
     check_pool_cfg(g, true);
+    check_pool_cfg(g, true, true);
   }
   for (int t = 0; t < 150; ++t) {
     PoolCfg g;
@@ -381,7 +391,7 @@ static void check_pool() {
     g.kh = rand_int(1, 4), g.kw = rand_int(1, 4), g.sh = rand_int(1, 3), g.sw = rand_int(1, 3);
     g.ph = rand_int(0, g.kh / 2), g.pw = rand_int(0, g.kw / 2);
     if (g.H + 2 * g.ph < g.kh || g.W + 2 * g.pw < g.kw) continue;
-    check_pool_cfg(g, t % 2 == 0);
+    check_pool_cfg(g, t % 2 == 0, t % 3 == 0);
   }
   // NaN propagates through max pooling and its position is the argmax
   vector<float> x = {1, NAN, 3, 2};
@@ -389,6 +399,10 @@ static void check_pool() {
   int32_t a;
   k::max_pool2d_forward(x.data(), 1, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, &y, &a);
   report(std::isnan(y) && a == 1, "max_pool2d NaN propagates");
+  // several NaNs: the last one is the argmax (PyTorch's rule)
+  vector<float> xn = {NAN, NAN, 1, 2};
+  k::max_pool2d_forward(xn.data(), 1, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, &y, &a);
+  report(std::isnan(y) && a == 1, "max_pool2d last NaN wins");
   // all -inf window: argmax is the first in-image tap, not -1
   vector<float> xi = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   k::max_pool2d_forward(xi.data(), 1, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1, &y, &a);
@@ -396,7 +410,7 @@ static void check_pool() {
 }
 
 // The fused convolution's pool (max_pool_plane_2x2 with a PoolInputActivation): the same bits as
-// a(x) = x + bias, then max(., 0) when relu, stored and pooled with the first-maximum / first-NaN
+// a(x) = x + bias, then max(., 0) when relu, stored and pooled with the first-maximum / last-NaN
 // rule, at every row width (the vector chunks and the scalar rows) and a row pitch past 2*OW.
 static void check_activated_pool_plane() {
   for (int64_t OW : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33}) {
@@ -408,7 +422,8 @@ static void check_activated_pool_plane() {
       if (ties)
         for (auto& v : x) v += static_cast<float>(rand_int(0, 1)) * 0x1p-20f;
       x[rand_int(0, n - 1)] = -0.0f;
-      if (OW % 4 == 1) x[rand_int(0, n - 1)] = NAN;
+      if (OW % 4 == 1)  // 30% NaN: windows with several
+        for (auto& v : x) v = rand_int(0, 9) < 3 ? NAN : v;
       const k::PoolInputActivation act{ties ? 1024.0f : 0.25f, relu};
       vector<float> y(OH * OW, -7.0f), want(OH * OW);
       vector<int32_t> idx(OH * OW, -7), want_idx(OH * OW);
@@ -423,7 +438,7 @@ static void check_activated_pool_plane() {
           for (int t = 0; t < 4; ++t) {
             const float sum = x[pos[t]] + act.bias;
             const float v = relu ? std::max(sum, 0.0f) : sum;
-            if (t == 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
+            if (t == 0 || v > best || std::isnan(v)) {
               best = v;
               want_idx[oh * OW + ow] = at[t];
             }

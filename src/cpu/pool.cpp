@@ -57,10 +57,21 @@ struct TapRanges {
 }  // namespace
 
 // y = max over the in-image part of the window (padding is -inf, so it never wins);
-// argmax = h*W + w of the first maximum in row-major window order. NaN counts as a maximum
-// (propagates, like PyTorch). A window with no in-image tap (only possible when a padding is
-// >= its kernel size; PyTorch forbids pad > k/2) gives y = -inf, argmax = -1 (backward skips it).
+// argmax = h*W + w of the tap PyTorch picks: scanning the window in row-major order from its
+// first in-image tap, a later tap takes over when it is greater or NaN (takes_over), so the
+// first maximum wins, or the last NaN. A window with no in-image tap (only possible when a
+// padding is >= its kernel size; PyTorch forbids pad > k/2) gives y = -inf, argmax = -1
+// (backward skips it).
 namespace {
+
+// PyTorch's max-pool rule for a tap cand met after best: take = (cand > best) | (cand != cand),
+// for floats and for vectors alike (two compares and an or; no branch; an out-parameter, as a
+// wide vector returned by value changes the ABI between target clones). It is associative, so a
+// tree of takes_over picks the tap that the row-major scan picks, NaN included.
+template <typename T, typename Mask>
+NNCORE_ALWAYS_INLINE void takes_over(const T& cand, const T& best, Mask& take) {
+  take = (cand > best) | (cand != cand);
+}
 
 // ---- 2x2, stride 2, unpadded (LeNet's), in vector chunks ------------------------------------
 // Output ow's window is top[2ow], top[2ow+1], bottom[2ow], bottom[2ow+1] (window order). A chunk
@@ -124,48 +135,25 @@ struct Pool2x2 {
     }
   }
 
-  // out[ow + l], out_index[ow + l] for l < L, for any input; rel = 0, 1, W, W+1: which tap won.
+  // out[ow + l], out_index[ow + l] for l < L: takes_over as a tree, top pair, bottom pair, then
+  // the two (each blend keeps the earlier side unless the later takes over; a tie keeps the
+  // earlier tap, to the bit: -0 then +0 gives -0). rel = 0, 1, W, W+1: which tap won.
   template <bool kActivate>
   NNCORE_ALWAYS_INLINE static void forward(const float* top, const float* bottom, int64_t ow,
                                            int32_t top_index, int32_t W, const Activation& act,
                                            float* out, int32_t* out_index) {
-    Vec taps[4];
-    load_activated_taps<kActivate>(top, bottom, ow, act, taps);
-    const int32_t rel[4] = {0, 1, W, W + 1};
-    Vec best = taps[0];
-    IVec best_rel = IVec{} + 0;
-    // Take tap k when it is greater (strictly: the first maximum stays) or NaN, unless best is
-    // already NaN (the first NaN stays): !(tap <= best) is true for both, one compare.
-    for (int k = 1; k < 4; ++k) {
-      const IVec take = ~(taps[k] <= best) & (best == best);
-      best = take ? taps[k] : best;
-      best_rel = take ? IVec{} + rel[k] : best_rel;
-    }
-    store(ow, top_index, best, best_rel, out, out_index);
-  }
-
-  // The same where no tap is NaN, in half the instructions: the maximum as a tree,
-  // m = b > a ? b : a (a vmaxps; on a tie the earlier tap a stays, as in window order), top
-  // pair, bottom pair, then the two; the winner's rel from comparisons written as !(b <= a),
-  // equal to b > a without NaN, so that they stay separate from the maxima. Lanes with a NaN
-  // tap (or an infinite sum) make nan_probe NaN and have wrong outputs: the caller then redoes
-  // them with forward. (nan_probe += s - s, s the taps' sum: 0 unless s is NaN or infinite.)
-  template <bool kActivate>
-  NNCORE_ALWAYS_INLINE static void forward_without_nan(const float* top, const float* bottom,
-                                                       int64_t ow, int32_t top_index, int32_t W,
-                                                       const Activation& act, float* out,
-                                                       int32_t* out_index, Vec& nan_probe) {
     Vec t[4];
     load_activated_taps<kActivate>(top, bottom, ow, act, t);
-    const Vec sum = (t[0] + t[1]) + (t[2] + t[3]);
-    nan_probe += sum - sum;
-    const Vec top_max = t[1] > t[0] ? t[1] : t[0];
-    const Vec bottom_max = t[3] > t[2] ? t[3] : t[2];
-    const Vec best = bottom_max > top_max ? bottom_max : top_max;
-    const IVec top_rel = -(~(t[1] <= t[0]));          // 0 or 1 (a true lane is -1)
-    const IVec bottom_rel = W - (~(t[3] <= t[2]));    // W or W+1
-    const IVec best_rel = ~(bottom_max <= top_max) ? bottom_rel : top_rel;
-    store(ow, top_index, best, best_rel, out, out_index);
+    IVec top_takes, bottom_takes, bottom_wins;
+    takes_over(t[1], t[0], top_takes);
+    takes_over(t[3], t[2], bottom_takes);
+    const Vec top_best = top_takes ? t[1] : t[0];
+    const Vec bottom_best = bottom_takes ? t[3] : t[2];
+    takes_over(bottom_best, top_best, bottom_wins);
+    const Vec best = bottom_wins ? bottom_best : top_best;
+    const IVec top_rel = -top_takes;          // 0 or 1 (a true lane is -1)
+    const IVec bottom_rel = W - bottom_takes;  // W or W+1
+    store(ow, top_index, best, bottom_wins ? bottom_rel : top_rel, out, out_index);
   }
 
   // out[ow + l] = best, out_index[ow + l] = index of the window's top left tap + rel.
@@ -277,8 +265,7 @@ NNCORE_ALWAYS_INLINE void avg_pool_plane_2x2_backward_chunks(const float* dy, in
   }
 }
 
-// A plane of rows of OW >= L outputs, in chunks of L (the last one pulled back): first as if no
-// tap were NaN, then, only if one was, again with the general rule.
+// A plane of rows of OW >= L outputs, in chunks of L (the last one pulled back).
 template <typename Vec, bool kActivate>
 NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, int64_t OH,
                                                     int64_t OW, int32_t W, float* y,
@@ -286,29 +273,14 @@ NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_chunks(const float* x, int64_t ld, 
                                                     const PoolInputActivation& activation) {
   typedef Pool2x2<Vec> Chunk;
   const typename Chunk::Activation act(activation);
-  // chunk(top, bottom, ow, top_index, out, out_index) for every chunk of the plane.
-  const auto each_chunk = [&](auto chunk) __attribute__((always_inline)) {
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const float* top = x + 2 * oh * ld;
-      const int32_t top_index = static_cast<int32_t>(2 * oh * W);
-      for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
-        chunk(top, top + ld, ow, top_index, y + oh * OW, argmax + oh * OW);
-      });
-    }
-  };
-  Vec nan_probe{};
-  each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
-                 int32_t* out_index) __attribute__((always_inline)) {
-    Chunk::template forward_without_nan<kActivate>(top, bottom, ow, top_index, W, act, out,
-                                                   out_index, nan_probe);
-  });
-  bool any_nan = false;
-  for (int l = 0; l < Chunk::L; ++l) any_nan |= nan_probe[l] != 0.0f;
-  if (!any_nan) return;
-  each_chunk([&](const float* top, const float* bottom, int64_t ow, int32_t top_index, float* out,
-                 int32_t* out_index) __attribute__((always_inline)) {
-    Chunk::template forward<kActivate>(top, bottom, ow, top_index, W, act, out, out_index);
-  });
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* top = x + 2 * oh * ld;
+    const int32_t top_index = static_cast<int32_t>(2 * oh * W);
+    for_each_chunk<Chunk::L>(OW, [&](int64_t ow) __attribute__((always_inline)) {
+      Chunk::template forward<kActivate>(top, top + ld, ow, top_index, W, act, y + oh * OW,
+                                         argmax + oh * OW);
+    });
+  }
 }
 
 template <typename Vec>
@@ -370,8 +342,9 @@ NNCORE_ALWAYS_INLINE void max_pool_plane_2x2_any(const float* x, int64_t ld, int
       const int32_t rel[4] = {0, 1, W, W + 1};
       int k_best = 0;
       for (int k = 1; k < 4; ++k) {
-        const float v = taps[k], best = taps[k_best];
-        if (v > best || (v != v && best == best)) k_best = k;
+        bool take;
+        takes_over(taps[k], taps[k_best], take);
+        if (take) k_best = k;
       }
       y[ow] = taps[k_best];
       argmax[ow] = top_index + 2 * static_cast<int32_t>(ow) + rel[k_best];
@@ -465,8 +438,8 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
           for (int64_t ow = os.lo; ow < os.hi; ++ow) {
             const float v = in_row[ow * sw + shift];
             const float b = best[ow];
-            // strictly greater keeps the first maximum; the second clause takes the first NaN
-            const bool take = (v > b) | ((v != v) & (b == b));  // no short circuit: no branch
+            bool take;
+            takes_over(v, b, take);
             best[ow] = take ? v : b;
             best_idx[ow] = take ? idx_base + static_cast<int32_t>(ow) * stride_w : best_idx[ow];
           }

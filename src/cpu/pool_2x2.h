@@ -15,9 +15,9 @@ struct PoolInputActivation {
 };
 
 // A plane of OH x OW outputs: y[oh, ow] = max of the window a(x[2oh, 2ow]), a(x[2oh, 2ow+1]),
-// a(x[2oh+1, 2ow]), a(x[2oh+1, 2ow+1]) (the first maximum in that order; the first NaN wins),
-// argmax[oh, ow] = its index h*W + w; a is the identity when act is null. x has row pitch ld (W
-// for a plain image; the convolution's rows have their own).
+// a(x[2oh+1, 2ow]), a(x[2oh+1, 2ow+1]) (the first maximum in that order, or the last NaN, as
+// PyTorch), argmax[oh, ow] = its index h*W + w; a is the identity when act is null. x has row
+// pitch ld (W for a plain image; the convolution's rows have their own).
 void max_pool_plane_2x2(const float* x, int64_t ld, int64_t OH, int64_t OW, int32_t W, float* y,
                         int32_t* argmax, const PoolInputActivation* act = nullptr);
 

@@ -451,6 +451,38 @@ static void test_conv() {
           }
         }
   }
+  // The fused pool over outputs whose windows hold several NaNs (NaN inputs), forward: pooled
+  // rows of 6 and 17 (the CPU's 4- and 16-float chunks).
+  const CS nan_shapes[] = {{{2, 2, 9, 12, 3, 3, 1, 1, 1, 1}, 3},
+                           {{1, 1, 6, 34, 1, 1, 0, 0, 1, 1}, 2}};
+  for (const CS& cs : nan_shapes) {
+    const ConvShape& s = cs.s;
+    const int64_t OH = s.OH(), OW = s.OW(), cout = cs.cout;
+    const size_t ny = size_t(s.N * cout * (OH / 2) * (OW / 2));
+    V x = rnd(size_t(s.N * s.C * s.H * s.W));
+    for (float& v : x) v = irand(0, 99) < (s.kh > 1 ? 5 : 30) ? kNaN : v;
+    const V w = rnd(size_t(cout * s.C * s.kh * s.kw)), b = rnd(size_t(cout));
+    for (int relu = 0; relu < 2; ++relu) {
+      const std::string tag = fmt("%s cout%ld pool%s NaNs", s.str().c_str(), long(cout),
+                                  relu ? " relu" : "");
+      V yc = nans(ny), yg = nans(ny);
+      VI ac(ny, -7), ag(ny, -7);
+      V scc = nans(size_t(cpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw, s.ph,
+                                                    s.pw, s.sh, s.sw, OH, OW, false, true)));
+      V scg = nans(size_t(gpu::conv2d_scratch_floats(s.N, s.C, s.H, s.W, cout, s.kh, s.kw, s.ph,
+                                                    s.pw, s.sh, s.sw, OH, OW, false, true)));
+      cpu::conv2d_forward(x.data(), w.data(), b.data(), s.N, s.C, s.H, s.W, cout, s.kh, s.kw,
+                          s.ph, s.pw, s.sh, s.sw, OH, OW, relu, yc.data(), ac.data(), scc.data());
+      if (run_cuda("conv2d_forward " + tag, [&] {
+            gpu::conv2d_forward(x.data(), w.data(), b.data(), s.N, s.C, s.H, s.W, cout, s.kh,
+                                s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, relu, yg.data(), ag.data(),
+                                scg.data());
+          })) {
+        check("conv2d_forward y " + tag, close(yg, yc, 1e-5));
+        check("conv2d_forward argmax " + tag, exact(ag, ac));
+      }
+    }
+  }
   cycle_schedule(0);
 }
 
@@ -469,12 +501,12 @@ static const PoolShape kPoolShapes[] = {
     {2, 6, 9, 3, 2, 2, 3, 1, 1},   {4, 4, 4, 4, 4, 1, 1, 2, 2},   {1, 10, 3, 5, 1, 2, 1, 2, 0},
     {20, 9, 9, 2, 2, 2, 2, 0, 0},  {3, 17, 18, 2, 2, 2, 2, 0, 0}, {2, 16, 16, 2, 2, 2, 2, 0, 0}};
 
-// Values on a coarse grid (many ties), with a few NaN and -inf.
-static V pool_input(size_t n) {
+// Values on a coarse grid (many ties), with nan_percent% NaN and 3% -inf.
+static V pool_input(size_t n, int nan_percent) {
   V x(n);
   for (float& v : x) {
     const int r = irand(0, 99);
-    v = r < 3 ? kNaN : r < 6 ? -kInf : float(irand(-4, 4)) * 0.25f;
+    v = r < nan_percent ? kNaN : r < nan_percent + 3 ? -kInf : float(irand(-4, 4)) * 0.25f;
   }
   return x;
 }
@@ -484,18 +516,20 @@ static void test_pool() {
   for_caps([&] {
     for (const PoolShape& s : kPoolShapes) {
       const int64_t OH = s.OH(), OW = s.OW(), nx = s.planes * s.H * s.W, ny = s.planes * OH * OW;
-      const V x = pool_input(size_t(nx));
-      V yc = nans(size_t(ny)), yg = yc;
       VI ac(size_t(ny), -7), ag(size_t(ny), -7);
-      cpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, OH,
-                              OW, yc.data(), ac.data());
-      const std::string w = "max_pool2d_forward " + s.str();
-      if (run_cuda(w, [&] {
-            gpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph,
-                                    s.pw, OH, OW, yg.data(), ag.data());
-          })) {
-        check(w + " y", exact(yg, yc));
-        check(w + " argmax", exact(ag, ac));
+      for (int nan_percent : {3, 40}) {  // 40: windows with several NaNs (the last one wins)
+        const V x = pool_input(size_t(nx), nan_percent);
+        V yc = nans(size_t(ny)), yg = yc;
+        cpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw,
+                                OH, OW, yc.data(), ac.data());
+        const std::string w = fmt("max_pool2d_forward %s NaN %d%%", s.str().c_str(), nan_percent);
+        if (run_cuda(w, [&] {
+              gpu::max_pool2d_forward(x.data(), s.planes, s.H, s.W, s.kh, s.kw, s.sh, s.sw, s.ph,
+                                      s.pw, OH, OW, yg.data(), ag.data());
+            })) {
+          check(w + " y", exact(yg, yc));
+          check(w + " argmax", exact(ag, ac));
+        }
       }
       // backward from the CPU's argmax (overlapping windows: repeated targets), plus entries out
       // of range that both must skip.
