@@ -149,9 +149,11 @@ __global__ void map2_kernel(const float* a, const float* b, float* y, int64_t n,
 struct Relu {  // y = max(x, 0); NaN propagates (relu_forward and the convolution's output)
   __device__ __forceinline__ float operator()(float x) const { return x < 0.f ? 0.f : x; }
 };
-struct ReluGrad {  // dx = dy * [x > 0] as a select: dy NaN or inf where x <= 0 gives 0
+// dx = (x <= 0 ? 0 : dy), PyTorch's threshold_backward: dy NaN or inf where x <= 0 gives 0, a
+// NaN x passes dy.
+struct ReluGrad {
   __device__ __forceinline__ float operator()(float x, float dy) const {
-    return x > 0.f ? dy : 0.f;
+    return x <= 0.f ? 0.f : dy;
   }
 };
 

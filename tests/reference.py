@@ -242,9 +242,9 @@ def relu_forward(x):
 
 
 def relu_backward(x, dy):
-    """dy where x > 0, else 0: a select, so an inf or NaN in dy where x <= 0 gives 0 (PyTorch's
-    threshold_backward)."""
-    return np.where(f64(x) > 0, f64(dy), 0.0)
+    """0 where x <= 0, else dy: a select, so an inf or NaN in dy where x <= 0 gives 0, and a NaN
+    x passes dy (PyTorch's threshold_backward)."""
+    return np.where(f64(x) <= 0, 0.0, f64(dy))
 
 
 def leaky_relu_forward(x, slope=0.01):

@@ -79,6 +79,29 @@ def test_relu_family_at_zero(device):
     assert to_numpy(F.leaky_relu(to_tensor(x, device)))[1] == 0.0
 
 
+def test_relu_bits_match_pytorch(device):
+    """Bit for bit PyTorch's relu and threshold_backward (dx = x <= 0 ? 0 : dy) on every pair of
+    special values: a NaN x passes dy, dy NaN or inf where x <= 0 gives 0; also through the
+    fused bias gradient (dbias=)."""
+    torch = pytest.importorskip("torch")
+    vals = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3e38, -3e38],
+                    np.float32)
+    x, dy = np.repeat(vals, vals.size), np.tile(vals, vals.size)
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = torch.relu(x_t)
+    y_t.backward(torch.tensor(dy))
+    want_y, want_dx = y_t.detach().numpy(), x_t.grad.numpy()
+    got_y = to_numpy(ops.relu_forward(to_tensor(x, device)))
+    got_dx = to_numpy(ops.relu_backward(to_tensor(x, device), to_tensor(dy, device)))
+    db = to_tensor(np.zeros(1, np.float32), device)
+    fused_dx = to_numpy(ops.relu_backward(to_tensor(x.reshape(-1, 1), device),
+                                          to_tensor(dy.reshape(-1, 1), device), dbias=db))
+    for got, want in ((got_y, want_y), (got_dx, want_dx), (fused_dx.ravel(), want_dx)):
+        np.testing.assert_array_equal(got, want)
+        finite_or_inf = ~np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[finite_or_inf]), np.signbit(want[finite_or_inf]))
+
+
 @pytest.mark.parametrize("slope", [0.01, -0.5, 0.0, -0.0, 2.0])
 def test_leaky_relu_bits(device, slope):
     """Bit for bit the select x > 0 ? x : slope*x (dy : slope*dy), as PyTorch computes it:

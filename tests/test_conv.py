@@ -583,9 +583,9 @@ POOL_NAN_CASES = [(1, 1, 6, 6, 1, 1, 1, 0), (2, 2, 9, 11, 3, 3, 3, 1), (1, 3, 16
 def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu):
     """NaN and inf inputs make windows of the convolution's output with several NaNs: the fused
     pool's y and argmax are PyTorch's (conv2d, relu, max_pool2d: the last NaN of a window), and
-    without ReLU its backward's dx too (the routing). Small integers make every finite sum exact
-    and sums with an inf or NaN come out the same in any order. (With ReLU the gradient at a
-    NaN output differs: PyTorch's ReLU passes it, nncore's relu_backward gives 0.)"""
+    so are its backward's dx, dw and db (the routing, and the ReLU passing the gradient of a NaN
+    output). Small integers make every finite sum exact and sums with an inf or NaN come out
+    the same in any order."""
     torch = pytest.importorskip("torch")
     N, Cin, H, W, Cout, kh, kw, pad = case
     x = rng.integers(-2, 3, size=(N, Cin, H, W)).astype(np.float32)
@@ -605,13 +605,18 @@ def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu):
     y, argmax = ops.conv2d_pool_forward(T(x), T(w), T(b), 1, 1, pad, pad, relu=relu)
     np.testing.assert_array_equal(to_numpy(y), ty.detach().numpy())
     np.testing.assert_array_equal(to_numpy(argmax), targ.numpy())
-    if relu:
-        return
     dy = rng.integers(-4, 5, size=ty.shape).astype(np.float32)
-    ty.backward(torch.from_numpy(dy))
+    wt.requires_grad_()
+    bt.requires_grad_()
+    full = torch.nn.functional.conv2d(xt, wt, bt, 1, pad)
+    pooled = torch.nn.functional.max_pool2d(torch.relu(full) if relu else full, 2, 2)
+    pooled.backward(torch.from_numpy(dy))
     dw, db = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
-    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, pad, pad, True)
+    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, pad, pad, True,
+                                  relu_y=y if relu else None)
     np.testing.assert_array_equal(to_numpy(dx), xt.grad.numpy())
+    np.testing.assert_array_equal(to_numpy(dw), wt.grad.numpy())
+    np.testing.assert_array_equal(to_numpy(db), bt.grad.numpy())
 
 
 @pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])

@@ -24,7 +24,7 @@ void relu_forward(const float* x, float* y, int64_t n) {
   }
 }
 
-// dx = dy * [x > 0]
+// dx = (x <= 0 ? 0 : dy) (relu_grad: PyTorch's threshold_backward, a NaN x passes dy)
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMinCheap)
   for (int64_t i = 0; i < n; ++i) dx[i] = relu_grad(x[i], dy[i]);

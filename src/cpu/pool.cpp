@@ -187,7 +187,7 @@ struct Pool2x2 {
     if (relu_y != nullptr) {
       Vec y;
       std::memcpy(&y, relu_y + ow, sizeof y);
-      g = y > zero ? g : zero;
+      g = y <= zero ? zero : g;  // relu_grad: a NaN y passes g
     }
     Vec grad[4];
     for (int k = 0; k < 4; ++k) grad[k] = is[k] ? g : zero;

@@ -35,9 +35,10 @@ inline float select_bits(bool c, float a, float b) {
   return bits_to_float((float_to_bits(a) & m) | (float_to_bits(b) & ~m));
 }
 
-// relu_backward's rule dx = dy * [x > 0], as a select (dy NaN or inf where x <= 0 gives 0, as
-// PyTorch's threshold_backward does); on the bits, so that it vectorizes inside any loop.
-inline float relu_grad(float x, float dy) { return select_bits(x > 0.0f, dy, 0.0f); }
+// relu_backward's rule, PyTorch's threshold_backward: dx = (x <= 0 ? 0 : dy), a select (dy NaN
+// or inf where x <= 0 gives 0; a NaN x passes dy, as PyTorch's does); on the bits, so that it
+// vectorizes inside any loop.
+inline float relu_grad(float x, float dy) { return select_bits(!(x <= 0.0f), dy, 0.0f); }
 
 // out[s] = act(in[s] + bias) for s < n, act = max(., 0) when relu (NaN stays NaN), else the
 // identity: a bias (+ ReLU) over one row of a plane. out may be in itself (each element is read,

@@ -293,11 +293,12 @@ static void test_bias() {
       const std::string w2 = fmt("bias_grad %ldx%ldx%ld", long(O), long(Ch), long(I));
       if (run_cuda(w2, [&] { gpu::bias_grad(y0.data(), nullptr, nullptr, dbg.data(), O, Ch, I); }))
         check(w2, close(dbg, dbc, 1e-5));
-      // With the ReLU's mask: g = dy * [relu_y > 0] is written (an inf masked away gives 0) and
-      // summed; in place (g over dy) too.
+      // With the ReLU's mask: g = (relu_y <= 0 ? 0 : dy) is written (an inf masked away gives 0,
+      // a NaN relu_y passes dy) and summed; in place (g over dy) too.
       V relu_y = rnd(size_t(n)), dy = rnd(size_t(n));
       relu_y[0] = 0.f;
       dy[0] = kInf;
+      if (n > 1) relu_y[1] = kNaN;
       V g_want = nans(size_t(n));
       cpu::relu_backward(relu_y.data(), dy.data(), g_want.data(), n);
       for (int in_place = 0; in_place < 2; ++in_place) {

@@ -80,8 +80,8 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, int64_t kh, i
 
 // ---- activations (any shape) ------------------------------------------------------------------
 Tensor relu_forward(const Tensor& x);
-// dx = dy * [x > 0]; with db (C), also db += sum of dx over all axes but 1, in the same pass
-// (the bias gradient of the layer before the ReLU).
+// dx = (x <= 0 ? 0 : dy), PyTorch's rule; with db (C), also db += sum of dx over all axes but 1,
+// in the same pass (the bias gradient of the layer before the ReLU).
 Tensor relu_backward(const Tensor& x, const Tensor& dy,
                      const std::optional<Tensor>& db = std::nullopt);
 Tensor leaky_relu_forward(const Tensor& x, float slope);
