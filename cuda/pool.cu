@@ -77,6 +77,14 @@ __global__ void max_pool2d_backward_kernel(const float* __restrict__ dy,
 
 // y = (sum of in-image taps) / divisor; divisor = kh*kw if count_include_pad, else the number
 // of in-image taps. One thread per output.
+// That divisor (kh*kw in float: no integer overflow for a huge window; exact while kh and kw are
+// below 2^24, as any real one is; the CPU's avg_divisor).
+template <typename I>
+__device__ __forceinline__ float avg_divisor(bool count_include_pad, I kh, I kw, I taps) {
+  return count_include_pad ? static_cast<float>(kh) * static_cast<float>(kw)
+                           : static_cast<float>(taps);
+}
+
 template <typename I>
 __global__ void avg_pool2d_forward_kernel(const float* __restrict__ x, int64_t total, I H, I W,
                                           I kh, I kw, I sh, I sw, I ph, I pw, I OH, I OW,
@@ -94,8 +102,8 @@ __global__ void avg_pool2d_forward_kernel(const float* __restrict__ x, int64_t t
     for (I h = h0; h < h1; ++h)
       for (I w = w0; w < w1; ++w) sum += plane[static_cast<int64_t>(h) * W + w];
     const I taps = max(h1 - h0, I(0)) * max(w1 - w0, I(0));
-    const I divisor = count_include_pad ? kh * kw : taps;
-    y[t] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.f;
+    const float divisor = avg_divisor(count_include_pad, kh, kw, taps);
+    y[t] = divisor > 0.f ? sum / divisor : 0.f;
   }
 }
 
@@ -123,8 +131,8 @@ __global__ void avg_pool2d_backward_kernel(const float* __restrict__ dy, int64_t
       for (I ow = ow_lo; ow < ow_hi; ++ow) {
         const I ws = ow * sw - pw;
         const I wn = min(ws + kw, W) - max(ws, I(0));
-        const I divisor = count_include_pad ? kh * kw : hn * wn;  // >= 1: (h, w) is a tap
-        sum += g[static_cast<int64_t>(oh) * OW + ow] / static_cast<float>(divisor);
+        const float divisor = avg_divisor(count_include_pad, kh, kw, hn * wn);  // >= 1
+        sum += g[static_cast<int64_t>(oh) * OW + ow] / divisor;
       }
     }
     dx[t] = sum;
@@ -133,12 +141,12 @@ __global__ void avg_pool2d_backward_kernel(const float* __restrict__ dy, int64_t
 
 // Runs launch with the index type (int32_t or int64_t) that every extent of the pooling fits.
 template <typename Launch>
-void with_pool_index_type(int64_t planes, int64_t H, int64_t W, int64_t kh, int64_t kw,
-                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH, int64_t OW,
-                          Launch&& launch) {
-  with_index_type({planes * H * W, planes * OH * OW, H + 2 * ph + kh, W + 2 * pw + kw,
-                   OH * sh + kh, OW * sw + kw, kh * kw},
-                  launch);
+void with_pool_index_type(int64_t planes, int64_t H, int64_t W, int64_t sh, int64_t sw,
+                          int64_t ph, int64_t pw, int64_t OH, int64_t OW, Launch&& launch) {
+  // Every index the kernels form along an axis lies in [-pad, input + 2*pad] (kernel <= the
+  // padded input, o*stride <= padded - kernel): those bounds, the strides and the plane sizes
+  // decide, with no sum that could itself overflow.
+  with_index_type({planes * H * W, planes * OH * OW, H + 2 * ph, W + 2 * pw, sh, sw}, launch);
 }
 
 }  // namespace
@@ -148,7 +156,7 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
                         int64_t OW, float* y, int32_t* argmax) {
   const int64_t total = planes * OH * OW;
   if (total <= 0) return;
-  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+  with_pool_index_type(planes, H, W, sh, sw, ph, pw, OH, OW, [&](auto index) {
     using I = decltype(index);
     max_pool2d_forward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
         x, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW), y, argmax);
@@ -171,7 +179,7 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
                         int64_t OW, bool count_include_pad, float* y) {
   const int64_t total = planes * OH * OW;
   if (total <= 0) return;
-  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+  with_pool_index_type(planes, H, W, sh, sw, ph, pw, OH, OW, [&](auto index) {
     using I = decltype(index);
     avg_pool2d_forward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
         x, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW),
@@ -185,7 +193,7 @@ void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, 
                          int64_t OW, bool count_include_pad, float* dx) {
   const int64_t total = planes * H * W;
   if (total <= 0) return;
-  with_pool_index_type(planes, H, W, kh, kw, sh, sw, ph, pw, OH, OW, [&](auto index) {
+  with_pool_index_type(planes, H, W, sh, sw, ph, pw, OH, OW, [&](auto index) {
     using I = decltype(index);
     avg_pool2d_backward_kernel<I><<<blocks_for(total), kThreads, 0, stream()>>>(
         dy, total, I(H), I(W), I(kh), I(kw), I(sh), I(sw), I(ph), I(pw), I(OH), I(OW),

@@ -102,6 +102,29 @@ def test_avg_pool2d_count_include_pad_divisor(device):
     assert_close(exc, np.ones((1, 1, 3, 3)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("kernel,pad", [(2**40, 2**39), (2**62, 2**61)])
+def test_pool_windows_far_larger_than_the_image(device, kernel, pad):
+    """A window padded as much as PyTorch allows (pad = kernel / 2) over a 4x4 image covers all
+    of it at each of the 5x5 outputs: the kernels visit only taps inside the image (the CPU
+    walked every column of the window: a hang) and the count_include_pad divisor kernel^2 is
+    taken in float (it overflowed 64 bits)."""
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    xt = to_tensor(x, device)
+    window = (kernel, kernel, 1, 1, pad, pad)
+    assert_close(ops.avg_pool2d_forward(xt, *window, False), np.full((1, 1, 5, 5), 7.5), rtol=0)
+    assert_close(ops.avg_pool2d_forward(xt, *window, True),
+                 np.full((1, 1, 5, 5), np.float32(120) / np.float32(kernel) ** 2), rtol=1e-6)
+    y, argmax = ops.max_pool2d_forward(xt, *window)
+    assert_close(y, np.full((1, 1, 5, 5), 15.0), rtol=0)
+    np.testing.assert_array_equal(to_numpy(argmax), 15)
+    ones = to_tensor(np.ones((1, 1, 5, 5), np.float32), device)
+    assert_close(ops.avg_pool2d_backward(ones, x.shape, *window, False),
+                 np.full(x.shape, 25 / 16), rtol=1e-6)
+    dx = np.zeros(16, np.float32)
+    dx[15] = 25
+    assert_close(ops.max_pool2d_backward(ones, argmax, x.shape), dx.reshape(x.shape), rtol=0)
+
+
 def test_functional_pool_defaults(device, rng):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     # stride defaults to kernel_size

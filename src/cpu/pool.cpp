@@ -8,6 +8,7 @@
 #include "nncore/kernels.h"
 #include "pool_2x2.h"
 #include "wide_vectors.h"
+#include "work_split.h"
 
 namespace nncore::cpu {
 
@@ -27,7 +28,7 @@ inline Span clip_window(int64_t start, int64_t k, int64_t size) {
 // Outputs o in [lo, hi) whose tap `tap` lands inside the image: 0 <= o*stride - pad + tap < size.
 inline Span valid_outputs(int64_t size, int64_t pad, int64_t tap, int64_t stride, int64_t out) {
   const int64_t first = pad - tap;
-  int64_t lo = first > 0 ? (first + stride - 1) / stride : 0;
+  int64_t lo = first > 0 ? ceil_div(first, stride) : 0;
   const int64_t limit = size + pad - tap;
   int64_t hi = limit > 0 ? (limit - 1) / stride + 1 : 0;
   lo = std::min(lo, out);
@@ -40,8 +41,12 @@ constexpr int64_t kMaxTaps = 64;
 struct TapRanges {
   Span range[kMaxTaps];
   int64_t size, pad, stride, out;
+  // The taps j that land inside the image for some output, 0 <= o*stride - pad + j < size with
+  // o < out; the others sweep nothing, and a huge kernel (padded as much) has few of these.
+  Span taps;
   TapRanges(int64_t size_, int64_t pad_, int64_t k, int64_t stride_, int64_t out_)
-      : size(size_), pad(pad_), stride(stride_), out(out_) {
+      : size(size_), pad(pad_), stride(stride_), out(out_),
+        taps{std::max<int64_t>(pad - (out - 1) * stride, 0), std::min(k, size + pad)} {
     for (int64_t j = 0; j < std::min(k, kMaxTaps); ++j)
       range[j] = valid_outputs(size, pad, j, stride, out);
   }
@@ -415,7 +420,8 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int32_t stride_w = static_cast<int32_t>(sw);
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
-#pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
+#pragma omp parallel for schedule(static) \
+    if (planes * OH * OW * std::min(kh, H) * std::min(kw, W) > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const float* __restrict in = x + p * H * W;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -430,7 +436,7 @@ void max_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
       }
       for (int64_t h = hs.lo; h < hs.hi; ++h) {
         const float* __restrict in_row = in + h * W;
-        for (int64_t j = 0; j < kw; ++j) {
+        for (int64_t j = ow_ranges.taps.lo; j < ow_ranges.taps.hi; ++j) {
           const Span os = ow_ranges[j];
           const int64_t shift = j - pw;  // w = ow*sw + shift
           const int32_t idx_base = static_cast<int32_t>(h * W + shift);
@@ -478,6 +484,18 @@ int64_t max_pool2d_backward(const float* dy, const int32_t* argmax, int64_t plan
 // y = (sum of the in-image taps) / divisor, divisor = kh*kw if count_include_pad, else the
 // number of in-image taps. (Without ceil_mode a window never passes the padded border, so
 // kh*kw is exactly PyTorch's count_include_pad divisor.)
+namespace {
+
+// That divisor for the window of rows hs and columns from w0 (kh*kw in float: no int64
+// overflow for a huge window; exact while kh and kw are below 2^24, as any real one is).
+inline float avg_divisor(bool count_include_pad, int64_t kh, int64_t kw, Span hs, int64_t w0,
+                         int64_t W) {
+  if (count_include_pad) return static_cast<float>(kh) * static_cast<float>(kw);
+  return static_cast<float>(hs.size() * clip_window(w0, kw, W).size());
+}
+
+}  // namespace
+
 void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, int64_t kh,
                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OH,
                         int64_t OW, bool count_include_pad, float* y) {
@@ -489,7 +507,8 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
     return;
   }
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
-#pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
+#pragma omp parallel for schedule(static) \
+    if (planes * OH * OW * std::min(kh, H) * std::min(kw, W) > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const float* __restrict in = x + p * H * W;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -498,7 +517,7 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
       for (int64_t ow = 0; ow < OW; ++ow) sum[ow] = 0.0f;
       for (int64_t h = hs.lo; h < hs.hi; ++h) {
         const float* __restrict in_row = in + h * W;
-        for (int64_t j = 0; j < kw; ++j) {
+        for (int64_t j = ow_ranges.taps.lo; j < ow_ranges.taps.hi; ++j) {
           const Span os = ow_ranges[j];
           const int64_t shift = j - pw;
 #pragma omp simd
@@ -506,9 +525,8 @@ void avg_pool2d_forward(const float* x, int64_t planes, int64_t H, int64_t W, in
         }
       }
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t divisor =
-            count_include_pad ? kh * kw : hs.size() * clip_window(ow * sw - pw, kw, W).size();
-        sum[ow] = divisor > 0 ? sum[ow] / static_cast<float>(divisor) : 0.0f;
+        const float divisor = avg_divisor(count_include_pad, kh, kw, hs, ow * sw - pw, W);
+        sum[ow] = divisor > 0.0f ? sum[ow] / divisor : 0.0f;
       }
     }
   }
@@ -530,7 +548,8 @@ void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, 
   }
   constexpr int64_t kChunk = 256;  // outputs per pass: their shares live in a stack buffer
   const TapRanges ow_ranges(W, pw, kw, sw, OW);
-#pragma omp parallel for schedule(static) if (planes * OH * OW * kh * kw > kParallelMin)
+#pragma omp parallel for schedule(static) \
+    if (planes * OH * OW * std::min(kh, H) * std::min(kw, W) > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     float* __restrict grad_in = dx + p * H * W;
     std::memset(grad_in, 0, static_cast<size_t>(H * W) * sizeof(float));
@@ -542,13 +561,12 @@ void avg_pool2d_backward(const float* dy, int64_t planes, int64_t H, int64_t W, 
         const int64_t ow1 = std::min(OW, ow0 + kChunk);
         float share[kChunk];  // share[ow - ow0] = dy / divisor of window ow
         for (int64_t ow = ow0; ow < ow1; ++ow) {
-          const int64_t divisor =
-              count_include_pad ? kh * kw : hs.size() * clip_window(ow * sw - pw, kw, W).size();
-          share[ow - ow0] = divisor > 0 ? grad_out[ow] / static_cast<float>(divisor) : 0.0f;
+          const float divisor = avg_divisor(count_include_pad, kh, kw, hs, ow * sw - pw, W);
+          share[ow - ow0] = divisor > 0.0f ? grad_out[ow] / divisor : 0.0f;
         }
         for (int64_t h = hs.lo; h < hs.hi; ++h) {
           float* __restrict grad_row = grad_in + h * W;
-          for (int64_t j = 0; j < kw; ++j) {
+          for (int64_t j = ow_ranges.taps.lo; j < ow_ranges.taps.hi; ++j) {
             const Span os = ow_ranges[j];
             const int64_t lo = std::max(os.lo, ow0), hi = std::min(os.hi, ow1);
             const int64_t shift = j - pw;
