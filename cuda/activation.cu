@@ -30,8 +30,8 @@ struct SigmoidGrad {  // dx = dy * y * (1 - y)
 struct Tanh {
   __device__ float operator()(float x) const { return tanhf(x); }
 };
-struct TanhGrad {  // dx = dy * (1 - y^2)
-  __device__ float operator()(float y, float dy) const { return dy * (1.f - y * y); }
+struct TanhGrad {  // dx = dy * (1 - y^2), as the CPU's dy * (1 - y) * (1 + y): same bits
+  __device__ float operator()(float y, float dy) const { return dy * (1.f - y) * (1.f + y); }
 };
 
 }  // namespace

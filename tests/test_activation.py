@@ -143,6 +143,16 @@ def test_tanh(device, rng, shape):
     assert_close(F.tanh(to_tensor(x, device)), ref.tanh_forward(x), rtol=2e-6)
 
 
+def test_tanh_backward_where_one_minus_y_squared_cancels(device, rng):
+    """|y| -> 1, where 1 - y*y loses up to 1e-4 of relative precision: dx = dy (1 - y)(1 + y)
+    stays within 2 ulp of the exact value elementwise (and has the same bits on every device)."""
+    y = (1 - 2.0 ** -np.arange(1, 24)).astype(np.float32)
+    y = np.concatenate([y, -y, np.float32([0.7615942, -0.9640276, 0.3])])
+    dy = rng.uniform(0.5, 2.0, y.size).astype(np.float32)
+    got = ops.tanh_backward(to_tensor(y, device), to_tensor(dy, device))
+    assert_close(got, ref.tanh_backward(y, dy), rtol=2.4e-7, atol=0)
+
+
 def test_sigmoid_tanh_extremes(device):
     x = np.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, -np.inf, np.inf], np.float32)
     s = to_numpy(ops.sigmoid_forward(to_tensor(x, device)))
