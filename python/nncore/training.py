@@ -1,7 +1,7 @@
 """Keras-style training on NumPy arrays: ``model.fit``, ``model.evaluate``, ``model.predict``.
 
 Mixed into every :class:`nncore.nn.Module`. A training step is forward, fused loss, backward and
-one fused update kernel per parameter, with no host sync: the epoch's loss is summed on the
+one fused update call over all the parameters, with no host sync: the epoch's loss is summed on the
 device and the predictions' argmaxes are copied to the host once per epoch for the accuracy.
 """
 from __future__ import annotations

@@ -327,7 +327,8 @@ class Sequential(Module):
     passes ``need_dx=False`` (a network's input needs no gradient: the first layer skips it).
 
     ``forward`` runs a ``Conv2d`` followed by a ``ReLU`` and/or a ``MaxPool2d(2)`` (2x2,
-    stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``);
+    stride 2, no padding) as one fused op with the same results (``ops.conv2d_pool_forward``;
+    the bias gradient equal to rounding: it is summed in another order);
     ``backward`` then skips the fused layers. A ``Linear`` followed by a ``ReLU`` applies the
     ReLU in its bias pass, and the ReLU's mask in its bias gradient's pass.
     """
