@@ -333,8 +333,21 @@ def _print_row(row: dict) -> None:
           flush=True)
 
 
+def source_commit() -> str:
+    """The nncore commit measured: `git describe` of this checkout ("-dirty" with local edits)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
+                              cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def environment() -> dict:
-    env = dict(python=platform.python_version(), numpy=np.__version__, machine=platform.machine(),
+    env = dict(commit=source_commit(), python=platform.python_version(), numpy=np.__version__,
+               nncore=nc.__file__, machine=platform.machine(),
                processor=_cpu_name(), cpus=os.cpu_count(), cpu_gemm_kernel=_C.cpu_gemm_kernel(),
                omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
                cuda_compiled=nc.cuda.is_compiled(), cuda_available=nc.cuda.is_available())
@@ -362,7 +375,8 @@ def _cpu_name() -> str:
 
 def markdown_table(rows: list[dict], env: dict) -> str:
     lines = [f"Machine: {env['processor']} ({env['cpus']} CPUs), CPU GEMM kernel "
-             f"`{env['cpu_gemm_kernel']}`" + (f"; GPU: {env['gpu']}" if "gpu" in env else ""), "",
+             f"`{env['cpu_gemm_kernel']}`" + (f"; GPU: {env['gpu']}" if "gpu" in env else "")
+             + f"; nncore at {env['commit']}", "",
              "| device | op | case | nncore | peer | peer name | ratio (peer time / nncore time) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -178,15 +178,19 @@ def main(argv=None) -> int:
                       f"({row['nncore_peak_mib']:.0f} MiB)" +
                       (f" | torch {row['torch_images_per_s']:9.0f} img/s ({row['torch_peak_mib']:.0f} MiB)"
                        f" | speedup {row['speedup']:.2f}x" if theirs else ""), flush=True)
+    from bench_kernels import environment  # the same record as the kernel table's
+
+    env = environment()
     memory_note = "peak memory: resident set (CPU) / allocator high-water mark (GPU)"
-    lines = [f"Threads: {args.threads}; {memory_note}.", "",
+    lines = [f"nncore at {env['commit']}; threads: {args.threads}; {memory_note}.", "",
              "| device | model | batch | nncore img/s | torch img/s | speedup | nncore MiB | torch MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['device']} | {r['model']} | {r['batch']} | {r['nncore_images_per_s']:.0f} | "
                      f"{r.get('torch_images_per_s', float('nan')):.0f} | {r.get('speedup', float('nan')):.2f} | "
                      f"{r['nncore_peak_mib']:.0f} | {r.get('torch_peak_mib', float('nan')):.0f} |")
-    for path, text in ((args.json, json.dumps(rows, indent=1)), (args.markdown, "\n".join(lines) + "\n")):
+    for path, text in ((args.json, json.dumps(dict(environment=env, rows=rows), indent=1)),
+                       (args.markdown, "\n".join(lines) + "\n")):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
