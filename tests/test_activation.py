@@ -56,7 +56,7 @@ def test_relu_backward_with_the_bias_gradient(device, rng, shape):
                  scale=scale)
 
 
-@pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.5, -0.5])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_leaky_relu(device, rng, shape, slope):
     x, dy = data(rng, shape)
@@ -164,8 +164,9 @@ def test_sigmoid_tanh_extremes(device):
 
 # ---- softmax / log-softmax over the last axis ------------------------------------------------
 
+# Rows of 1025 and 4099: over 1024 columns the CUDA kernels use a block per row, not a warp.
 SOFTMAX_SHAPES = [(1,), (1, 1), (7,), (3, 1), (5, 10), (2, 3, 13), (64, 127), (4, 1000),
-                  (300, 31), (2, 2, 2, 257)]
+                  (300, 31), (2, 2, 2, 257), (3, 1025), (2, 4099)]
 
 
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES)

@@ -19,13 +19,15 @@ def ce_data(rng, N, C, kind, scale=3.0):
         target = rng.integers(0, C, N).astype(np.int32)
     elif kind == "onehot":
         target = np.eye(C, dtype=np.float32)[rng.integers(0, C, N)]
-    else:  # soft distributions (rows sum to 1)
+    else:  # soft distributions (rows sum to 1), or rows summing to 0, 0.5, 2, 0, ...
         t = rng.random((N, C)) + 0.01
         target = (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
+        if kind == "unnormalized":  # d = p * sum(t) - t: the sum must not be taken as 1
+            target *= np.resize(np.float32([0.0, 0.5, 2.0]), (N, 1))
     return logits, target
 
 
-@pytest.mark.parametrize("kind", ["labels", "onehot", "soft"])
+@pytest.mark.parametrize("kind", ["labels", "onehot", "soft", "unnormalized"])
 @pytest.mark.parametrize("N,C", CE_SHAPES)
 def test_cross_entropy(device, rng, N, C, kind):
     logits, target = ce_data(rng, N, C, kind)

@@ -51,6 +51,21 @@ def test_argmax_rows_first_maximum(device):
     np.testing.assert_array_equal(to_numpy(ops.argmax_rows(to_tensor(x, device))), [1, 0, 0])
 
 
+@pytest.mark.parametrize("cols", [4, 37, 300])  # one vector, a vector and a tail, many
+def test_argmax_rows_nan_is_the_maximum(device, rng, cols):
+    """NumPy's rule: a NaN is the maximum and the first NaN wins, wherever it stands in the row;
+    an all -inf row gives 0."""
+    x = rng.standard_normal((6, cols)).astype(np.float32)
+    x[0, 0] = np.nan
+    x[1, cols // 2] = np.nan
+    x[2, [1, cols - 1]] = np.nan
+    x[3, cols - 1] = np.nan
+    x[4] = -np.inf
+    x[5, [2, cols // 2 + 1]] = [np.inf, np.nan]
+    got = to_numpy(ops.argmax_rows(to_tensor(x, device)))
+    np.testing.assert_array_equal(got, np.argmax(x, axis=1))
+
+
 # ---- CPU vs CUDA: same inputs, (nearly) the same outputs for every op -------------------------
 
 def _cases(rng):
@@ -91,6 +106,9 @@ def _cases(rng):
         "tanh": (lambda T: _act(T, "tanh", f(5, 77), f(5, 77)), None),
         "softmax": (lambda T: _act(T, "softmax", f(33, 130), f(33, 130)), None),
         "log_softmax": (lambda T: _act(T, "log_softmax", f(33, 130), f(33, 130)), None),
+        # rows over 1024 columns: the CUDA kernels' block-per-row path (not warp-per-row)
+        "softmax_wide": (lambda T: _act(T, "softmax", f(5, 2500), f(5, 2500)), None),
+        "log_softmax_wide": (lambda T: _act(T, "log_softmax", f(5, 2500), f(5, 2500)), None),
         "cross_entropy_labels": (lambda T: _ce(T, f(33, 10), labels), None),
         "cross_entropy_probs": (lambda T: _ce(T, f(33, 10), soft), None),
         "mse": (lambda T: [ops.mse_forward(T(f(1000)), T(f(1000))),

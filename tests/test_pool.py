@@ -26,6 +26,8 @@ POOL_CASES = [
     ((2, 16, 28, 28), 2, 2, 2, 2, 0, 0),    # LeNet pooling
     ((1, 1, 1, 9), 1, 3, 1, 2, 0, 1),       # H == 1
     ((2, 3, 11, 11), 3, 3, 3, 3, 0, 0),     # stride leaves border pixels out
+    ((1, 2, 3, 600), 3, 3, 2, 2, 1, 1),     # 300 outputs a row: the CPU backward's 256-chunks
+    ((1, 1, 2, 1030), 1, 3, 1, 1, 0, 1),    # 1030: four chunks, the last partial
 ]
 IDS = ["x{}_k{}x{}_s{}x{}_p{}x{}".format("x".join(map(str, c[0])), *c[1:]) for c in POOL_CASES]
 
