@@ -334,15 +334,21 @@ def _print_row(row: dict) -> None:
 
 
 def source_commit() -> str:
-    """The nncore commit measured: `git describe` of this checkout ("-dirty" with local edits)."""
+    """The nncore commit measured: this checkout's HEAD, "-dirty" when the library's sources
+    (not the results this writes) have local edits."""
     import subprocess
 
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=os.path.dirname(os.path.abspath(__file__)),
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
-                              cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
+        head = git("rev-parse", "--short=7", "HEAD")
+        edited = git("status", "--porcelain", "--", "../src", "../cuda", "../python",
+                     "../CMakeLists.txt", "../pyproject.toml")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (head or "unknown") + ("-dirty" if edited else "")
 
 
 def environment() -> dict:
