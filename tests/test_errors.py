@@ -420,3 +420,22 @@ def test_mixed_devices(cuda_device):
     with pytest.raises(ValueError, match=r"^sgd_step: all tensors must be on one device.*grads\[1\]"):
         ops.sgd_step_([a, b], [nc.tensor(np.ones((2, 3), np.float32)), nc.tensor(np.ones((3, 4), np.float32))],
                       None, 0.1)
+
+
+def test_float_to_int32_conversion_is_checked():
+    """dtype="int32" on floats truncates toward zero like NumPy's cast, but NaN, infinities and
+    values outside int32 are errors (NumPy's cast made them -2**31 with only a warning)."""
+    got = nc.tensor([2.9, -2.9, 2147483647.0, -2147483648.0], dtype="int32").numpy()
+    np.testing.assert_array_equal(got, [2, -2, 2147483647, -2147483648])
+    for bad in ([1e10], [np.nan], [-np.inf], [-2147483649.0], np.float32([2147483648.0])):
+        with pytest.raises(ValueError, match="int32"):
+            nc.tensor(bad, dtype="int32")
+
+
+@pytest.mark.parametrize("call", [nc.memory_stats, nc.reset_peak_memory_stats, nc.empty_cache])
+def test_memory_functions_reject_unknown_devices(call):
+    """"gpu" or "CUDA" meant the CPU's allocator; they are errors, as for tensors."""
+    for name in ("gpu", "CUDA", "cpu:1"):
+        with pytest.raises(ValueError, match=f"unknown device '{name}'"):
+            call(name)
+    call("cpu")

@@ -48,10 +48,12 @@ def _host_array(data, dtype=None, what: str = "tensor") -> np.ndarray:
             f"{what}: unsupported dtype {array.dtype}: nncore tensors are float32 or int32")
     if target not in (np.dtype(np.float32), np.dtype(np.int32)):
         raise TypeError(f"{what}: unsupported dtype {target}: nncore tensors are float32 or int32")
-    if target == np.int32 and array.dtype.kind in "iu" and array.size:
-        low, high = array.min(), array.max()
-        if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
-            raise ValueError(f"{what}: integer values in [{low}, {high}] do not fit in int32")
+    if target == np.int32 and array.dtype.kind in "iuf" and array.size:
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise ValueError(f"{what}: NaN or infinity cannot be converted to int32")
+        low, high = array.min(), array.max()  # floats are truncated toward zero, as NumPy casts
+        if low <= np.iinfo(np.int32).min - 1 or high >= np.iinfo(np.int32).max + 1:
+            raise ValueError(f"{what}: values in [{low}, {high}] do not fit in int32")
     return np.asarray(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
 
 
@@ -60,14 +62,24 @@ def from_dlpack(obj) -> Tensor:
     return _C.from_dlpack(obj)
 
 
+def _device_type(device: str) -> str:
+    """"cpu" or "cuda" for a device name, checked by the parser tensors use (so "gpu" is a
+    ValueError, and "cuda" in a build without CUDA says so)."""
+    if device == "cpu":
+        return "cpu"
+    return empty((0,), device=device).device
+
+
 def memory_stats(device: str = "cpu") -> dict:
     """The caching allocator's counters for ``device``: allocated, reserved (allocated + cached)
     and peak bytes, and how many raw allocations (malloc / cudaMalloc) it has made."""
-    return cuda.memory_stats() if device.startswith("cuda") else dict(_C.cpu_memory_stats())
+    if _device_type(device) == "cuda":
+        return cuda.memory_stats()
+    return dict(_C.cpu_memory_stats())
 
 
 def reset_peak_memory_stats(device: str = "cpu") -> None:
-    if device.startswith("cuda"):
+    if _device_type(device) == "cuda":
         cuda.reset_peak_memory_stats()
     else:
         _C.cpu_reset_peak_memory_stats()
@@ -75,7 +87,7 @@ def reset_peak_memory_stats(device: str = "cpu") -> None:
 
 def empty_cache(device: str = "cpu") -> None:
     """Returns cached, unused blocks of ``device`` to the system."""
-    if device.startswith("cuda"):
+    if _device_type(device) == "cuda":
         cuda.empty_cache()
     else:
         _C.cpu_empty_cache()

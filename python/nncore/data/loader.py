@@ -120,10 +120,9 @@ class DataLoader:
             raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
         self.drop_last = drop_last
-        nncore.zeros((0,), device=device)  # an unknown device name ("gpu") fails here, clearly
         self.device = str(device)
         self.epoch = 0
-        self._on_cuda = self.device.startswith("cuda")
+        self._on_cuda = nncore._device_type(self.device) == "cuda"  # "gpu" fails here, clearly
         if self._on_cuda:
             self._x_device = nncore.tensor(self.x, device=self.device)
             self._y_device = nncore.tensor(self.y, device=self.device)
