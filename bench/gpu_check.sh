@@ -32,6 +32,8 @@ nvidia-smi -L | tee "$LOG/gpu.txt"
   >>"$LOG/gpu.txt" 2>&1
 # The tests must run on the GPU here: a CUDA backend that cannot start fails the step.
 export NNCORE_REQUIRE_CUDA=1
+# Build with every core: without Ninja, CMake's Makefiles would compile one file at a time.
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
 # --no-build-isolation: GPU machines may have no network; their Python has the build tools.
 step build env NNCORE_CUDA=ON "$PY" -m pip install --no-build-isolation --no-deps -v .
 # --maxfail, not -x: a first run on real hardware shows up to 25 failing tests at once.

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${NNCORE_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
+# Build with every core: without Ninja, CMake's Makefiles would compile one file at a time.
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q .
 exec "$PY" -m nncore train --model lenet5 --dataset mnist --device auto "$@"
