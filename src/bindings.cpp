@@ -368,8 +368,14 @@ PYBIND11_MODULE(_C, m) {
         std::memcpy(&value, &bits, 4);
         return py::float_(value);
       })
-      .def("fill_", [](Tensor& t, float v) { ops::fill_(t, v); return t; }, py::arg("value"))
-      .def("zero_", [](Tensor& t) { ops::fill_(t, 0.0f); return t; })
+      .def("fill_", [](Tensor& t, float value) {
+        NNCORE_CHECK_TYPE(t.dtype() == DType::float32, "fill_: only float32 tensors can be "
+                          "filled (there is no int32 fill kernel), got an int32 tensor; zero_() "
+                          "clears any dtype");
+        ops::fill_(t, value);
+        return t;
+      }, py::arg("value"))
+      .def("zero_", [](Tensor& t) { t.zero_(); return t; }, "Sets every element to 0 (any dtype)")
       .def("__dlpack__", [](const Tensor& t, const py::kwargs&) { return tensor_to_dlpack(t); })
       .def("__dlpack_device__", [](const Tensor& t) {
         const DLDevice device = dlpack_device(t);

@@ -237,6 +237,24 @@ def test_zeros_and_empty(device):
         nc.zeros((2,), dtype="float64")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_zero_any_dtype(device, dtype):
+    """zero_() clears any dtype in place (a memset), also through a view, and returns the tensor."""
+    t = nc.tensor(np.arange(1, 13, dtype=dtype).reshape(4, 3), device=device)
+    assert t[1:3].zero_().shape == (2, 3)
+    np.testing.assert_array_equal(t.numpy()[[0, 3]], np.arange(1, 13).reshape(4, 3)[[0, 3]])
+    np.testing.assert_array_equal(t.numpy()[1:3], np.zeros((2, 3)))
+    assert t.zero_() is not None and t.numpy().dtype == dtype and not t.numpy().any()
+    nc.empty((0, 3), dtype=np.dtype(dtype).name, device=device).zero_()
+
+
+def test_fill_is_float32_only(device):
+    f = nc.tensor(np.zeros(3, np.float32), device=device).fill_(2)
+    np.testing.assert_array_equal(f.numpy(), [2.0, 2.0, 2.0])
+    with pytest.raises(TypeError, match="fill_: only float32 .* zero_"):
+        nc.tensor(np.ones(2, np.int32), device=device).fill_(3)
+
+
 @pytest.mark.parametrize("shape", [(-1, 3), (3, -2), (-5,)])
 def test_negative_sizes(shape):
     with pytest.raises(ValueError, match="negative"):
