@@ -347,7 +347,10 @@ PYBIND11_MODULE(_C, m) {
         return t.reshape(shape);
       })
       .def("narrow", [](const Tensor& t, int64_t dim, int64_t start, int64_t length) {
-        NNCORE_CHECK(dim == 0, "narrow: only axis 0 gives a contiguous view, got dim=", dim);
+        // A negative dim or start counts from the end (PyTorch's rule).
+        NNCORE_CHECK(dim == 0 || dim + t.dim() == 0,
+                     "narrow: only axis 0 gives a contiguous view, got dim=", dim);
+        if (start < 0 && t.dim() > 0) start += t.size(0);
         return t.narrow_rows(start, length);
       }, py::arg("dim"), py::arg("start"), py::arg("length"))
       .def("__getitem__", [](const Tensor& t, const py::slice& rows) {

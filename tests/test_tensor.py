@@ -447,6 +447,20 @@ def test_row_slice_errors():
     assert t.narrow(0, 4, 0).shape == (0, 2)
 
 
+def test_narrow_negative_dim_and_start(device):
+    """PyTorch's rule: a negative dim or start counts from the end."""
+    base = np.arange(12, dtype=np.float32).reshape(4, 3)
+    t = nc.tensor(base, device=device)
+    np.testing.assert_array_equal(t.narrow(-2, -3, 2).numpy(), base[1:3])
+    np.testing.assert_array_equal(t.narrow(0, -1, 1).numpy(), base[3:])
+    np.testing.assert_array_equal(nc.tensor(base[0], device=device).narrow(-1, -2, 2).numpy(),
+                                  base[0, 1:])
+    with pytest.raises(ValueError, match="only axis 0"):
+        t.narrow(-1, 0, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        t.narrow(0, -5, 1)
+
+
 def test_caching_allocator_reuses_freed_blocks(device):
     nc.empty_cache(device)
     first = nc.zeros((1000, 1000), device=device)
