@@ -379,7 +379,25 @@ PYBIND11_MODULE(_C, m) {
         return t;
       }, py::arg("value"))
       .def("zero_", [](Tensor& t) { t.zero_(); return t; }, "Sets every element to 0 (any dtype)")
-      .def("__dlpack__", [](const Tensor& t, const py::kwargs&) { return tensor_to_dlpack(t); })
+      .def("__dlpack__", [](const Tensor& t, const py::object& /*stream*/,
+                            const py::object& /*max_version*/, const py::object& dl_device,
+                            const py::object& copy) {
+        // The array API's rules: the capsule is on dl_device or BufferError; copy=True exports
+        // a copy; copy=False and None share (we never need to copy). tensor_to_dlpack
+        // synchronizes, so any stream may read it; the capsule is always the unversioned kind.
+        if (!dl_device.is_none()) {
+          const auto requested = dl_device.cast<std::pair<int, int>>();
+          const DLDevice own = dlpack_device(t);
+          if (requested != std::make_pair(int(own.device_type), int(own.device_id))) {
+            throw py::buffer_error(concat(
+                "__dlpack__: dl_device (", requested.first, ", ", requested.second,
+                ") is not the tensor's device (", int(own.device_type), ", ", own.device_id,
+                "); move it with .to() first"));
+          }
+        }
+        return tensor_to_dlpack(!copy.is_none() && copy.cast<bool>() ? t.clone() : t);
+      }, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
+         py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const Tensor& t) {
         const DLDevice device = dlpack_device(t);
         return py::make_tuple(int(device.device_type), device.device_id);

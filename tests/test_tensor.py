@@ -275,6 +275,44 @@ def test_dlpack_export_shares_memory():
     assert i.dtype == np.int32 and i.tolist() == [0, 1, 2, 3, 4]
 
 
+def test_dlpack_export_copy_and_device(device):
+    """The array API's __dlpack__ keywords: copy=True exports a copy, copy=False/None share, and
+    a dl_device other than the tensor's own raises BufferError."""
+    t = nc.tensor(np.arange(6, dtype=np.float32), device=device)
+    own = t.__dlpack_device__()
+    assert own == ((1, 0) if device == "cpu" else (2, own[1]))
+    shared = nc.from_dlpack(t)  # nncore's import of nncore's export shares on either device
+    copied = nc.from_dlpack(_DLPackWith(t, copy=True, dl_device=own))
+    assert copied.device == device
+    t.fill_(-1.0)
+    np.testing.assert_array_equal(shared.numpy(), np.full(6, -1.0))
+    np.testing.assert_array_equal(copied.numpy(), np.arange(6))
+    for kwargs in ({"copy": False}, {"copy": None}, {"dl_device": own, "max_version": (1, 0)}):
+        nc.from_dlpack(_DLPackWith(t, **kwargs)).fill_(5.0)
+        np.testing.assert_array_equal(t.numpy(), np.full(6, 5.0))
+    other = (2, 0) if device == "cpu" else (1, 0)
+    with pytest.raises(BufferError, match="dl_device"):
+        t.__dlpack__(dl_device=other)
+    if device == "cpu":  # NumPy passes copy= and dl_device= through
+        a = np.from_dlpack(t, copy=True)
+        t.fill_(7.0)
+        assert not np.shares_memory(a, np.asarray(t)) and np.all(a == 5.0)
+        assert np.shares_memory(np.from_dlpack(t, copy=False), np.asarray(t))
+
+
+class _DLPackWith:
+    """Calls ``tensor.__dlpack__`` with fixed keywords (what a consumer such as NumPy passes)."""
+
+    def __init__(self, tensor, **kwargs):
+        self.tensor, self.kwargs = tensor, kwargs
+
+    def __dlpack_device__(self):
+        return self.tensor.__dlpack_device__()
+
+    def __dlpack__(self, stream=None):
+        return self.tensor.__dlpack__(stream=stream, **self.kwargs)
+
+
 def test_dlpack_export_keeps_storage_alive():
     a = np.from_dlpack(nc.tensor(np.arange(1000, dtype=np.float32)))
     gc.collect()
