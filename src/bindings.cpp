@@ -72,6 +72,19 @@ py::array tensor_to_numpy(const py::object& self) {
   return out;
 }
 
+// The one element of a one-element tensor as a Python float or int (item(), float(t), ...).
+py::object tensor_item(const Tensor& t, const char* op) {
+  NNCORE_CHECK(t.numel() == 1, op, ": only one-element tensors can be converted to Python "
+               "scalars; this one has shape ", shape_str(t.shape()), " (", t.numel(),
+               " elements)");
+  int32_t bits;
+  t.copy_to_host(&bits);
+  if (t.dtype() == DType::int32) return py::int_(bits);
+  float value;
+  std::memcpy(&value, &bits, 4);
+  return py::float_(value);
+}
+
 // ---- DLPack ---------------------------------------------------------------------------------
 
 struct DLPackExport {
@@ -361,15 +374,19 @@ PYBIND11_MODULE(_C, m) {
         return t.narrow_rows(start, length);
       }, py::arg("rows"), "t[a:b]: a view of rows a..b-1")
       .def("clone", &Tensor::clone)
-      .def("item", [](const Tensor& t) -> py::object {
-        NNCORE_CHECK(t.numel() == 1, "item: tensor of shape ", shape_str(t.shape()),
-                     " has ", t.numel(), " elements, expected 1");
-        int32_t bits;
-        t.copy_to_host(&bits);
-        if (t.dtype() == DType::int32) return py::int_(bits);
-        float value;
-        std::memcpy(&value, &bits, 4);
-        return py::float_(value);
+      .def("item", [](const Tensor& t) { return tensor_item(t, "item"); })
+      .def("__float__", [](const Tensor& t) { return py::float_(tensor_item(t, "float()")); })
+      .def("__int__", [](const Tensor& t) { return py::int_(tensor_item(t, "int()")); })
+      .def("__index__", [](const Tensor& t) {
+        NNCORE_CHECK_TYPE(t.dtype() == DType::int32 && t.numel() == 1, "only integer tensors "
+                          "of a single element can be converted to an index, got ",
+                          dtype_name(t.dtype()), " ", shape_str(t.shape()));
+        return tensor_item(t, "__index__");
+      })
+      .def("__bool__", [](const Tensor& t) {
+        NNCORE_CHECK(t.numel() == 1, "bool(): the truth value of a tensor with ", t.numel(),
+                     " elements is ambiguous");
+        return tensor_item(t, "bool()").cast<double>() != 0.0;
       })
       .def("fill_", [](Tensor& t, float value) {
         NNCORE_CHECK_TYPE(t.dtype() == DType::float32, "fill_: only float32 tensors can be "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import operator
 
 import numpy as np
 import pytest
@@ -95,6 +96,29 @@ def test_item(device):
     assert i == 7 and isinstance(i, int)
     with pytest.raises(ValueError, match="item"):
         nc.tensor(np.ones(3, np.float32), device=device).item()
+
+
+def test_python_scalar_conversions(device):
+    """float(), int(), operator.index() and bool() read the one element (as item() does), not
+    the buffer's bytes; like NumPy and PyTorch, only integer tensors are indices and more than
+    one element is an error."""
+    i = nc.tensor(np.array([0x20203231], np.int32), device=device)  # the bytes b"12  "
+    assert int(i) == 0x20203231 and float(i) == float(0x20203231)
+    assert operator.index(i) == 0x20203231 and [10, 11, 12][nc.tensor(-1, device=device)] == 12
+    f = nc.tensor(np.array([[-2.75]], np.float32), device=device)
+    assert float(f) == -2.75 and int(f) == -2 and isinstance(int(f), int)
+    with pytest.raises(TypeError, match="only integer tensors of a single element"):
+        operator.index(f)
+    assert bool(nc.tensor(0.5, device=device)) and not bool(nc.tensor([0], device=device))
+    assert not bool(nc.tensor(-0.0, device=device))
+    for many in (nc.zeros((2,), device=device), nc.zeros((0,), device=device)):
+        for convert in (float, int):
+            with pytest.raises(ValueError, match="only one-element tensors"):
+                convert(many)
+        with pytest.raises(ValueError, match="ambiguous"):
+            bool(many)
+        with pytest.raises(TypeError, match="index"):
+            operator.index(nc.zeros(many.shape, dtype="int32", device=device))
 
 
 def test_numpy_is_a_zero_copy_view_on_cpu():
