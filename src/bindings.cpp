@@ -85,6 +85,67 @@ py::object tensor_item(const Tensor& t, const char* op) {
   return py::float_(value);
 }
 
+// Python's integers (int, NumPy integers, anything with __index__), not bools (NumPy's masks)
+// and not tensors (an int32 tensor of indices is ops.index_select_rows' job).
+bool is_integer(const py::handle& obj) {
+  return PyIndex_Check(obj.ptr()) && !PyBool_Check(obj.ptr()) && !py::isinstance<Tensor>(obj);
+}
+
+// An integer's value; one beyond int64 raises `overflow` (nullptr: clamps to the int64 range).
+int64_t integer_value(const py::handle& obj, PyObject* overflow) {
+  const Py_ssize_t value = PyNumber_AsSsize_t(obj.ptr(), overflow);
+  if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return value;
+}
+
+// t[key] for the keys that give a view: on axis 0 an int (negative counts from the end; the
+// axis is dropped) or a slice of step 1; `...`; a tuple of one of these followed by `:`s and
+// at most one `...`.
+Tensor tensor_getitem(const Tensor& t, const py::handle& key) {
+  const char* supported = "tensor indices must be an int or a slice with step 1 on axis 0, "
+                          "'...', or a tuple of one of these followed by ':'s (a view); for "
+                          "rows picked by a list or tensor use ops.index_select_rows; got ";
+  if (key.is(py::ellipsis())) return t;
+  if (py::isinstance<py::tuple>(key)) {
+    const auto items = py::reinterpret_borrow<py::tuple>(key);
+    int64_t ellipses = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const py::handle item = items[i];
+      const bool full_slice = py::isinstance<py::slice>(item) && item.attr("start").is_none() &&
+                              item.attr("stop").is_none() && item.attr("step").is_none();
+      const bool ellipsis = item.is(py::ellipsis());
+      ellipses += ellipsis;
+      NNCORE_CHECK_TYPE(i == 0 || full_slice || ellipsis, supported, std::string(py::repr(key)));
+    }
+    if (ellipses > 1) throw py::index_error("an index can only have a single ellipsis ('...')");
+    const int64_t indexed = static_cast<int64_t>(items.size()) - ellipses;
+    if (indexed > t.dim()) {
+      throw py::index_error(concat("too many indices for a ", t.dim(), "-d tensor: ", indexed,
+                                   " were indexed"));
+    }
+    return items.empty() ? t : tensor_getitem(t, items[0]);
+  }
+  const bool is_slice = py::isinstance<py::slice>(key);
+  NNCORE_CHECK_TYPE(is_slice || is_integer(key), supported, std::string(py::repr(key)));
+  if (t.dim() == 0) throw py::index_error("too many indices for a 0-d tensor (use item())");
+  const int64_t rows = t.size(0);
+  if (is_slice) {
+    py::ssize_t start, stop, step, length;
+    if (!py::reinterpret_borrow<py::slice>(key).compute(rows, &start, &stop, &step, &length)) {
+      throw py::error_already_set();
+    }
+    NNCORE_CHECK(step == 1, "tensor[a:b]: only step 1 is supported (a view of rows), got ", step);
+    return t.narrow_rows(start, length);
+  }
+  const int64_t index = integer_value(key, PyExc_IndexError);
+  if (index < -rows || index >= rows) {
+    throw py::index_error(concat("index ", index, " is out of bounds for axis 0 with size ",
+                                 rows));
+  }
+  return t.narrow_rows(index < 0 ? index + rows : index, 1)
+      .reshape(Shape(t.shape().begin() + 1, t.shape().end()));
+}
+
 // ---- DLPack ---------------------------------------------------------------------------------
 
 struct DLPackExport {
@@ -366,13 +427,19 @@ PYBIND11_MODULE(_C, m) {
         if (start < 0 && t.dim() > 0) start += t.size(0);
         return t.narrow_rows(start, length);
       }, py::arg("dim"), py::arg("start"), py::arg("length"))
-      .def("__getitem__", [](const Tensor& t, const py::slice& rows) {
-        NNCORE_CHECK(t.dim() >= 1, "indexing a 0-d tensor");
-        py::ssize_t start, stop, step, length;
-        if (!rows.compute(t.size(0), &start, &stop, &step, &length)) throw py::error_already_set();
-        NNCORE_CHECK(step == 1, "tensor[a:b]: only step 1 is supported (a view of rows), got ", step);
-        return t.narrow_rows(start, length);
-      }, py::arg("rows"), "t[a:b]: a view of rows a..b-1")
+      .def("__getitem__", &tensor_getitem, py::arg("key"),
+           "A view: t[i] is row i (negative counts from the end), t[a:b] rows a..b-1, t[...] t")
+      .def("__iter__", [](const py::object& self) {
+        NNCORE_CHECK_TYPE(self.cast<const Tensor&>().dim() > 0, "iteration over a 0-d tensor");
+        // Python's sequence iterator: self[0], self[1], ... until IndexError, each a view.
+        PyObject* rows = PySeqIter_New(self.ptr());
+        if (rows == nullptr) throw py::error_already_set();
+        return py::reinterpret_steal<py::iterator>(rows);
+      })
+      .def("__contains__", [](const Tensor&, const py::object&) -> bool {
+        // Iteration would compare rows by identity (there is no elementwise ==): never True.
+        throw TypeError("'in' is not supported for nncore tensors: test t.numpy() instead");
+      })
       .def("clone", &Tensor::clone)
       .def("item", [](const Tensor& t) { return tensor_item(t, "item"); })
       .def("__float__", [](const Tensor& t) { return py::float_(tensor_item(t, "float()")); })

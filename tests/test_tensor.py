@@ -495,6 +495,60 @@ def test_row_slice_is_a_view(device):
     np.testing.assert_array_equal(nc.ops.relu_forward(t[4:6]).numpy(), np.maximum(expected[4:6], 0))
 
 
+def test_integer_index_ellipsis_and_iteration(device):
+    """t[i] (NumPy integers too, negative from the end) is a view of row i without axis 0, t[...]
+    a view of t; iteration yields the rows; errors follow NumPy and PyTorch."""
+    base = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    t = nc.tensor(base, device=device)
+    for key in (1, -1, np.int64(2), np.int32(-4), np.array(3), 0):
+        row = t[key]
+        assert row.shape == (2, 3) and row.device == device
+        np.testing.assert_array_equal(row.numpy(), base[int(key)])
+    np.testing.assert_array_equal(t[2][1][0].numpy(), base[2, 1, 0])  # a 0-d view
+    assert t[-1][-1][-1].shape == () and t[-1][-1][-1].item() == 23.0
+    for key, expected in (((1, slice(None)), base[1]), ((slice(1, 3), ...), base[1:3]),
+                          ((..., slice(None)), base), ((), base), (..., base),
+                          ((-2, ..., slice(None)), base[-2])):
+        np.testing.assert_array_equal(t[key].numpy(), expected)
+    t[1].fill_(-1.0)  # views: writing through them changes t
+    t[...][3].zero_()
+    expected = base.copy()
+    expected[1], expected[3] = -1.0, 0.0
+    np.testing.assert_array_equal(t.numpy(), expected)
+    assert [row.numpy().tolist() for row in t] == expected.tolist()
+    assert [float(x) for x in t[0][1]] == expected[0, 1].tolist() and list(t[0:0]) == []
+    assert len(list(iter(t))) == len(t) == 4
+
+
+def test_index_errors():
+    t = nc.tensor(np.zeros((4, 2), np.float32))
+    for key in (4, -5, np.int64(7)):
+        with pytest.raises(IndexError, match="out of bounds for axis 0 with size 4"):
+            t[key]
+    with pytest.raises(IndexError):
+        t[2**70]
+    with pytest.raises(IndexError, match="too many indices"):
+        t[0, :, :]
+    with pytest.raises(IndexError, match="single ellipsis"):
+        t[..., ...]
+    for key in (1.0, [0, 1], None, True, (0, 1), (slice(None), 0), nc.tensor(1),
+                nc.tensor([1]), "0"):
+        with pytest.raises(TypeError, match="int or a slice with step 1"):
+            t[key]
+    scalar = nc.tensor(3.0)
+    with pytest.raises(IndexError, match="0-d"):
+        scalar[0]
+    with pytest.raises(IndexError, match="0-d"):
+        scalar[:]
+    assert scalar[...].item() == 3.0 and scalar[()].shape == ()
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        iter(scalar)
+    with pytest.raises(TypeError, match="len"):
+        len(scalar)
+    with pytest.raises(TypeError, match="'in' is not supported"):
+        0.0 in t
+
+
 def test_row_slice_errors():
     t = nc.tensor(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="only step 1"):
