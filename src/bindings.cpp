@@ -441,6 +441,18 @@ PYBIND11_MODULE(_C, m) {
         throw TypeError("'in' is not supported for nncore tensors: test t.numpy() instead");
       })
       .def("clone", &Tensor::clone)
+      .def("__copy__", &Tensor::clone,
+           "copy.copy(t): a copy with its own memory, as clone() (t[...] is the view)")
+      .def("__deepcopy__", [](const Tensor& t, const py::object& /*memo*/) { return t.clone(); },
+           py::arg("memo"), "copy.deepcopy(t): clone(), on the same device")
+      .def("__reduce__", [](const py::object& self) {
+        // Pickled as _tensor_from_array(values as a NumPy array, device name): a CUDA tensor's
+        // values go through the host and back to "cuda". (Not py::pickle: its protocols 0 and
+        // 1 abort the interpreter.)
+        return py::make_tuple(py::module_::import("nncore._C").attr("_tensor_from_array"),
+                              py::make_tuple(tensor_to_numpy(self),
+                                             device_name(self.cast<const Tensor&>().device())));
+      })
       .def("item", [](const Tensor& t) { return tensor_item(t, "item"); })
       .def("__float__", [](const Tensor& t) { return py::float_(tensor_item(t, "float()")); })
       .def("__int__", [](const Tensor& t) { return py::int_(tensor_item(t, "int()")); })

@@ -1,8 +1,10 @@
 """nncore.Tensor: construction, dtypes, metadata, views, buffer protocol, DLPack, devices."""
 from __future__ import annotations
 
+import copy
 import gc
 import operator
+import pickle
 
 import numpy as np
 import pytest
@@ -207,6 +209,34 @@ def test_clone_is_independent(device):
     np.testing.assert_array_equal(c.numpy(), np.full(5, 9.0))
     if device == "cpu":
         assert not np.shares_memory(np.asarray(c), np.asarray(t))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_copy_deepcopy_and_pickle(device, dtype):
+    """copy.copy, copy.deepcopy and a pickle round trip give an independent tensor with the same
+    values, shape, dtype and device."""
+    base = np.arange(6, dtype=dtype).reshape(2, 3)
+    for shape in ((2, 3), (), (0, 4)):
+        source = base.reshape(-1)[:1].reshape(()) if shape == () else np.zeros(shape, dtype)
+        t = nc.tensor(base if shape == (2, 3) else source, device=device)
+        pickled = [pickle.loads(pickle.dumps(t, protocol)) for protocol in range(6)]
+        for copied in [copy.copy(t), copy.deepcopy(t), copy.deepcopy([t, t])[0]] + pickled:
+            assert (copied.shape, copied.dtype, copied.device) == (t.shape, t.dtype, t.device)
+            np.testing.assert_array_equal(copied.numpy(), t.numpy())
+            copied.zero_()
+            np.testing.assert_array_equal(t.numpy(), base if shape == (2, 3) else source)
+
+
+def test_deepcopy_of_a_model_is_independent(device):
+    model = nc.models.mlp(4, 3, 2, device=device)
+    x = nc.tensor(np.random.default_rng(0).standard_normal((5, 4)), device=device)
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(twin(x).numpy(), model(x).numpy())
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        assert a is not b and a.data.device == b.data.device == device, name
+        b.data.fill_(0.5)
+        assert not np.all(a.data.numpy() == 0.5), name
+    assert not np.array_equal(twin(x).numpy(), model(x).numpy())
 
 
 def test_to_same_device_is_equivalent(device):
