@@ -35,10 +35,15 @@ Device parse_device(const std::string& name) {
   throw ValueError(concat("unknown device '", name, "': expected 'cpu', 'cuda' or 'cuda:0'"));
 }
 
-DType parse_dtype(const std::string& name) {
-  if (name == "float32") return DType::float32;
-  if (name == "int32") return DType::int32;
-  throw TypeError(concat("unsupported dtype '", name, "': nncore tensors are float32 or int32"));
+// nncore.tensor's rule: whatever numpy.dtype() takes ("float32", "f4", np.int32, ...) when it
+// is float32 or int32; None is float32.
+DType parse_dtype(const py::object& spec) {
+  if (spec.is_none()) return DType::float32;
+  const py::dtype dtype = py::dtype::from_args(spec);
+  if (dtype.equal(py::dtype::of<float>())) return DType::float32;
+  if (dtype.equal(py::dtype::of<int32_t>())) return DType::int32;
+  throw TypeError(concat("unsupported dtype ", std::string(py::str(dtype)),
+                         ": nncore tensors are float32 or int32"));
 }
 
 // Python's None <-> an undefined Tensor (an op that skipped an optional output).
@@ -85,10 +90,12 @@ py::object tensor_item(const Tensor& t, const char* op) {
   return py::float_(value);
 }
 
-// Python's integers (int, NumPy integers, anything with __index__), not bools (NumPy's masks)
-// and not tensors (an int32 tensor of indices is ops.index_select_rows' job).
+// Python's integers (int, NumPy integers and 0-d integer arrays, anything with __index__), not
+// bools (NumPy's masks), tensors (an int32 tensor of indices is ops.index_select_rows' job) or
+// arrays of more than 0 dimensions (their __index__ raises).
 bool is_integer(const py::handle& obj) {
-  return PyIndex_Check(obj.ptr()) && !PyBool_Check(obj.ptr()) && !py::isinstance<Tensor>(obj);
+  return PyIndex_Check(obj.ptr()) && !PyBool_Check(obj.ptr()) && !py::isinstance<Tensor>(obj) &&
+         !(py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() != 0);
 }
 
 // An integer's value; one beyond int64 raises `overflow` (nullptr: clamps to the int64 range).
@@ -96,6 +103,25 @@ int64_t integer_value(const py::handle& obj, PyObject* overflow) {
   const Py_ssize_t value = PyNumber_AsSsize_t(obj.ptr(), overflow);
   if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
   return value;
+}
+
+// A shape as NumPy takes one: an int (one axis) or a sequence of ints (NumPy ints too).
+Shape parse_shape(const py::handle& spec, const char* op) {
+  const auto bad = [&] {
+    return TypeError(concat(op, ": a shape is an int or a sequence of ints, got ",
+                            std::string(py::repr(spec))));
+  };
+  if (is_integer(spec)) return {integer_value(spec, nullptr)};
+  if (!PySequence_Check(spec.ptr()) || PyUnicode_Check(spec.ptr()) || PyBytes_Check(spec.ptr()) ||
+      py::isinstance<Tensor>(spec)) {
+    throw bad();
+  }
+  Shape shape;
+  for (const py::handle item : py::reinterpret_borrow<py::sequence>(spec)) {
+    if (!is_integer(item)) throw bad();
+    shape.push_back(integer_value(item, nullptr));  // out of int64: clamped, then too large
+  }
+  return shape;
 }
 
 // t[key] for the keys that give a view: on axis 0 an int (negative counts from the end; the
@@ -416,9 +442,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("device"))
       .def("reshape", [](const Tensor& t, const py::args& args) {
         // reshape(2, 3) or reshape((2, 3))
-        Shape shape = args.size() == 1 && py::isinstance<py::sequence>(args[0])
-                          ? args[0].cast<Shape>() : args.cast<Shape>();
-        return t.reshape(shape);
+        const py::handle first = args.size() == 1 ? args[0] : py::handle();
+        return t.reshape(parse_shape(first && !is_integer(first) ? first : args, "reshape"));
       })
       .def("narrow", [](const Tensor& t, int64_t dim, int64_t start, int64_t length) {
         // A negative dim or start counts from the end (PyTorch's rule).
@@ -519,12 +544,14 @@ PYBIND11_MODULE(_C, m) {
       });
 
   m.def("_tensor_from_array", &tensor_from_array, py::arg("array"), py::arg("device") = "cpu");
-  m.def("empty", [](const Shape& shape, const std::string& dtype, const std::string& device) {
-    return Tensor::empty(shape, parse_dtype(dtype), parse_device(device));
-  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
-  m.def("zeros", [](const Shape& shape, const std::string& dtype, const std::string& device) {
-    return Tensor::zeros(shape, parse_dtype(dtype), parse_device(device));
-  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  m.def("empty", [](const py::object& shape, const py::object& dtype, const std::string& device) {
+    return Tensor::empty(parse_shape(shape, "empty"), parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
+     "An uninitialized tensor; shape an int or ints, dtype float32 or int32 (as NumPy names)");
+  m.def("zeros", [](const py::object& shape, const py::object& dtype, const std::string& device) {
+    return Tensor::zeros(parse_shape(shape, "zeros"), parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
+     "A tensor of zeros; shape an int or ints, dtype float32 or int32 (as NumPy names)");
   m.def("from_dlpack", &tensor_from_dlpack, py::arg("obj"));
   m.def("cpu_gemm_kernel", [] { return std::string(cpu::sgemm_kernel_name()); },
         "The CPU GEMM micro-kernel picked for this machine (avx512, avx2 or generic)");

@@ -291,6 +291,36 @@ def test_zeros_and_empty(device):
         nc.zeros((2,), dtype="float64")
 
 
+def test_zeros_and_empty_take_numpy_shapes_and_dtypes(device):
+    """nc.tensor's dtype rule (what numpy.dtype() takes, when float32 or int32) and an int shape."""
+    for make in (nc.zeros, nc.empty):
+        assert make(3, device=device).shape == (3,)
+        assert make(np.int64(2), device=device).shape == (2,)
+        assert make([2, np.int32(3)], device=device).shape == (2, 3)
+        assert make(np.array([4, 1]), device=device).shape == (4, 1)
+        for dtype in (np.float32, np.dtype("float32"), "f4", "float32", None):
+            assert make((2, 3), dtype=dtype, device=device).dtype == "float32", dtype
+        for dtype in (np.int32, np.dtype("int32"), "i4", "int32"):
+            assert make(2, dtype=dtype, device=device).dtype == "int32", dtype
+        for dtype in (np.float64, "int64", ">f4", bool):
+            with pytest.raises(TypeError, match="unsupported dtype"):
+                make(2, dtype=dtype, device=device)
+        for shape in (3.0, "3", (2, 1.5), [None], {2: 3}):
+            with pytest.raises(TypeError, match=f"{make.__name__}: a shape is an int or a sequence"):
+                make(shape, device=device)
+    np.testing.assert_array_equal(nc.zeros(4, dtype=np.int32, device=device).numpy(), np.zeros(4))
+
+
+def test_reshape_shape_types(device):
+    t = nc.zeros((12,), device=device)
+    for shape in ((3, 4), [3, 4], np.array([3, 4]), (np.int64(3), -1)):
+        assert t.reshape(shape).shape == (3, 4)
+    assert t.reshape(3, np.int32(4)).shape == (3, 4) and t.reshape(np.int64(12)).shape == (12,)
+    for bad in ((12.0,), ((3, 4.0),), (3.0, 4), ("12",)):
+        with pytest.raises(TypeError, match="reshape: a shape is an int or a sequence of ints"):
+            t.reshape(*bad)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_zero_any_dtype(device, dtype):
     """zero_() clears any dtype in place (a memset), also through a view, and returns the tensor."""
