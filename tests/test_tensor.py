@@ -306,7 +306,7 @@ def test_zeros_and_empty_take_numpy_shapes_and_dtypes(device):
             with pytest.raises(TypeError, match="unsupported dtype"):
                 make(2, dtype=dtype, device=device)
         for shape in (3.0, "3", (2, 1.5), [None], {2: 3}):
-            with pytest.raises(TypeError, match=f"{make.__name__}: a shape is an int or a sequence"):
+            with pytest.raises(TypeError, match=f"{make.__name__}: a shape is an int or a"):
                 make(shape, device=device)
     np.testing.assert_array_equal(nc.zeros(4, dtype=np.int32, device=device).numpy(), np.zeros(4))
 
