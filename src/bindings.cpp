@@ -35,10 +35,15 @@ Device parse_device(const std::string& name) {
   throw ValueError(concat("unknown device '", name, "': expected 'cpu', 'cuda' or 'cuda:0'"));
 }
 
-DType parse_dtype(const std::string& name) {
-  if (name == "float32") return DType::float32;
-  if (name == "int32") return DType::int32;
-  throw TypeError(concat("unsupported dtype '", name, "': nncore tensors are float32 or int32"));
+// nncore.tensor's rule: whatever numpy.dtype() takes ("float32", "f4", np.int32, ...) when it
+// is float32 or int32; None is float32.
+DType parse_dtype(const py::object& spec) {
+  if (spec.is_none()) return DType::float32;
+  const py::dtype dtype = py::dtype::from_args(spec);
+  if (dtype.equal(py::dtype::of<float>())) return DType::float32;
+  if (dtype.equal(py::dtype::of<int32_t>())) return DType::int32;
+  throw TypeError(concat("unsupported dtype ", std::string(py::str(dtype)),
+                         ": nncore tensors are float32 or int32"));
 }
 
 // Python's None <-> an undefined Tensor (an op that skipped an optional output).
@@ -70,6 +75,101 @@ py::array tensor_to_numpy(const py::object& self) {
   py::array out(numpy_dtype(t.dtype()), shape);
   t.copy_to_host(out.mutable_data());
   return out;
+}
+
+// The one element of a one-element tensor as a Python float or int (item(), float(t), ...).
+py::object tensor_item(const Tensor& t, const char* op) {
+  NNCORE_CHECK(t.numel() == 1, op, ": only one-element tensors can be converted to Python "
+               "scalars; this one has shape ", shape_str(t.shape()), " (", t.numel(),
+               " elements)");
+  int32_t bits;
+  t.copy_to_host(&bits);
+  if (t.dtype() == DType::int32) return py::int_(bits);
+  float value;
+  std::memcpy(&value, &bits, 4);
+  return py::float_(value);
+}
+
+// Python's integers (int, NumPy integers and 0-d integer arrays, anything with __index__), not
+// bools (NumPy's masks), tensors (an int32 tensor of indices is ops.index_select_rows' job) or
+// arrays of more than 0 dimensions (their __index__ raises).
+bool is_integer(const py::handle& obj) {
+  return PyIndex_Check(obj.ptr()) && !PyBool_Check(obj.ptr()) && !py::isinstance<Tensor>(obj) &&
+         !(py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() != 0);
+}
+
+// An integer's value; one beyond int64 raises `overflow` (nullptr: clamps to the int64 range).
+int64_t integer_value(const py::handle& obj, PyObject* overflow) {
+  const Py_ssize_t value = PyNumber_AsSsize_t(obj.ptr(), overflow);
+  if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return value;
+}
+
+// A shape as NumPy takes one: an int (one axis) or a sequence of ints (NumPy ints too).
+Shape parse_shape(const py::handle& spec, const char* op) {
+  const auto bad = [&] {
+    return TypeError(concat(op, ": a shape is an int or a sequence of ints, got ",
+                            std::string(py::repr(spec))));
+  };
+  if (is_integer(spec)) return {integer_value(spec, nullptr)};
+  if (!PySequence_Check(spec.ptr()) || PyUnicode_Check(spec.ptr()) || PyBytes_Check(spec.ptr()) ||
+      py::isinstance<Tensor>(spec)) {
+    throw bad();
+  }
+  Shape shape;
+  for (const py::handle item : py::reinterpret_borrow<py::sequence>(spec)) {
+    if (!is_integer(item)) throw bad();
+    shape.push_back(integer_value(item, nullptr));  // out of int64: clamped, then too large
+  }
+  return shape;
+}
+
+// t[key] for the keys that give a view: on axis 0 an int (negative counts from the end; the
+// axis is dropped) or a slice of step 1; `...`; a tuple of one of these followed by `:`s and
+// at most one `...`.
+Tensor tensor_getitem(const Tensor& t, const py::handle& key) {
+  const char* supported = "tensor indices must be an int or a slice with step 1 on axis 0, "
+                          "'...', or a tuple of one of these followed by ':'s (a view); for "
+                          "rows picked by a list or tensor use ops.index_select_rows; got ";
+  if (key.is(py::ellipsis())) return t;
+  if (py::isinstance<py::tuple>(key)) {
+    const auto items = py::reinterpret_borrow<py::tuple>(key);
+    int64_t ellipses = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const py::handle item = items[i];
+      const bool full_slice = py::isinstance<py::slice>(item) && item.attr("start").is_none() &&
+                              item.attr("stop").is_none() && item.attr("step").is_none();
+      const bool ellipsis = item.is(py::ellipsis());
+      ellipses += ellipsis;
+      NNCORE_CHECK_TYPE(i == 0 || full_slice || ellipsis, supported, std::string(py::repr(key)));
+    }
+    if (ellipses > 1) throw py::index_error("an index can only have a single ellipsis ('...')");
+    const int64_t indexed = static_cast<int64_t>(items.size()) - ellipses;
+    if (indexed > t.dim()) {
+      throw py::index_error(concat("too many indices for a ", t.dim(), "-d tensor: ", indexed,
+                                   " were indexed"));
+    }
+    return items.empty() ? t : tensor_getitem(t, items[0]);
+  }
+  const bool is_slice = py::isinstance<py::slice>(key);
+  NNCORE_CHECK_TYPE(is_slice || is_integer(key), supported, std::string(py::repr(key)));
+  if (t.dim() == 0) throw py::index_error("too many indices for a 0-d tensor (use item())");
+  const int64_t rows = t.size(0);
+  if (is_slice) {
+    py::ssize_t start, stop, step, length;
+    if (!py::reinterpret_borrow<py::slice>(key).compute(rows, &start, &stop, &step, &length)) {
+      throw py::error_already_set();
+    }
+    NNCORE_CHECK(step == 1, "tensor[a:b]: only step 1 is supported (a view of rows), got ", step);
+    return t.narrow_rows(start, length);
+  }
+  const int64_t index = integer_value(key, PyExc_IndexError);
+  if (index < -rows || index >= rows) {
+    throw py::index_error(concat("index ", index, " is out of bounds for axis 0 with size ",
+                                 rows));
+  }
+  return t.narrow_rows(index < 0 ? index + rows : index, 1)
+      .reshape(Shape(t.shape().begin() + 1, t.shape().end()));
 }
 
 // ---- DLPack ---------------------------------------------------------------------------------
@@ -342,35 +442,83 @@ PYBIND11_MODULE(_C, m) {
            py::arg("device"))
       .def("reshape", [](const Tensor& t, const py::args& args) {
         // reshape(2, 3) or reshape((2, 3))
-        Shape shape = args.size() == 1 && py::isinstance<py::sequence>(args[0])
-                          ? args[0].cast<Shape>() : args.cast<Shape>();
-        return t.reshape(shape);
+        const py::handle first = args.size() == 1 ? args[0] : py::handle();
+        return t.reshape(parse_shape(first && !is_integer(first) ? first : args, "reshape"));
       })
       .def("narrow", [](const Tensor& t, int64_t dim, int64_t start, int64_t length) {
-        NNCORE_CHECK(dim == 0, "narrow: only axis 0 gives a contiguous view, got dim=", dim);
+        // A negative dim or start counts from the end (PyTorch's rule).
+        NNCORE_CHECK(dim == 0 || dim + t.dim() == 0,
+                     "narrow: only axis 0 gives a contiguous view, got dim=", dim);
+        if (start < 0 && t.dim() > 0) start += t.size(0);
         return t.narrow_rows(start, length);
       }, py::arg("dim"), py::arg("start"), py::arg("length"))
-      .def("__getitem__", [](const Tensor& t, const py::slice& rows) {
-        NNCORE_CHECK(t.dim() >= 1, "indexing a 0-d tensor");
-        py::ssize_t start, stop, step, length;
-        if (!rows.compute(t.size(0), &start, &stop, &step, &length)) throw py::error_already_set();
-        NNCORE_CHECK(step == 1, "tensor[a:b]: only step 1 is supported (a view of rows), got ", step);
-        return t.narrow_rows(start, length);
-      }, py::arg("rows"), "t[a:b]: a view of rows a..b-1")
-      .def("clone", &Tensor::clone)
-      .def("item", [](const Tensor& t) -> py::object {
-        NNCORE_CHECK(t.numel() == 1, "item: tensor of shape ", shape_str(t.shape()),
-                     " has ", t.numel(), " elements, expected 1");
-        int32_t bits;
-        t.copy_to_host(&bits);
-        if (t.dtype() == DType::int32) return py::int_(bits);
-        float value;
-        std::memcpy(&value, &bits, 4);
-        return py::float_(value);
+      .def("__getitem__", &tensor_getitem, py::arg("key"),
+           "A view: t[i] is row i (negative counts from the end), t[a:b] rows a..b-1, t[...] t")
+      .def("__iter__", [](const py::object& self) {
+        NNCORE_CHECK_TYPE(self.cast<const Tensor&>().dim() > 0, "iteration over a 0-d tensor");
+        // Python's sequence iterator: self[0], self[1], ... until IndexError, each a view.
+        PyObject* rows = PySeqIter_New(self.ptr());
+        if (rows == nullptr) throw py::error_already_set();
+        return py::reinterpret_steal<py::iterator>(rows);
       })
-      .def("fill_", [](Tensor& t, float v) { ops::fill_(t, v); return t; }, py::arg("value"))
-      .def("zero_", [](Tensor& t) { ops::fill_(t, 0.0f); return t; })
-      .def("__dlpack__", [](const Tensor& t, const py::kwargs&) { return tensor_to_dlpack(t); })
+      .def("__contains__", [](const Tensor&, const py::object&) -> bool {
+        // Iteration would compare rows by identity (there is no elementwise ==): never True.
+        throw TypeError("'in' is not supported for nncore tensors: test t.numpy() instead");
+      })
+      .def("clone", &Tensor::clone)
+      .def("__copy__", &Tensor::clone,
+           "copy.copy(t): a copy with its own memory, as clone() (t[...] is the view)")
+      .def("__deepcopy__", [](const Tensor& t, const py::object& /*memo*/) { return t.clone(); },
+           py::arg("memo"), "copy.deepcopy(t): clone(), on the same device")
+      .def("__reduce__", [](const py::object& self) {
+        // Pickled as _tensor_from_array(values as a NumPy array, device name): a CUDA tensor's
+        // values go through the host and back to "cuda". (Not py::pickle: its protocols 0 and
+        // 1 abort the interpreter.)
+        return py::make_tuple(py::module_::import("nncore._C").attr("_tensor_from_array"),
+                              py::make_tuple(tensor_to_numpy(self),
+                                             device_name(self.cast<const Tensor&>().device())));
+      })
+      .def("item", [](const Tensor& t) { return tensor_item(t, "item"); })
+      .def("__float__", [](const Tensor& t) { return py::float_(tensor_item(t, "float()")); })
+      .def("__int__", [](const Tensor& t) { return py::int_(tensor_item(t, "int()")); })
+      .def("__index__", [](const Tensor& t) {
+        NNCORE_CHECK_TYPE(t.dtype() == DType::int32 && t.numel() == 1, "only integer tensors "
+                          "of a single element can be converted to an index, got ",
+                          dtype_name(t.dtype()), " ", shape_str(t.shape()));
+        return tensor_item(t, "__index__");
+      })
+      .def("__bool__", [](const Tensor& t) {
+        NNCORE_CHECK(t.numel() == 1, "bool(): the truth value of a tensor with ", t.numel(),
+                     " elements is ambiguous");
+        return tensor_item(t, "bool()").cast<double>() != 0.0;
+      })
+      .def("fill_", [](Tensor& t, float value) {
+        NNCORE_CHECK_TYPE(t.dtype() == DType::float32, "fill_: only float32 tensors can be "
+                          "filled (there is no int32 fill kernel), got an int32 tensor; zero_() "
+                          "clears any dtype");
+        ops::fill_(t, value);
+        return t;
+      }, py::arg("value"))
+      .def("zero_", [](Tensor& t) { t.zero_(); return t; }, "Sets every element to 0 (any dtype)")
+      .def("__dlpack__", [](const Tensor& t, const py::object& /*stream*/,
+                            const py::object& /*max_version*/, const py::object& dl_device,
+                            const py::object& copy) {
+        // The array API's rules: the capsule is on dl_device or BufferError; copy=True exports
+        // a copy; copy=False and None share (we never need to copy). tensor_to_dlpack
+        // synchronizes, so any stream may read it; the capsule is always the unversioned kind.
+        if (!dl_device.is_none()) {
+          const auto requested = dl_device.cast<std::pair<int, int>>();
+          const DLDevice own = dlpack_device(t);
+          if (requested != std::make_pair(int(own.device_type), int(own.device_id))) {
+            throw py::buffer_error(concat(
+                "__dlpack__: dl_device (", requested.first, ", ", requested.second,
+                ") is not the tensor's device (", int(own.device_type), ", ", own.device_id,
+                "); move it with .to() first"));
+          }
+        }
+        return tensor_to_dlpack(!copy.is_none() && copy.cast<bool>() ? t.clone() : t);
+      }, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
+         py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const Tensor& t) {
         const DLDevice device = dlpack_device(t);
         return py::make_tuple(int(device.device_type), device.device_id);
@@ -396,12 +544,14 @@ PYBIND11_MODULE(_C, m) {
       });
 
   m.def("_tensor_from_array", &tensor_from_array, py::arg("array"), py::arg("device") = "cpu");
-  m.def("empty", [](const Shape& shape, const std::string& dtype, const std::string& device) {
-    return Tensor::empty(shape, parse_dtype(dtype), parse_device(device));
-  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
-  m.def("zeros", [](const Shape& shape, const std::string& dtype, const std::string& device) {
-    return Tensor::zeros(shape, parse_dtype(dtype), parse_device(device));
-  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  m.def("empty", [](const py::object& shape, const py::object& dtype, const std::string& device) {
+    return Tensor::empty(parse_shape(shape, "empty"), parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
+     "An uninitialized tensor; shape an int or ints, dtype float32 or int32 (as NumPy names)");
+  m.def("zeros", [](const py::object& shape, const py::object& dtype, const std::string& device) {
+    return Tensor::zeros(parse_shape(shape, "zeros"), parse_dtype(dtype), parse_device(device));
+  }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
+     "A tensor of zeros; shape an int or ints, dtype float32 or int32 (as NumPy names)");
   m.def("from_dlpack", &tensor_from_dlpack, py::arg("obj"));
   m.def("cpu_gemm_kernel", [] { return std::string(cpu::sgemm_kernel_name()); },
         "The CPU GEMM micro-kernel picked for this machine (avx512, avx2 or generic)");

@@ -103,14 +103,19 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (device == Device::cpu) {
-    std::memset(t.raw(), 0, t.nbytes());
+  t.zero_();
+  return t;
+}
+
+void Tensor::zero_() {
+  if (nbytes() == 0) return;
+  if (device() == Device::cpu) {
+    std::memset(raw(), 0, nbytes());
   } else {
 #ifdef NNCORE_WITH_CUDA
-    cuda::memset_zero(t.raw(), t.nbytes());
+    cuda::memset_zero(raw(), nbytes());
 #endif
   }
-  return t;
 }
 
 int64_t Tensor::size(int64_t axis) const {

@@ -1,7 +1,10 @@
 """nncore.Tensor: construction, dtypes, metadata, views, buffer protocol, DLPack, devices."""
 from __future__ import annotations
 
+import copy
 import gc
+import operator
+import pickle
 
 import numpy as np
 import pytest
@@ -97,6 +100,29 @@ def test_item(device):
         nc.tensor(np.ones(3, np.float32), device=device).item()
 
 
+def test_python_scalar_conversions(device):
+    """float(), int(), operator.index() and bool() read the one element (as item() does), not
+    the buffer's bytes; like NumPy and PyTorch, only integer tensors are indices and more than
+    one element is an error."""
+    i = nc.tensor(np.array([0x20203231], np.int32), device=device)  # the bytes b"12  "
+    assert int(i) == 0x20203231 and float(i) == float(0x20203231)
+    assert operator.index(i) == 0x20203231 and [10, 11, 12][nc.tensor(-1, device=device)] == 12
+    f = nc.tensor(np.array([[-2.75]], np.float32), device=device)
+    assert float(f) == -2.75 and int(f) == -2 and isinstance(int(f), int)
+    with pytest.raises(TypeError, match="only integer tensors of a single element"):
+        operator.index(f)
+    assert bool(nc.tensor(0.5, device=device)) and not bool(nc.tensor([0], device=device))
+    assert not bool(nc.tensor(-0.0, device=device))
+    for many in (nc.zeros((2,), device=device), nc.zeros((0,), device=device)):
+        for convert in (float, int):
+            with pytest.raises(ValueError, match="only one-element tensors"):
+                convert(many)
+        with pytest.raises(ValueError, match="ambiguous"):
+            bool(many)
+        with pytest.raises(TypeError, match="index"):
+            operator.index(nc.zeros(many.shape, dtype="int32", device=device))
+
+
 def test_numpy_is_a_zero_copy_view_on_cpu():
     t = nc.tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
     view = t.numpy()
@@ -185,6 +211,34 @@ def test_clone_is_independent(device):
         assert not np.shares_memory(np.asarray(c), np.asarray(t))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_copy_deepcopy_and_pickle(device, dtype):
+    """copy.copy, copy.deepcopy and a pickle round trip give an independent tensor with the same
+    values, shape, dtype and device."""
+    base = np.arange(6, dtype=dtype).reshape(2, 3)
+    for shape in ((2, 3), (), (0, 4)):
+        source = base.reshape(-1)[:1].reshape(()) if shape == () else np.zeros(shape, dtype)
+        t = nc.tensor(base if shape == (2, 3) else source, device=device)
+        pickled = [pickle.loads(pickle.dumps(t, protocol)) for protocol in range(6)]
+        for copied in [copy.copy(t), copy.deepcopy(t), copy.deepcopy([t, t])[0]] + pickled:
+            assert (copied.shape, copied.dtype, copied.device) == (t.shape, t.dtype, t.device)
+            np.testing.assert_array_equal(copied.numpy(), t.numpy())
+            copied.zero_()
+            np.testing.assert_array_equal(t.numpy(), base if shape == (2, 3) else source)
+
+
+def test_deepcopy_of_a_model_is_independent(device):
+    model = nc.models.mlp(4, 3, 2, device=device)
+    x = nc.tensor(np.random.default_rng(0).standard_normal((5, 4)), device=device)
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(twin(x).numpy(), model(x).numpy())
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        assert a is not b and a.data.device == b.data.device == device, name
+        b.data.fill_(0.5)
+        assert not np.all(a.data.numpy() == 0.5), name
+    assert not np.array_equal(twin(x).numpy(), model(x).numpy())
+
+
 def test_to_same_device_is_equivalent(device):
     t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
     u = t.to(device)
@@ -237,6 +291,54 @@ def test_zeros_and_empty(device):
         nc.zeros((2,), dtype="float64")
 
 
+def test_zeros_and_empty_take_numpy_shapes_and_dtypes(device):
+    """nc.tensor's dtype rule (what numpy.dtype() takes, when float32 or int32) and an int shape."""
+    for make in (nc.zeros, nc.empty):
+        assert make(3, device=device).shape == (3,)
+        assert make(np.int64(2), device=device).shape == (2,)
+        assert make([2, np.int32(3)], device=device).shape == (2, 3)
+        assert make(np.array([4, 1]), device=device).shape == (4, 1)
+        for dtype in (np.float32, np.dtype("float32"), "f4", "float32", None):
+            assert make((2, 3), dtype=dtype, device=device).dtype == "float32", dtype
+        for dtype in (np.int32, np.dtype("int32"), "i4", "int32"):
+            assert make(2, dtype=dtype, device=device).dtype == "int32", dtype
+        for dtype in (np.float64, "int64", ">f4", bool):
+            with pytest.raises(TypeError, match="unsupported dtype"):
+                make(2, dtype=dtype, device=device)
+        for shape in (3.0, "3", (2, 1.5), [None], {2: 3}):
+            with pytest.raises(TypeError, match=f"{make.__name__}: a shape is an int or a"):
+                make(shape, device=device)
+    np.testing.assert_array_equal(nc.zeros(4, dtype=np.int32, device=device).numpy(), np.zeros(4))
+
+
+def test_reshape_shape_types(device):
+    t = nc.zeros((12,), device=device)
+    for shape in ((3, 4), [3, 4], np.array([3, 4]), (np.int64(3), -1)):
+        assert t.reshape(shape).shape == (3, 4)
+    assert t.reshape(3, np.int32(4)).shape == (3, 4) and t.reshape(np.int64(12)).shape == (12,)
+    for bad in ((12.0,), ((3, 4.0),), (3.0, 4), ("12",)):
+        with pytest.raises(TypeError, match="reshape: a shape is an int or a sequence of ints"):
+            t.reshape(*bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_zero_any_dtype(device, dtype):
+    """zero_() clears any dtype in place (a memset), also through a view, and returns the tensor."""
+    t = nc.tensor(np.arange(1, 13, dtype=dtype).reshape(4, 3), device=device)
+    assert t[1:3].zero_().shape == (2, 3)
+    np.testing.assert_array_equal(t.numpy()[[0, 3]], np.arange(1, 13).reshape(4, 3)[[0, 3]])
+    np.testing.assert_array_equal(t.numpy()[1:3], np.zeros((2, 3)))
+    assert t.zero_() is not None and t.numpy().dtype == dtype and not t.numpy().any()
+    nc.empty((0, 3), dtype=np.dtype(dtype).name, device=device).zero_()
+
+
+def test_fill_is_float32_only(device):
+    f = nc.tensor(np.zeros(3, np.float32), device=device).fill_(2)
+    np.testing.assert_array_equal(f.numpy(), [2.0, 2.0, 2.0])
+    with pytest.raises(TypeError, match="fill_: only float32 .* zero_"):
+        nc.tensor(np.ones(2, np.int32), device=device).fill_(3)
+
+
 @pytest.mark.parametrize("shape", [(-1, 3), (3, -2), (-5,)])
 def test_negative_sizes(shape):
     with pytest.raises(ValueError, match="negative"):
@@ -255,6 +357,44 @@ def test_dlpack_export_shares_memory():
     assert t.__dlpack_device__() == (1, 0)
     i = np.from_dlpack(nc.tensor(np.arange(5, dtype=np.int32)))
     assert i.dtype == np.int32 and i.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_dlpack_export_copy_and_device(device):
+    """The array API's __dlpack__ keywords: copy=True exports a copy, copy=False/None share, and
+    a dl_device other than the tensor's own raises BufferError."""
+    t = nc.tensor(np.arange(6, dtype=np.float32), device=device)
+    own = t.__dlpack_device__()
+    assert own == ((1, 0) if device == "cpu" else (2, own[1]))
+    shared = nc.from_dlpack(t)  # nncore's import of nncore's export shares on either device
+    copied = nc.from_dlpack(_DLPackWith(t, copy=True, dl_device=own))
+    assert copied.device == device
+    t.fill_(-1.0)
+    np.testing.assert_array_equal(shared.numpy(), np.full(6, -1.0))
+    np.testing.assert_array_equal(copied.numpy(), np.arange(6))
+    for kwargs in ({"copy": False}, {"copy": None}, {"dl_device": own, "max_version": (1, 0)}):
+        nc.from_dlpack(_DLPackWith(t, **kwargs)).fill_(5.0)
+        np.testing.assert_array_equal(t.numpy(), np.full(6, 5.0))
+    other = (2, 0) if device == "cpu" else (1, 0)
+    with pytest.raises(BufferError, match="dl_device"):
+        t.__dlpack__(dl_device=other)
+    if device == "cpu":  # NumPy passes copy= and dl_device= through
+        a = np.from_dlpack(t, copy=True)
+        t.fill_(7.0)
+        assert not np.shares_memory(a, np.asarray(t)) and np.all(a == 5.0)
+        assert np.shares_memory(np.from_dlpack(t, copy=False), np.asarray(t))
+
+
+class _DLPackWith:
+    """Calls ``tensor.__dlpack__`` with fixed keywords (what a consumer such as NumPy passes)."""
+
+    def __init__(self, tensor, **kwargs):
+        self.tensor, self.kwargs = tensor, kwargs
+
+    def __dlpack_device__(self):
+        return self.tensor.__dlpack_device__()
+
+    def __dlpack__(self, stream=None):
+        return self.tensor.__dlpack__(stream=stream, **self.kwargs)
 
 
 def test_dlpack_export_keeps_storage_alive():
@@ -415,6 +555,60 @@ def test_row_slice_is_a_view(device):
     np.testing.assert_array_equal(nc.ops.relu_forward(t[4:6]).numpy(), np.maximum(expected[4:6], 0))
 
 
+def test_integer_index_ellipsis_and_iteration(device):
+    """t[i] (NumPy integers too, negative from the end) is a view of row i without axis 0, t[...]
+    a view of t; iteration yields the rows; errors follow NumPy and PyTorch."""
+    base = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
+    t = nc.tensor(base, device=device)
+    for key in (1, -1, np.int64(2), np.int32(-4), np.array(3), 0):
+        row = t[key]
+        assert row.shape == (2, 3) and row.device == device
+        np.testing.assert_array_equal(row.numpy(), base[int(key)])
+    np.testing.assert_array_equal(t[2][1][0].numpy(), base[2, 1, 0])  # a 0-d view
+    assert t[-1][-1][-1].shape == () and t[-1][-1][-1].item() == 23.0
+    for key, expected in (((1, slice(None)), base[1]), ((slice(1, 3), ...), base[1:3]),
+                          ((..., slice(None)), base), ((), base), (..., base),
+                          ((-2, ..., slice(None)), base[-2])):
+        np.testing.assert_array_equal(t[key].numpy(), expected)
+    t[1].fill_(-1.0)  # views: writing through them changes t
+    t[...][3].zero_()
+    expected = base.copy()
+    expected[1], expected[3] = -1.0, 0.0
+    np.testing.assert_array_equal(t.numpy(), expected)
+    assert [row.numpy().tolist() for row in t] == expected.tolist()
+    assert [float(x) for x in t[0][1]] == expected[0, 1].tolist() and list(t[0:0]) == []
+    assert len(list(iter(t))) == len(t) == 4
+
+
+def test_index_errors():
+    t = nc.tensor(np.zeros((4, 2), np.float32))
+    for key in (4, -5, np.int64(7)):
+        with pytest.raises(IndexError, match="out of bounds for axis 0 with size 4"):
+            t[key]
+    with pytest.raises(IndexError):
+        t[2**70]
+    with pytest.raises(IndexError, match="too many indices"):
+        t[0, :, :]
+    with pytest.raises(IndexError, match="single ellipsis"):
+        t[..., ...]
+    for key in (1.0, [0, 1], None, True, (0, 1), (slice(None), 0), nc.tensor(1),
+                nc.tensor([1]), "0"):
+        with pytest.raises(TypeError, match="int or a slice with step 1"):
+            t[key]
+    scalar = nc.tensor(3.0)
+    with pytest.raises(IndexError, match="0-d"):
+        scalar[0]
+    with pytest.raises(IndexError, match="0-d"):
+        scalar[:]
+    assert scalar[...].item() == 3.0 and scalar[()].shape == ()
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        iter(scalar)
+    with pytest.raises(TypeError, match="len"):
+        len(scalar)
+    with pytest.raises(TypeError, match="'in' is not supported"):
+        0.0 in t
+
+
 def test_row_slice_errors():
     t = nc.tensor(np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="only step 1"):
@@ -427,6 +621,20 @@ def test_row_slice_errors():
         with pytest.raises(ValueError, match="out of range"):  # start + length overflowed
             t.narrow(0, start, length)
     assert t.narrow(0, 4, 0).shape == (0, 2)
+
+
+def test_narrow_negative_dim_and_start(device):
+    """PyTorch's rule: a negative dim or start counts from the end."""
+    base = np.arange(12, dtype=np.float32).reshape(4, 3)
+    t = nc.tensor(base, device=device)
+    np.testing.assert_array_equal(t.narrow(-2, -3, 2).numpy(), base[1:3])
+    np.testing.assert_array_equal(t.narrow(0, -1, 1).numpy(), base[3:])
+    np.testing.assert_array_equal(nc.tensor(base[0], device=device).narrow(-1, -2, 2).numpy(),
+                                  base[0, 1:])
+    with pytest.raises(ValueError, match="only axis 0"):
+        t.narrow(-1, 0, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        t.narrow(0, -5, 1)
 
 
 def test_caching_allocator_reuses_freed_blocks(device):

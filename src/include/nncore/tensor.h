@@ -79,6 +79,8 @@ class Tensor {
   Tensor narrow_rows(int64_t start, int64_t length) const;
   Tensor to(Device device) const;            // copy (or self when already there)
   Tensor clone() const;
+  // Sets every byte to 0 (0.0f and int 0 alike), any dtype, on the tensor's device.
+  void zero_();
   // Copies src's bytes into this tensor (same numel and dtype, any devices).
   void copy_from(const Tensor& src);
   // Host pointer -> this tensor / this tensor -> host pointer (nbytes() bytes).
