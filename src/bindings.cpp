@@ -181,7 +181,7 @@ struct DLPackExport {
 };
 
 // (kDLCPU, 0), or (kDLCUDA, the device nncore runs on).
-DLDevice dlpack_device(const Tensor& t) {
+DLDevice dlpack_device([[maybe_unused]] const Tensor& t) {
 #ifdef NNCORE_WITH_CUDA
   if (t.device() == Device::cuda) return {kDLCUDA, cuda::current_device()};
 #endif

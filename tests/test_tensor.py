@@ -239,6 +239,18 @@ def test_deepcopy_of_a_model_is_independent(device):
     assert not np.array_equal(twin(x).numpy(), model(x).numpy())
 
 
+def test_deepcopy_and_pickle_of_a_trained_model_keep_the_used_up_state(device):
+    """A copy taken after a backward still says so clearly on a second backward (the markers
+    of saved state survive copying), and a pickled model predicts the same."""
+    model = nc.models.mlp(4, 3, 2, device=device)
+    x = nc.tensor(np.random.default_rng(0).standard_normal((5, 4)), device=device)
+    model.backward(model(x), need_dx=False)  # any gradient will do
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with pytest.raises(RuntimeError, match="backward already ran"):
+            twin.backward(nc.zeros((5, 2), device=device), need_dx=False)
+        np.testing.assert_array_equal(twin(x).numpy(), model(x).numpy())
+
+
 def test_to_same_device_is_equivalent(device):
     t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
     u = t.to(device)

@@ -19,13 +19,33 @@ from nncore import Tensor, ops
 
 from ..training import TrainingMixin
 
+class _Marker:
+    """A named stand-in for saved state; copies and pickles of a model keep the very object
+    (``is`` tests stay true in a deep copy)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __reduce__(self):
+        return self.name  # pickle and copy by reference to this module's global
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 # What a layer holds for backward when Sequential ran its forward inside a neighbour's fused op
 # and nothing it could use was kept (a ReLU between a Conv2d and the 2x2 max pool fused into it).
-FUSED_AWAY = object()
+FUSED_AWAY = _Marker("FUSED_AWAY")
 # What a layer holds once its backward has used what the last forward kept (PyTorch frees its
 # graph the same way): a second backward, or a module used twice in one forward, then raises
 # instead of computing gradients from the wrong inputs.
-CONSUMED = object()
+CONSUMED = _Marker("CONSUMED")
 
 
 class Parameter:
