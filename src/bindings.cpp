@@ -438,6 +438,24 @@ PYBIND11_MODULE(_C, m) {
         return t.size(0);
       })
       .def("numpy", &tensor_to_numpy)
+      // NumPy's protocol (np.asarray, np.array): .numpy()'s view on the CPU, its copy from a GPU;
+      // copy=False where only a copy would do is NumPy 2's ValueError, not a silent copy.
+      .def("__array__", [](const py::object& self, const py::object& dtype,
+                           const py::object& copy) -> py::object {
+        const Tensor& t = self.cast<const Tensor&>();
+        const bool must_copy = !copy.is_none() && copy.cast<bool>();
+        const bool may_copy = copy.is_none() || must_copy;
+        const bool converts = !dtype.is_none() &&
+                              !py::dtype::from_args(dtype).equal(numpy_dtype(t.dtype()));
+        if (!may_copy && (t.device() != Device::cpu || converts))
+          throw ValueError(concat("__array__: copy=False, but a ", device_name(t.device()),
+                                  converts ? " tensor converted to another dtype" : " tensor",
+                                  " can only be had as a copy"));
+        py::object array = tensor_to_numpy(self);
+        if (converts) return array.attr("astype")(dtype);
+        if (must_copy && t.device() == Device::cpu) return array.attr("copy")();
+        return array;
+      }, py::arg("dtype") = py::none(), py::arg("copy") = py::none())
       .def("to", [](const Tensor& t, const std::string& device) { return t.to(parse_device(device)); },
            py::arg("device"))
       .def("reshape", [](const Tensor& t, const py::args& args) {

@@ -251,6 +251,31 @@ def test_deepcopy_and_pickle_of_a_trained_model_keep_the_used_up_state(device):
         np.testing.assert_array_equal(twin(x).numpy(), model(x).numpy())
 
 
+def test_numpy_array_protocol(device):
+    """np.asarray(t) is .numpy(): a view on the CPU, a copy from a GPU (not an element-by-element
+    walk through indexing); np.array copies; a dtype converts; copy=False that cannot hold is
+    NumPy 2's ValueError."""
+    t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
+    viewed = np.asarray(t)
+    np.testing.assert_array_equal(viewed, np.arange(6).reshape(2, 3))
+    copied = np.array(t)
+    converted = np.asarray(t, dtype=np.float64)
+    assert converted.dtype == np.float64
+    np.testing.assert_array_equal(converted, viewed)
+    t.fill_(7.0)
+    assert np.all(copied != 7.0) and np.all(converted != 7.0)
+    assert np.all(viewed == 7.0) == (device == "cpu")
+    if device == "cpu":
+        assert np.shares_memory(np.asarray(t, copy=False), viewed)
+    else:
+        with pytest.raises(ValueError, match="copy=False, but a cuda tensor"):
+            np.asarray(t, copy=False)
+    with pytest.raises(ValueError):  # NumPy's or ours: a float64 array needs a copy
+        np.asarray(t, dtype=np.float64, copy=False)
+    ints = np.asarray(nc.tensor(np.arange(3, dtype=np.int32), device=device))
+    assert ints.dtype == np.int32 and ints.tolist() == [0, 1, 2]
+
+
 def test_to_same_device_is_equivalent(device):
     t = nc.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
     u = t.to(device)
