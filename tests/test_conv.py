@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import sys
 import textwrap
@@ -204,6 +205,42 @@ def test_im2col_buffer_allocation_failure_is_a_memory_error():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "MemoryError", result.stderr
+
+
+@pytest.mark.parametrize("kernel", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("cin,k", [(2, 2), (1, 3), (6, 3), (1, 4)])  # K = 8, 9, 54, 16 taps
+def test_direct_weight_gradient_reads_only_written_tap_offsets(kernel, cin, k):
+    """The direct algorithm's weight gradient takes dot tiles of 6 taps (AVX2, generic) or 8
+    (AVX-512) over the K = C*kh*kw tap offsets, which were zero-padded only to a multiple of 8:
+    at K = 8 or 16 a 6-tap tile read offsets that were never written, and with a scratch block
+    left holding other data they pointed anywhere (SIGSEGV; found by fuzzing against PyTorch).
+    A child process, so that a crash fails this test rather than ending the run; the kernel
+    is clamped to what the CPU runs."""
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np, nncore as nc
+        from nncore import ops
+        nc._C._force_cpu_gemm_kernel("{kernel}")
+        nc._C._force_cpu_conv_algorithm("direct")
+        junk = [nc.tensor(np.full(s, 1e9, np.float32)) for s in range(1, 20000, 3)]
+        del junk  # the allocator's cache now holds blocks full of 1e9
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((3, {cin}, 7, 5)).astype(np.float32)
+        w = rng.standard_normal((2, {cin}, {k}, {k})).astype(np.float32)
+        dy = rng.standard_normal((3, 2, 10 - {k}, 8 - {k})).astype(np.float32)
+        dw = nc.zeros(w.shape)
+        ops.conv2d_backward(nc.tensor(x), nc.tensor(w), nc.tensor(dy), dw, None, 1, 1, 1, 1,
+                            False)
+        np.save(sys.stdout.buffer, dw.numpy())
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    dw = np.load(io.BytesIO(result.stdout))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, cin, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((2, cin, k, k)).astype(np.float32)
+    dy = rng.standard_normal((3, 2, 10 - k, 8 - k)).astype(np.float32)
+    assert_close(dw, ref.conv2d_backward(x, w, dy, 1, 1, 1, 1)[1], rtol=1e-5)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=IDS)

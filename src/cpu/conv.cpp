@@ -325,8 +325,8 @@ void im2col_backward(const float* x, const float* w, const GradSource& grad, int
 // ---- direct (stride 1) ---------------------------------------------------------------------
 
 using conv_direct::kGroupRows;
-using conv_direct::kMaxDotTaps;
 using conv_direct::kMaxLanes;
+using conv_direct::padded_taps;
 
 // The kernel family follows the SGEMM's choice (and so NNCORE_CPU_KERNEL / its forcing).
 const conv_direct::Kernels& direct_kernels() {
@@ -378,7 +378,7 @@ struct DirectPlan {
     weights = 0;
     off = weights + round_line(backward ? in_groups * kGroupRows * flip_taps
                                         : out_groups * kGroupRows * K);
-    off_flip = off + round_line(round_up(K, kMaxDotTaps));
+    off_flip = off + round_line(padded_taps(K));
     per_thread_at = off_flip + (backward ? round_line(flip_taps) : 0);
     per_thread = backward ? p.images * (x_image + g_image) + in_groups * kGroupRows * dx_ld
                           : x_image + out_groups * kGroupRows * out_ld;
@@ -434,9 +434,9 @@ void pad_image(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int6
       std::memcpy(xpad + c * plane + (h + ph) * Wp + pw, x + (c * H + h) * W, sizeof(float) * W);
 }
 
-// off[k] = c*plane + i*Wp + j for tap k = (c*kh + i)*kw + j; zero past K up to a whole dot tile.
+// off[k] = c*plane + i*Wp + j for tap k = (c*kh + i)*kw + j; zero past K (padded_taps).
 void tap_offsets(const DirectPlan& d, int64_t kh, int64_t kw, int32_t* off) {
-  for (int64_t k = 0; k < round_up(d.K, kMaxDotTaps); ++k) {
+  for (int64_t k = 0; k < padded_taps(d.K); ++k) {
     const int64_t c = k / (kh * kw), i = k / kw % kh, j = k % kw;
     off[k] = k < d.K ? static_cast<int32_t>(c * d.plane + i * d.Wp + j) : 0;
   }

@@ -24,6 +24,11 @@ constexpr int kGroupRows = 6;
 constexpr int kMaxLanes = 16;
 constexpr int kMaxDotTaps = 8;
 
+// How many tap offsets the driver writes for K taps (zero past K): a dot tile of any family's
+// width that starts below K reads at most this far. (Rounding K up to kMaxDotTaps is not enough:
+// 6-tap tiles at K = 8 read offsets 8..11.)
+constexpr int64_t padded_taps(int64_t K) { return K + kMaxDotTaps - 1; }
+
 struct Kernels {
   const char* name;
   int lanes;  // floats per vector
@@ -36,8 +41,8 @@ struct Kernels {
   int dot_taps;  // taps per inner-product tile (<= kMaxDotTaps)
   // dw[r*ldw + k] += sum_{n < images} sum_{p < nvec*lanes} g[n*g_image + r*g_row + p] *
   //                  x[n*x_image + off[k] + p]
-  // for r < rows (<= dot_rows; g rows up to dot_rows must be readable) and k < K; off must be
-  // readable up to K rounded up to dot_taps.
+  // for r < rows (<= dot_rows; g rows up to dot_rows must be readable) and k < K; off must hold
+  // valid offsets (0 past K) up to K rounded up to dot_taps: padded_taps(K) of them do.
   void (*shifted_dot)(const float* g, int64_t g_row, int64_t g_image, const float* x,
                       int64_t x_image, const int32_t* off, int64_t K, int64_t nvec,
                       int64_t images, float* dw, int64_t ldw, int rows);
