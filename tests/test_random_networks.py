@@ -8,10 +8,12 @@ Tolerance rule (`check`): nncore float32 is compared with PyTorch float64 (the e
 to ~1e-16), and may differ by rtol * (S + max|ref|) + 8 * max|torch float32 - ref|. S is the
 sum of |terms| of the float64 dot products (`gradient_terms`) for parameter gradients, |ref|
 elsewhere; max|ref| stands in for it where terms cancel (as in reference.assert_close).
-rtol = depth * dot_tol(K) for the longest reduction K in the network: float32 rounding of each
-dot product relative to its sum of |terms|, added up over the layers it flows through. The
-last term admits what cancellation costs any float32 implementation: PyTorch's own float32
-error on the same problem, with margin.
+rtol = 2 * depth * dot_tol(K) for the longest reduction K in the network: float32 rounding of
+each dot product relative to its sum of |terms|, added up over the layers it flows through,
+twice over for the rounding of the dy each layer receives, which S does not track (a
+saturated Tanh's 1 - y^2 from a rounded y: one seed in 3,000 needed 1.13 times the single
+bound). The last term admits what cancellation costs any float32 implementation: PyTorch's
+own float32 error on the same problem, with margin.
 """
 import numpy as np
 import pytest
@@ -172,7 +174,7 @@ def run_case(device, seed):
     # longest reduction: a fan-in, or batch * output pixels of a weight gradient (images start
     # at <= 12 x 12 and grow by <= 1 per layer)
     K = max([in_shape[0] * 16 * 16] + [p[0].numel() for p in nets[0].parameters()])
-    rtol = depth * ref.dot_tol(K)
+    rtol = 2 * depth * ref.dot_tol(K)
     sgd = dict(lr=float(rng.choice([0.01, 0.1, 0.5])), momentum=float(rng.choice([0.5, 0.9])),
                nesterov=bool(rng.random() < 0.5), weight_decay=float(rng.choice([0, 0.01, 0.3])))
     optimizers = ([NO.SGD(net, **sgd)] + [torch.optim.SGD(t.parameters(), **sgd) for t in nets]
