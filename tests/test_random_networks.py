@@ -73,11 +73,7 @@ def spatial_layers(rng, shape, depth):
         return [("AvgPool2d", (k, s, p), {"count_include_pad": bool(rng.random() < 0.5)})], shape
     if kind == "act" or depth == 0:
         return [(*activation(rng), {})], shape
-    inner = []
-    for _ in range(int(rng.integers(1, 3))):
-        layers, shape = spatial_layers(rng, shape, depth - 1)
-        inner += layers
-    return [("Sequential", inner, {})], shape
+    return nested(rng, spatial_layers, shape, depth)
 
 
 def dense_layers(rng, features, depth):
@@ -89,11 +85,16 @@ def dense_layers(rng, features, depth):
         return layers + [("ReLU", (), {})] * (kind == "linear_relu"), out
     if kind == "act" or depth == 0:
         return [(*activation(rng), {})], features
+    return nested(rng, dense_layers, features, depth)
+
+
+def nested(rng, make_layers, shape, depth):
+    """A Sequential of 1-2 runs of make_layers (one level deeper), and its output shape."""
     inner = []
     for _ in range(int(rng.integers(1, 3))):
-        layers, features = dense_layers(rng, features, depth - 1)
+        layers, shape = make_layers(rng, shape, depth - 1)
         inner += layers
-    return [("Sequential", inner, {})], features
+    return [("Sequential", inner, {})], shape
 
 
 def random_network(rng):

@@ -30,13 +30,7 @@ class _Marker:
         return self.name
 
     def __reduce__(self):
-        return self.name  # pickle and copy by reference to this module's global
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
+        return self.name  # pickle, copy and deepcopy by reference to this module's global
 
 
 # What a layer holds for backward when Sequential ran its forward inside a neighbour's fused op
