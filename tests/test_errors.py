@@ -2,7 +2,11 @@
 crashes the process."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -439,3 +443,58 @@ def test_memory_functions_reject_unknown_devices(call):
         with pytest.raises(ValueError, match=f"unknown device '{name}'"):
             call(name)
     call("cpu")
+
+
+# Ops whose kernels took buffers inside a parallel region (a GEMM at two threads, or the GEMM of
+# each conv pass), with operands that make those buffers large. (setup, the op)
+ALLOCATING_OPS = {
+    "gemm-rows": ("a, b, c = T(4096, 512), T(512, 64), T(4096, 64)", "ops.gemm_(a, b, c)"),
+    "gemm-shared-panel": ("a, b, c = T(2000, 520), T(520, 2048), T(2000, 2048)",
+                          "ops.gemm_(a, b, c)"),
+    **{f"conv-{algo}-{way}": (
+        f"nc._C._force_cpu_conv_algorithm('{algo}')\n"
+        "x, w, dy, dw = T(32, 64, 16, 16), T(128, 64, 3, 3), T(32, 128, 14, 14), T(128, 64, 3, 3)",
+        "ops.conv2d_forward(x, w, None, 1, 1, 0, 0)" if way == "forward" else
+        "ops.conv2d_backward(x, w, dy, dw, None, 1, 1, 0, 0, True, None)")
+       for algo in ("im2col", "direct") for way in ("forward", "backward")},
+}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux")
+@pytest.mark.parametrize("case", sorted(ALLOCATING_OPS))
+def test_allocation_failure_inside_a_kernel_is_a_memory_error(case):
+    """An allocation failing anywhere in an op raises MemoryError. The GEMM took its packing
+    buffers inside its OpenMP region, where bad_alloc called std::terminate (SIGABRT); so did
+    the GEMM of each conv pass, whose threads also first touched their thread_local scratch
+    there (glibc aborts when it cannot allocate a library's thread-local block). The calling
+    thread now takes them before the region, and a pass's GEMM packs into the conv's workspace.
+    A child process runs the op under address-space limits from the memory in use upward, in
+    32 KiB steps, until it succeeds: every large allocation of the op fails in turn, and each
+    try must raise MemoryError (or succeed). Allocations of 64 KiB and more are mapped alone (a
+    fixed glibc mmap threshold), so one that fails takes nothing from the first MiB of the
+    margin, which is left for small ones: libgomp exits the process when those fail."""
+    setup, op = ALLOCATING_OPS[case]
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np, nncore as nc
+        from nncore import ops
+        def T(*shape):
+            return nc.tensor(np.ones(shape, np.float32))
+        ops.gemm_(T(64, 512), T(512, 64), T(64, 64))  # the OpenMP threads start before the limits
+        {setup}
+        used = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+        for margin in range(1 << 20, 256 << 20, 32 << 10):
+            resource.setrlimit(resource.RLIMIT_AS, (used + margin, resource.RLIM_INFINITY))
+            try:
+                {op}
+            except MemoryError:
+                continue
+            print("succeeded at", margin >> 10, "KiB")
+            break
+    """).format(setup=setup, op=op)
+    env = dict(os.environ, OMP_NUM_THREADS="2", MALLOC_MMAP_THRESHOLD_=str(64 << 10))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    margin_kib = int(result.stdout.split()[2])
+    assert margin_kib > 1024, "the op fit in the first MiB: the limits tested nothing"

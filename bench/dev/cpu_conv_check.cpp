@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +40,15 @@ std::vector<float> random_floats(std::mt19937& gen, size_t n) {
   return v;
 }
 
+// Scratch of n floats holding a NaN whose bits, read as an int32 offset, are 2143292333: what a
+// kernel reads before writing shows up as NaN results or a wild (ASan-reported) access.
+std::vector<float> poisoned_scratch(int64_t n) {
+  const uint32_t bits = 0x7fc00badu;
+  float poison;
+  std::memcpy(&poison, &bits, sizeof poison);
+  return std::vector<float>(static_cast<size_t>(n), poison);
+}
+
 // One forward + backward with buffers of exactly the sizes the kernels are told about.
 Result run(const Shape& s, bool relu, bool pool, bool need_dx, const std::vector<float>& x,
            const std::vector<float>& w, const std::vector<float>& b,
@@ -49,8 +59,8 @@ Result run(const Shape& s, bool relu, bool pool, bool need_dx, const std::vector
   Result r;
   r.y.resize(out);
   r.argmax.resize(pool ? out : 0);
-  std::vector<float> scratch(conv2d_scratch_floats(s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph,
-                                                   s.pw, s.sh, s.sw, OH, OW, false, pool));
+  std::vector<float> scratch = poisoned_scratch(conv2d_scratch_floats(
+      s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, false, pool));
   conv2d_forward(x.data(), w.data(), b.data(), s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph, s.pw,
                  s.sh, s.sw, OH, OW, relu, r.y.data(), pool ? r.argmax.data() : nullptr,
                  scratch.data());
@@ -59,8 +69,8 @@ Result run(const Shape& s, bool relu, bool pool, bool need_dx, const std::vector
   r.dx.resize(need_dx ? x.size() : 0);
   std::vector<float> dy(pool ? dy_pool.begin() : dy_full.begin(),
                         pool ? dy_pool.begin() + out : dy_full.begin() + out);
-  std::vector<float> back(conv2d_scratch_floats(s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph,
-                                                s.pw, s.sh, s.sw, OH, OW, true, pool));
+  std::vector<float> back = poisoned_scratch(conv2d_scratch_floats(
+      s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph, s.pw, s.sh, s.sw, OH, OW, true, pool));
   const int64_t skipped = conv2d_backward(
       x.data(), w.data(), dy.data(), relu ? r.y.data() : nullptr,
       pool ? r.argmax.data() : nullptr, s.N, s.C, s.H, s.W, s.cout, s.kh, s.kw, s.ph, s.pw, s.sh,
@@ -89,6 +99,7 @@ int main() {
       {1, 2, 36, 35, 3, 3, 3, 1, 1, 1, 1},   {3, 2, 13, 11, 5, 3, 2, 2, 1, 1, 0},
       {23, 6, 14, 14, 5, 5, 5, 1, 1, 0, 0},  {29, 1, 28, 28, 3, 5, 5, 1, 1, 2, 2},
       {1, 1, 2, 2, 2, 1, 1, 1, 1, 0, 0},     {2, 16, 10, 10, 13, 3, 3, 3, 3, 2, 2},
+      {3, 2, 7, 5, 4, 2, 2, 1, 1, 0, 0},     {2, 1, 9, 9, 3, 4, 4, 1, 1, 1, 1},  // K = 8, 16
   };
   const char* kernels[] = {"avx512", "avx2", "generic"};
   std::mt19937 gen(7);

@@ -1,17 +1,20 @@
 // Standalone correctness + timing harness for nncore::cpu::sgemm (not part of the library).
 //   g++ -O3 -std=c++17 -fopenmp -Isrc/include src/cpu/sgemm*.cpp bench/dev/cpu_sgemm_check.cpp
 //       -o /tmp/sgemm_check
-//   /tmp/sgemm_check check        every kernel path x {1, 2, 4} threads vs a double reference
+//   /tmp/sgemm_check check        every kernel path x {1, 2, 4} threads vs a double reference,
+//                                 and sgemm_serial (threads=0) with its exact scratch
 //   /tmp/sgemm_check bench [kernel]  GFLOP/s for square 128..2048 and the training shapes
 //   /tmp/sgemm_check shape M N K ta tb [kernel]   one shape (for perf record)
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,7 +33,8 @@ struct Case {
 
 std::mt19937 rng(1234);
 
-bool run_case(const Case& c, std::string* why) {
+// serial: sgemm_serial into a heap block of exactly sgemm_serial_scratch_floats (ASan: overruns).
+bool run_case(const Case& c, bool serial, std::string* why) {
   const int64_t arows = c.ta ? c.K : c.M, acols = c.ta ? c.M : c.K;
   const int64_t brows = c.tb ? c.N : c.K, bcols = c.tb ? c.K : c.N;
   const int64_t lda = acols + c.pad, ldb = bcols + c.pad, ldc = c.N + c.pad;
@@ -46,8 +50,15 @@ bool run_case(const Case& c, std::string* why) {
                        : c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN()
                                         : U(rng);
   std::vector<float> C0 = C;
-  nncore::cpu::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
-                     C.data(), ldc);
+  if (serial) {
+    const auto scratch = std::make_unique<float[]>(
+        static_cast<size_t>(nncore::cpu::sgemm_serial_scratch_floats(c.ta, c.tb, c.M, c.N, c.K)));
+    nncore::cpu::sgemm_serial(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb,
+                              c.beta, C.data(), ldc, scratch.get());
+  } else {
+    nncore::cpu::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
+                       C.data(), ldc);
+  }
   const double tol = 1e-5 * std::sqrt(static_cast<double>(std::max<int64_t>(c.K, 1))) + 1e-6;
   for (int64_t i = 0; i < c.M; ++i) {
     for (int64_t j = 0; j < ldc; ++j) {
@@ -120,12 +131,12 @@ int check() {
   int failures = 0;
   for (const char* kern : {"avx512", "avx2", "generic"}) {
     nncore::cpu::sgemm_force_kernel(kern);
-    for (int threads : {1, 2, 4}) {
-      omp_set_num_threads(threads);
+    for (int threads : {0, 1, 2, 4}) {  // 0: sgemm_serial
+      omp_set_num_threads(std::max(threads, 1));
       int bad = 0;
       for (const Case& c : cases) {
         std::string why;
-        if (!run_case(c, &why)) {
+        if (!run_case(c, threads == 0, &why)) {
           if (++bad <= 5)
             std::printf("FAIL %s t=%d ta=%d tb=%d M=%lld N=%lld K=%lld a=%g b=%g pad=%lld: %s\n",
                         nncore::cpu::sgemm_kernel_name(), threads, c.ta, c.tb, (long long)c.M,

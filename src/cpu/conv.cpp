@@ -30,6 +30,7 @@
 #include "conv_direct.h"
 #include "nncore/kernels.h"
 #include "pool_2x2.h"
+#include "region_errors.h"
 #include "sgemm.h"
 #include "vector_math.h"
 #include "wide_vectors.h"
@@ -65,18 +66,22 @@ Passes plan_passes(int64_t N, int64_t bytes_per_image) {
 
 constexpr int64_t round_line(int64_t floats) { return round_up(floats, 16); }
 
-// Runs pass(index, thread) for every pass: spread over threads, or in turn.
+// Runs pass(index, thread) for every pass: spread over threads, or in turn. A pass's GEMM may
+// fail to allocate its packing buffers: the error is raised after the region.
 template <typename PassFn>
 void run_passes(const Passes& p, PassFn pass) {
   if (p.threads > 1) {
+    RegionErrors errors;
 #pragma omp parallel for schedule(static) num_threads(static_cast<int>(p.threads))
     for (int64_t i = 0; i < p.count; ++i) {
 #ifdef _OPENMP
-      pass(i, omp_get_thread_num());
+      const int thread = omp_get_thread_num();
 #else
-      pass(i, 0);
+      const int thread = 0;
 #endif
+      errors.run([&] { pass(i, thread); });
     }
+    errors.rethrow();
   } else {
     for (int64_t i = 0; i < p.count; ++i) pass(i, 0);
   }
@@ -245,17 +250,43 @@ struct GradPartials {
 
 // ---- im2col + GEMM -------------------------------------------------------------------------
 
-// Scratch: per thread the columns (col_rows x pass) and the (Cout x pass) GEMM output / g_cn,
-// each region a whole number of 64-byte lines (threads never share a line); then, backward,
-// the gradient partial sums.
+// Scratch: per thread the columns (col_rows x pass), the (Cout x pass) GEMM output / g_cn and,
+// when the passes run in parallel, the packing buffers of the pass's GEMMs (sgemm_serial), each
+// region a whole number of 64-byte lines (threads never share a line); then, backward, the
+// gradient partial sums.
 struct Im2colPlan {
   Passes p;
-  int64_t per_thread, partials, total;  // offsets/sizes in floats
+  int64_t per_thread, gemm_at, partials, total;  // offsets/sizes in floats
   Im2colPlan(int64_t N, int64_t col_rows, int64_t cout, int64_t spatial, bool backward)
       : p(plan_passes(N, col_rows * spatial * 4)) {
-    per_thread = round_line((col_rows + cout) * p.images * spatial);
+    gemm_at = round_line((col_rows + cout) * p.images * spatial);
+    int64_t gemm = 0;
+    if (p.threads > 1) {
+      for (const int64_t images : {p.images, N - (p.count - 1) * p.images}) {  // a full, the last
+        const int64_t cols = images * spatial;
+        if (backward) {  // dW += g_c col^T, dcol = W^T g_c
+          gemm = std::max({gemm, sgemm_serial_scratch_floats(false, true, cout, col_rows, cols),
+                           sgemm_serial_scratch_floats(true, false, col_rows, cols, cout)});
+        } else {  // y_cn = W col
+          gemm = std::max(gemm, sgemm_serial_scratch_floats(false, false, cout, cols, col_rows));
+        }
+      }
+    }
+    per_thread = gemm_at + round_line(gemm);
     partials = p.threads * per_thread;
     total = partials + (backward ? GradPartials::floats(p, cout * col_rows, cout) : 0);
+  }
+
+  // The pass's GEMM: alone on its thread, packing into the thread's scratch, when the passes run
+  // in parallel; else over every thread, as the passes run in turn.
+  void gemm(float* thread_scratch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+            int64_t ldc) const {
+    if (p.threads > 1)
+      sgemm_serial(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc,
+                   thread_scratch + gemm_at);
+    else
+      sgemm(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
   }
 };
 
@@ -266,7 +297,8 @@ void im2col_forward(const float* x, const float* w, const OutputSink& sink, int6
   const Im2colPlan plan(N, col_rows, cout, spatial, false);
   const Passes& p = plan.p;
   run_passes(p, [&](int64_t i, int thread) {
-    float* col = scratch + thread * plan.per_thread;
+    float* const thread_scratch = scratch + thread * plan.per_thread;
+    float* col = thread_scratch;
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
     float* y_pass = sink.y + n0 * cout * spatial;
     // (Cout, images, OH*OW) is already NCHW when either outer axis has length 1: then the
@@ -274,7 +306,8 @@ void im2col_forward(const float* x, const float* w, const OutputSink& sink, int6
     const bool nchw = (images == 1 || cout == 1) && sink.argmax == nullptr;
     float* y_cn = nchw ? y_pass : col + col_rows * p.images * spatial;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
-    sgemm(false, false, cout, cols, col_rows, 1.0f, w, col_rows, col, cols, 0.0f, y_cn, cols);
+    plan.gemm(thread_scratch, false, false, cout, cols, col_rows, w, col_rows, col, cols, 0.0f,
+              y_cn, cols);
     if (nchw && sink.b == nullptr && !sink.relu) return;
     for (int64_t o = 0; o < cout; ++o) {  // y[n, o] from y_cn[o, n]
       for (int64_t n = 0; n < images; ++n) {
@@ -293,7 +326,8 @@ void im2col_backward(const float* x, const float* w, const GradSource& grad, int
   const Passes& p = plan.p;
   const GradPartials partials(p, cout * col_rows, cout, scratch + plan.partials, db != nullptr);
   run_passes(p, [&](int64_t i, int thread) {
-    float* col = scratch + thread * plan.per_thread;
+    float* const thread_scratch = scratch + thread * plan.per_thread;
+    float* col = thread_scratch;
     float* dw_sum = partials.dw_for(thread, dw);
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0), cols = images * spatial;
     // g_c (Cout, images*OH*OW): dy itself when the layouts coincide and nothing is masked.
@@ -313,10 +347,12 @@ void im2col_backward(const float* x, const float* w, const GradSource& grad, int
     const float* g_c = in_place ? grad.dy + n0 * cout * spatial : g_cn;
     im2col(x + n0 * image, images, C, H, W, kh, kw, ph, pw, sh, sw, col);
     // dW += g_c col^T
-    sgemm(false, true, cout, col_rows, cols, 1.0f, g_c, cols, col, cols, 1.0f, dw_sum, col_rows);
+    plan.gemm(thread_scratch, false, true, cout, col_rows, cols, g_c, cols, col, cols, 1.0f,
+              dw_sum, col_rows);
     if (dx == nullptr) return;
     // dcol = W^T g_c into col's memory (col is used up), then dx = col2im(dcol).
-    sgemm(true, false, col_rows, cols, cout, 1.0f, w, col_rows, g_c, cols, 0.0f, col, cols);
+    plan.gemm(thread_scratch, true, false, col_rows, cols, cout, w, col_rows, g_c, cols, 0.0f,
+              col, cols);
     col2im(col, images, C, H, W, kh, kw, ph, pw, sh, sw, dx + n0 * image);
   });
   partials.finish(dw, cout * col_rows, db, cout);

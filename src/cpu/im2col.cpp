@@ -13,10 +13,6 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "nncore/kernels.h"
 #include "region_errors.h"
 #include "wide_vectors.h"
@@ -40,17 +36,6 @@ inline WindowSpan windows_on_image(int64_t size, int64_t kernel, int64_t stride,
   const int64_t lo = std::clamp<int64_t>(ceil_div(pad - kernel + 1, stride), 0, out);
   const int64_t hi = size > 0 ? std::min(out, ceil_div(pad + size, stride)) : lo;
   return {lo, std::max(lo, hi)};
-}
-
-// [begin, end) of `items` for the calling thread of the current team: contiguous, sizes differ
-// by at most one.
-inline void this_thread_range(int64_t items, int64_t& begin, int64_t& end) {
-  int t = 0, nt = 1;
-#ifdef _OPENMP
-  t = omp_get_thread_num();
-  nt = omp_get_num_threads();
-#endif
-  split_range(items, nt, t, &begin, &end);
 }
 
 // dst[0, n) = src[0, n), n >= lanes of Vec: the last chunk is pulled back to end at n and
@@ -289,11 +274,9 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
   const int64_t w0 = std::max<int64_t>(0, q0 - pw), w1 = std::min(W, q0 + box_w - pw);
   const int64_t items = N * C * kh;
   const bool parallel = rows * cols > kParallelMin;
-  RegionErrors errors;
-#pragma omp parallel if (parallel)
-  errors.run([&] {
+  run_on_team(parallel, [&](int thread, int threads) {
     int64_t begin, end;
-    this_thread_range(items, begin, end);
+    split_range(items, threads, thread, &begin, &end);
     std::vector<float> buf;  // zero-bordered copy of the current plane's box
     if (buffered && begin < end) buf.assign(static_cast<size_t>(box_h * box_w), 0.0f);
     int64_t buffered_plane = -1;
@@ -330,7 +313,6 @@ void im2col(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
                      out + hs.lo * OW + ws.lo, OW, cols);
     }
   });
-  errors.rethrow();
 }
 
 // x[n, c, h, w] = sum over taps (i, j) with h = oh*sh - ph + i, w = ow*sw - pw + j (oh, ow in
@@ -368,11 +350,9 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
   const int64_t c0 = std::min(ws.lo * sw, pw), c1 = std::max((ws.hi - 1) * sw + kw, pw + W);
   const bool buffered = c0 < pw || c1 > pw + W;
   const int64_t ld = c1 - c0;
-  RegionErrors errors;
-#pragma omp parallel if (parallel)
-  errors.run([&] {
+  run_on_team(parallel, [&](int thread, int threads) {
     int64_t begin, end;
-    this_thread_range(items, begin, end);
+    split_range(items, threads, thread, &begin, &end);
     std::vector<float> buf;  // accumulator with zero column borders
     if (buffered && begin < end) buf.resize(static_cast<size_t>(block * ld));
     for (int64_t item = begin; item < end; ++item) {
@@ -398,7 +378,6 @@ void col2im(const float* col, int64_t N, int64_t C, int64_t H, int64_t W, int64_
       if (buffered) copy_rows(x_rows, W, acc + pw - c0, ld, h1 - h0, W);
     }
   });
-  errors.rethrow();
 }
 
 }  // namespace nncore::cpu

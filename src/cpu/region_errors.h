@@ -5,6 +5,10 @@
 #include <exception>
 #include <mutex>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace nncore::cpu {
 
 class RegionErrors {
@@ -26,5 +30,23 @@ class RegionErrors {
   std::mutex mutex_;
   std::exception_ptr first_;
 };
+
+// Runs body(thread, threads) on every thread of a new parallel region, errors raised after it;
+// or body(0, 1) on the calling thread when not `parallel` or already inside a region (an
+// if(false) or nested region still builds a team of one: a heap allocation per call, e.g. per
+// conv pass).
+template <typename Body>
+void run_on_team(bool parallel, Body&& body) {
+#ifdef _OPENMP
+  if (parallel && !omp_in_parallel()) {
+    RegionErrors errors;
+#pragma omp parallel
+    errors.run([&] { body(omp_get_thread_num(), omp_get_num_threads()); });
+    errors.rethrow();
+    return;
+  }
+#endif
+  body(0, 1);
+}
 
 }  // namespace nncore::cpu

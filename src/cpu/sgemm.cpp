@@ -81,13 +81,18 @@ void sgemm_tile_generic_6x8(int64_t kc, const float* a, const float* b, int64_t 
 }
 
 
-// ---- scratch: thread_local, 64-byte aligned, grow-only (never freed until thread exit) ------
+// ---- scratch: the calling thread's, 64-byte aligned, grow-only (freed at thread exit) -------
+// One call's packing buffers, for all of its threads, are taken by the calling thread before any
+// parallel region: an exception leaving a region (bad_alloc) would terminate the process. (A
+// caller inside a region passes its own: sgemm_serial.)
 struct Scratch {
   float* data = nullptr;
   size_t capacity = 0;  // in floats
   float* get(size_t floats) {
     if (floats > capacity) {
       std::free(data);
+      data = nullptr;
+      capacity = 0;
       const size_t bytes = ((floats * sizeof(float) + 63) / 64) * 64;
       data = static_cast<float*>(std::aligned_alloc(64, bytes));
       if (data == nullptr) throw std::bad_alloc();
@@ -97,9 +102,10 @@ struct Scratch {
   }
   ~Scratch() { std::free(data); }
 };
-thread_local Scratch t_a_panel;  // packed A slivers (a shared panel: the team's master's)
-thread_local Scratch t_b_chunk;  // this thread's packed B chunk
-thread_local Scratch t_c_partial;  // split-K: this thread's partial product
+thread_local Scratch t_scratch;
+
+// Per-thread slices of the scratch start on a new 128-byte line pair (no false sharing).
+constexpr size_t round_slice(size_t floats) { return (floats + 31) / 32 * 32; }
 
 // ---- packing -------------------------------------------------------------------------------
 // A sliver: rows [i0, i0+m) of op(A), K range [p0, p0+kc) -> dst[k*MR + r], rows m..MR-1 zero.
@@ -257,44 +263,86 @@ struct Problem {
   int64_t ldc;
 };
 
+// Equal K blocks, not a short tail: the K step, a multiple of 8. Slivers sit kc_even apart in
+// the A panel for every block (the last may be shorter), so a thread's slivers never move onto
+// another's.
+int64_t even_k_block(int64_t K, int64_t kc_max) {
+  return round_up(ceil_div(K, ceil_div(K, kc_max)), 8);
+}
+
 struct Plan {
   const MicroKernel* kern;
   int64_t kc_max, nb_max, mb_max;
+  int64_t kc_even;      // the K step: even_k_block(K, kc_max)
   int threads, tm, tn;  // threads = tm * tn
   bool direct_b;        // read B in place (not transposed, few A slivers reuse it)
-  // mb_max x kc_even, packed by all threads together; nullptr: each thread packs the A slivers
-  // it multiplies into its own panel.
-  float* shared_a_panel = nullptr;
+  // true: the tn threads of a grid row pack the mb_max x kc_even A panel together, into one
+  // shared panel; false: each thread packs the A slivers it multiplies into its own.
+  bool share_a = false;
+  // The call's scratch: the shared A panel (share_a), then a slice of slice_floats per thread.
+  float* scratch = nullptr;
+  size_t slice_floats = 0;
+
+  size_t shared_a_floats() const {
+    return share_a ? round_slice(static_cast<size_t>(mb_max * kc_even)) : 0;
+  }
+  float* slice(int tid) const { return scratch + shared_a_floats() + tid * slice_floats; }
 };
+
+// The same problem for one thread alone (no grid, no shared panel).
+Plan solo_of(const Plan& plan) {
+  Plan solo = plan;
+  solo.threads = solo.tm = solo.tn = 1;
+  solo.share_a = false;
+  return solo;
+}
+
+// What thread tid of a plan multiplies, and the scratch it packs into: its columns of C
+// [col_lo, col_hi) in chunks of `chunk`, its private A panel (a_floats; none when shared) and
+// its B chunk (b_floats; one sliver when B is read in place, for a partial last sliver).
+struct ThreadWork {
+  int64_t col_lo, col_hi, chunk;
+  int64_t a_floats, b_floats;
+  size_t slice_floats() const { return round_slice(static_cast<size_t>(a_floats + b_floats)); }
+};
+
+ThreadWork thread_work(const Problem& p, const Plan& plan, int tid) {
+  const int mr = plan.kern->mr, nr = plan.kern->nr;
+  ThreadWork w;
+  // Whole NR slivers [js, je) of C's columns.
+  int64_t js, je;
+  split_range(ceil_div(p.N, nr), plan.tn, tid % plan.tn, &js, &je);
+  w.col_lo = js * nr;
+  w.col_hi = std::min(p.N, je * nr);
+  const int64_t width = std::max<int64_t>(0, w.col_hi - w.col_lo);
+  const int64_t nchunks = width > 0 ? ceil_div(width, plan.nb_max) : 0;
+  w.chunk = nchunks > 0 ? round_up(ceil_div(width, nchunks), nr) : 0;
+  // A private panel holds this thread's slivers of one M panel: at most ceil(slivers / tm).
+  w.a_floats = plan.share_a ? 0 : ceil_div(ceil_div(plan.mb_max, mr), plan.tm) * mr * plan.kc_even;
+  w.b_floats = width == 0 ? 0 : (plan.direct_b ? 1 : ceil_div(w.chunk, nr)) * nr * plan.kc_even;
+  return w;
+}
+
+// The widest slice any thread of the plan needs.
+size_t max_slice_floats(const Problem& p, const Plan& plan) {
+  size_t floats = 0;
+  for (int tid = 0; tid < plan.threads; ++tid)
+    floats = std::max(floats, thread_work(p, plan, tid).slice_floats());
+  return floats;
+}
 
 // Everything one thread does, for the whole problem; barriers separate A packing and use.
 void run_thread(const Problem& p, const Plan& plan, int tid) {
   const MicroKernel& kern = *plan.kern;
   const int mr = kern.mr, nr = kern.nr;
   const int nt = plan.threads;
-  const int t_m = tid / plan.tn, t_n = tid % plan.tn;
-  const bool shared_a = plan.shared_a_panel != nullptr;
-
-  // This thread's columns of C: whole NR slivers [js, je).
-  int64_t js, je;
-  split_range(ceil_div(p.N, nr), plan.tn, t_n, &js, &je);
-  const int64_t col_lo = js * nr, col_hi = std::min(p.N, je * nr);
-  const int64_t width = std::max<int64_t>(0, col_hi - col_lo);
-  const int64_t nchunks = width > 0 ? ceil_div(width, plan.nb_max) : 0;
-  const int64_t chunk = nchunks > 0 ? round_up(ceil_div(width, nchunks), nr) : 0;
-
-  const int64_t nkb = ceil_div(p.K, plan.kc_max);
-  // Equal K blocks, not a short tail. Slivers sit kc_even apart in the A panel for every block
-  // (the last may be shorter), so a thread's slivers never move onto another's.
-  const int64_t kc_even = round_up(ceil_div(p.K, nkb), 8);
-  // A private panel holds this thread's slivers of one M panel: at most ceil(slivers / tm).
-  const int64_t own_slivers = ceil_div(ceil_div(plan.mb_max, mr), plan.tm);
-  float* const a_panel =
-      shared_a ? plan.shared_a_panel : t_a_panel.get(static_cast<size_t>(own_slivers * mr * kc_even));
-
-  float* b_buf = nullptr;
-  if (width > 0) b_buf = t_b_chunk.get(static_cast<size_t>(plan.direct_b ? 1 : ceil_div(chunk, nr)) *
-                                       static_cast<size_t>(nr * kc_even));
+  const int t_m = tid / plan.tn;
+  const bool shared_a = plan.share_a;
+  const ThreadWork work = thread_work(p, plan, tid);
+  const int64_t col_lo = work.col_lo, col_hi = work.col_hi, chunk = work.chunk;
+  const int64_t kc_even = plan.kc_even;
+  float* const a_panel = shared_a ? plan.scratch : plan.slice(tid);
+  float* const b_buf = plan.slice(tid) + work.a_floats;
 
   for (int64_t i0 = 0; i0 < p.M; i0 += plan.mb_max) {
     const int64_t mb = std::min(plan.mb_max, p.M - i0);
@@ -385,14 +433,39 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 }
 
 // Split-K for a small C with a long K (e.g. a convolution weight gradient, M x N = 6 x 25,
-// K = 200704): too few tiles to share, so each thread multiplies one K range into a private
-// M x N buffer, then C = beta*C + sum of the partials, summed in thread order (deterministic).
-void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
+// K = 200704): too few tiles to share, so the K range is cut into `parts`, each multiplied into a
+// private M x N partial, then C = beta*C + the sum of the partials in part order (deterministic,
+// however many threads the runtime gives).
+void sgemm_split_k(const Problem& p, const Plan& plan, int parts) {
   constexpr int kMaxSplit = 64;
-  threads = std::min(threads, kMaxSplit);
-  float* partials[kMaxSplit];
+  parts = std::min(parts, kMaxSplit);
+  const auto part_problem = [&](int part) {
+    int64_t k0, k1;
+    split_range(p.K, parts, part, &k0, &k1);
+    Problem sub = p;
+    sub.K = k1 - k0;
+    sub.A = p.trans_a ? p.A + k0 * p.lda : p.A + k0;
+    sub.B = p.trans_b ? p.B + k0 : p.B + k0 * p.ldb;
+    sub.beta = 0.0f;
+    sub.ldc = p.N;
+    return sub;
+  };
+  const auto part_plan = [&](const Problem& sub) {
+    Plan solo = solo_of(plan);
+    solo.kc_even = even_k_block(std::max<int64_t>(sub.K, 1), plan.kc_max);
+    return solo;
+  };
+  // Scratch slice of a part: its partial, then what its multiply packs into.
+  const size_t partial_floats = round_slice(static_cast<size_t>(p.M * p.N));
+  size_t slice = 0;
+  for (int part = 0; part < parts; ++part) {
+    const Problem sub = part_problem(part);
+    slice = std::max(slice, partial_floats + max_slice_floats(sub, part_plan(sub)));
+  }
+  float* const scratch = t_scratch.get(slice * parts);
+
 #ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(parts)
 #endif
   {
 #ifdef _OPENMP
@@ -400,23 +473,16 @@ void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
 #else
     const int nt = 1, tid = 0;
 #endif
-    int64_t k0, k1;
-    split_range(p.K, nt, tid, &k0, &k1);
-    Problem sub = p;
-    sub.K = k1 - k0;
-    sub.A = p.trans_a ? p.A + k0 * p.lda : p.A + k0;
-    sub.B = p.trans_b ? p.B + k0 : p.B + k0 * p.ldb;
-    sub.beta = 0.0f;
-    sub.ldc = p.N;
-    sub.C = t_c_partial.get(static_cast<size_t>(p.M * p.N));
-    partials[tid] = sub.C;
-    Plan solo = plan;
-    solo.threads = solo.tm = solo.tn = 1;
-    solo.shared_a_panel = nullptr;
-    if (sub.K > 0)
-      run_thread(sub, solo, 0);
-    else
-      std::fill(sub.C, sub.C + p.M * p.N, 0.0f);
+    for (int part = tid; part < parts; part += nt) {
+      Problem sub = part_problem(part);
+      sub.C = scratch + part * slice;
+      Plan solo = part_plan(sub);
+      solo.scratch = sub.C + partial_floats;
+      if (sub.K > 0)
+        run_thread(sub, solo, 0);
+      else
+        std::fill(sub.C, sub.C + p.M * p.N, 0.0f);
+    }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -425,8 +491,8 @@ void sgemm_split_k(const Problem& p, const Plan& plan, int threads) {
     for (int64_t i = i0; i < i1; ++i) {
       float* c = p.C + i * p.ldc;
       for (int64_t j = 0; j < p.N; ++j) {
-        float sum = partials[0][i * p.N + j];
-        for (int t = 1; t < nt; ++t) sum += partials[t][i * p.N + j];
+        float sum = scratch[i * p.N + j];
+        for (int part = 1; part < parts; ++part) sum += scratch[part * slice + i * p.N + j];
         c[j] = p.beta == 0.0f ? sum : sum + p.beta * c[j];
       }
     }
@@ -499,23 +565,19 @@ void sgemm_force_kernel(const char* name) {
                          std::memory_order_release);
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    scale_c(M, N, beta, C, ldc);
-    return;
-  }
-  const Problem prob{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+namespace {
 
+// The plan's fields that do not depend on the thread count, for one thread.
+Plan base_plan(const Problem& p) {
   Plan plan;
   plan.kern = kernel_for_level(selected_level());
-  const int mr = plan.kern->mr, nr = plan.kern->nr;
+  const int mr = plan.kern->mr;
   const Blocking blk = blocking_for(*plan.kern);
   plan.kc_max = blk.kc_max;
   plan.nb_max = blk.nb_max;
-  plan.mb_max = std::min(round_up(M, mr), round_up(kMaxPanelRows, mr));
+  plan.mb_max = std::min(round_up(p.M, mr), round_up(kMaxPanelRows, mr));
+  plan.kc_even = even_k_block(p.K, plan.kc_max);
+  plan.threads = plan.tm = plan.tn = 1;
   // Few A slivers reuse each B sliver: reading B in place beats copying it first, for one
   // sliver always, for up to four while B is small. A large B read in place is slower: each
   // tile reads 128 bytes from each of its kc rows, a row pitch apart (measured at 2 threads:
@@ -523,13 +585,28 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   // LeNet's conv2 forward at batch 256 as one GEMM) 1.14-1.5x, 16x6400x150 (3.7 MiB, batch
   // 64) 300-320 -> 240 us; 16x3200x150 (1.8 MiB) either way within noise).
   constexpr int64_t kMaxDirectBBytes = int64_t{2} << 20;
-  plan.direct_b = !trans_b && (M <= mr || (M <= 4 * mr && K * N * 4 <= kMaxDirectBBytes));
+  plan.direct_b =
+      !p.trans_b && (p.M <= mr || (p.M <= 4 * mr && p.K * p.N * 4 <= kMaxDirectBBytes));
+  return plan;
+}
+
+bool use_dot_form(const Problem& p, const MicroKernel& kern) {
+  return !p.trans_a && p.trans_b && kern.dot_tile != nullptr && prefer_dot_form(p.M, p.N, p.K);
+}
+
+// C = alpha op(A) op(B) + beta C for a problem with M, N, K > 0 and alpha != 0, on up to
+// max_threads threads. given_scratch: max_threads is 1 and the packing goes there (the caller's
+// workspace); null: into the calling thread's own scratch.
+void run_sgemm(const Problem& prob, int max_threads, float* given_scratch) {
+  const int64_t M = prob.M, N = prob.N, K = prob.K;
+  Plan plan = base_plan(prob);
+  const int mr = plan.kern->mr, nr = plan.kern->nr;
 
   // Threads: enough work per thread, never nested inside another parallel region.
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   int threads = std::max(
-      1, static_cast<int>(std::min<double>(available_threads(), macs / kMinMacsPerThread)));
-  if (!trans_a && trans_b && plan.kern->dot_tile != nullptr && prefer_dot_form(M, N, K)) {
+      1, static_cast<int>(std::min<double>(max_threads, macs / kMinMacsPerThread)));
+  if (use_dot_form(prob, *plan.kern)) {
     sgemm_dot(prob, *plan.kern, threads);
     return;
   }
@@ -580,13 +657,19 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   // core's cache; that wins while a thread's slivers fit its L2 (measured at 2 threads: LeNet's
   // fc1 forward at batch 64, 64x120x400, 59 -> 29 us; 64x256x256 and 64x512x128 1.15x; panels of
   // 0.1-2 MiB equal within noise). Larger panels are packed once, by all threads together.
-  const int64_t nkb = ceil_div(K, plan.kc_max);
-  const int64_t kc_even = round_up(ceil_div(K, nkb), 8);
   const int64_t row_group_panel_bytes =
-      ceil_div(slivers_m, plan.tm) * mr * kc_even * static_cast<int64_t>(sizeof(float));
-  if (plan.tn > 1 && row_group_panel_bytes > kMaxPrivateAPanelBytes)
-    plan.shared_a_panel =
-        t_a_panel.get(static_cast<size_t>(plan.mb_max) * static_cast<size_t>(kc_even));
+      ceil_div(slivers_m, plan.tm) * mr * plan.kc_even * static_cast<int64_t>(sizeof(float));
+  plan.share_a = plan.tn > 1 && row_group_panel_bytes > kMaxPrivateAPanelBytes;
+
+  // Scratch for the plan, and for its one-thread fallback (which uses it from the start).
+  plan.slice_floats = max_slice_floats(prob, plan);
+  Plan solo = solo_of(plan);
+  solo.slice_floats = max_slice_floats(prob, solo);
+  const size_t team_floats = plan.shared_a_floats() + threads * plan.slice_floats;
+  plan.scratch = solo.scratch =
+      given_scratch != nullptr
+          ? given_scratch
+          : t_scratch.get(threads > 1 ? std::max(team_floats, solo.slice_floats) : team_floats);
 
 #ifdef _OPENMP
   if (threads > 1) {
@@ -597,9 +680,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       if (omp_get_num_threads() == threads) {
         run_thread(prob, plan, omp_get_thread_num());
       } else if (omp_get_thread_num() == 0) {
-        Plan solo = plan;
-        solo.threads = solo.tm = solo.tn = 1;
-        solo.shared_a_panel = nullptr;
         run_thread(prob, solo, 0);
       }
     }
@@ -607,6 +687,39 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
 #endif
   run_thread(prob, plan, 0);
+}
+
+// C = beta * C when the product is empty or scaled away; false: there is a product to compute.
+bool scale_only(int64_t M, int64_t N, int64_t K, float alpha, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K > 0 && alpha != 0.0f) return false;
+  scale_c(M, N, beta, C, ldc);
+  return true;
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  if (scale_only(M, N, K, alpha, beta, C, ldc)) return;
+  // Never nested inside another parallel region (available_threads() is 1 there).
+  run_sgemm({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc}, available_threads(),
+            nullptr);
+}
+
+int64_t sgemm_serial_scratch_floats(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+  if (M <= 0 || N <= 0 || K <= 0) return 0;
+  const Problem prob{trans_a, trans_b, M, N, K, 1.0f, nullptr, 0, nullptr, 0, 0.0f, nullptr, 0};
+  const Plan plan = base_plan(prob);
+  return use_dot_form(prob, *plan.kern) ? 0 : static_cast<int64_t>(max_slice_floats(prob, plan));
+}
+
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc, float* scratch) {
+  if (scale_only(M, N, K, alpha, beta, C, ldc)) return;
+  run_sgemm({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc}, 1, scratch);
 }
 
 }  // namespace cpu

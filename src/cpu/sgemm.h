@@ -19,6 +19,14 @@ const char* sgemm_kernel_name();
 // Not meant to be called while another thread is inside sgemm.
 void sgemm_force_kernel(const char* name);
 
+// sgemm on the calling thread alone, packing into the caller's `scratch`: for a caller inside a
+// parallel region (a conv pass), whose workspace holds each thread's packing buffers.
+// scratch: sgemm_serial_scratch_floats(trans_a, trans_b, M, N, K) floats, 64-byte aligned.
+int64_t sgemm_serial_scratch_floats(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                  int64_t ldc, float* scratch);
+
 namespace sgemm_detail {
 
 // One register tile: C[m, n] (op)= alpha * Apack[m, kc] * B[kc, n].
