@@ -457,6 +457,14 @@ ALLOCATING_OPS = {
         "ops.conv2d_forward(x, w, None, 1, 1, 0, 0)" if way == "forward" else
         "ops.conv2d_backward(x, w, dy, dw, None, 1, 1, 0, 0, True, None)")
        for algo in ("im2col", "direct") for way in ("forward", "backward")},
+    # Every op of a training step; a step still runs after failed ones.
+    "lenet5-training-step": (
+        "import nncore.nn as nn\nfrom nncore.models import lenet5\n"
+        "model, loss_fn = lenet5(), nn.CrossEntropyLoss()\n"
+        "opt = nc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)\n"
+        "x, t = T(256, 1, 28, 28), nc.tensor(np.arange(256) % 10, dtype='int32')",
+        "loss_fn(model(x), t); opt.zero_grad(); "
+        "model.backward(loss_fn.backward(), need_dx=False); opt.step()"),
 }
 
 
