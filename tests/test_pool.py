@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import nncore as nc
 import nncore.functional as F
 from nncore import ops
 import reference as ref
@@ -125,6 +126,19 @@ def test_pool_windows_far_larger_than_the_image(device, kernel, pad):
     dx = np.zeros(16, np.float32)
     dx[15] = 25
     assert_close(ops.max_pool2d_backward(ones, argmax, x.shape), dx.reshape(x.shape), rtol=0)
+
+
+def test_pooled_plane_beyond_the_int32_argmax_is_an_error(device):
+    """argmax holds int32 indices into one input plane, so a plane of over 2**31 elements is an
+    error: the max at index 2**31 came back as -2**31 (found by fuzzing). The conv's fused pool
+    checks its (unpooled) output plane alike; a padded 1x1 input gives one of 131073 x 131073."""
+    x = nc.empty((1, 1, 2, 2**30 + 1), device=device)  # 8 GiB of address space, never touched
+    with pytest.raises(ValueError, match="max_pool2d: the pooled plane 2 x 1073741825 has more "
+                       "elements than the int32 argmax can index"):
+        ops.max_pool2d_forward(x, 1, 1, 1, 1, 0, 0)
+    one = to_tensor(np.ones((1, 1, 1, 1), np.float32), device)
+    with pytest.raises(ValueError, match="conv2d_pool: the pooled plane 131073 x 131073"):
+        ops.conv2d_pool_forward(one, one, None, 1, 1, 2**16, 2**16, False)
 
 
 def test_functional_pool_defaults(device, rng):

@@ -185,6 +185,7 @@ std::tuple<Tensor, Tensor> conv2d_pool_forward(const Tensor& x, const Tensor& w,
   const Device device = common_device("conv2d_pool", {&x, &w});
   NNCORE_CHECK(g.OH >= 2 && g.OW >= 2, "conv2d_pool: the convolution's output ", g.OH, "x", g.OW,
                " is too small for a 2x2 pool");
+  require_int32_argmax_plane("conv2d_pool", g.OH, g.OW);
   const Shape shape{g.N, w.size(0), g.OH / 2, g.OW / 2};
   Tensor y = Tensor::empty(shape, DType::float32, device);
   Tensor argmax = Tensor::empty(shape, DType::int32, device);

@@ -102,6 +102,13 @@ inline int64_t window_output_size(const char* op, const char* axis, int64_t inpu
   return (padded - kernel) / stride + 1;
 }
 
+// A max pool's argmax holds int32 indices into one H x W input plane: at most 2**31 elements.
+inline void require_int32_argmax_plane(const char* op, int64_t H, int64_t W) {
+  constexpr int64_t kMaxPlane = int64_t{1} << 31;
+  NNCORE_CHECK(H <= 0 || W <= 0 || H <= kMaxPlane / W, op, ": the pooled plane ", H, " x ", W,
+               " has more elements than the int32 argmax can index (2**31)");
+}
+
 // ---- tensor lists (optimizer updates and zero_grad over a whole model) ----------------------
 using NamedList = std::pair<const char*, const std::vector<Tensor>*>;
 

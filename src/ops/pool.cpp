@@ -38,6 +38,7 @@ std::tuple<Tensor, Tensor> max_pool2d_forward(const Tensor& x, int64_t kh, int64
                                               int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
   require_float("max_pool2d", "input", x);
   const PoolGeometry g = pool_geometry("max_pool2d", x.shape(), kh, kw, sh, sw, ph, pw);
+  require_int32_argmax_plane("max_pool2d", g.H, g.W);
   Tensor y = Tensor::empty(g.out_shape, DType::float32, x.device());
   Tensor argmax = Tensor::empty(g.out_shape, DType::int32, x.device());
   if (y.numel() > 0) {
