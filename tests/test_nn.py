@@ -593,6 +593,46 @@ def test_optimizer_load_state_dict_rejects_another_kind(device, rng):
     assert (other.lr, other.momentum, other.nesterov, other.step_count) == (0.1, 0.9, False, 1)
 
 
+@pytest.mark.parametrize("kind,changes,message", [
+    ("SGD", {"dampening": float("nan")}, "dampening must be non-negative"),
+    ("SGD", {"momentum": -0.5}, "momentum must be non-negative"),
+    ("SGD", {"nesterov": True, "dampening": 0.1}, "Nesterov momentum requires"),
+    ("SGD", {"lr": float("nan")}, "lr must be non-negative"),
+    ("Adam", {"betas": (0.9, 0.99, 0.9)}, "betas must be two numbers in"),
+    ("Adam", {"betas": (0.9, 1.0)}, "betas must be two numbers in"),
+    ("Adam", {"eps": -1.0}, "eps must be non-negative"),
+    ("Adam", {"weight_decay": float("nan")}, "weight_decay must be non-negative"),
+    ("Adam", {"step_count": -1}, "step_count must be a non-negative integer"),
+    ("Adam", {"step_count": 1.5}, "step_count must be a non-negative integer"),
+])
+def test_optimizer_load_state_dict_checks_hyper_parameters(device, rng, kind, changes, message):
+    """What load_state_dict restores passes the constructor's checks: a NaN dampening loaded
+    into SGD made every weight NaN at the next step without an error, and Adam took eps=-1 or
+    three betas (its next step then failed with pybind's argument dump, the state replaced).
+    Refused, and nothing changes."""
+    layer = nn.Linear(3, 2, device=device)
+    opt = optim.SGD(layer.parameters(), lr=0.1, momentum=0.9) if kind == "SGD" else \
+        optim.Adam(layer.parameters(), lr=0.01)
+    for param in layer.parameters():
+        param.grad = as_tensor(rng.standard_normal(param.shape), device)
+    opt.step()
+    saved = opt.state_dict()
+    forged = opt.state_dict()
+    for key, value in changes.items():
+        if key in ("lr", "step_count"):
+            forged[key] = value
+        else:
+            forged["hyper_parameters"][key] = value
+    with pytest.raises(ValueError, match=f"^{kind}.*{message}"):
+        opt.load_state_dict(forged)
+    after = opt.state_dict()
+    assert after["lr"] == saved["lr"] and after["step_count"] == saved["step_count"]
+    assert after["hyper_parameters"] == saved["hyper_parameters"]
+    for before, now in zip(saved["state"], after["state"]):
+        for name in before:
+            np.testing.assert_array_equal(before[name], now[name])
+
+
 # ---------------------------------------------------------------- equivalence with PyTorch
 
 

@@ -31,7 +31,7 @@ class Optimizer:
     hyper_parameters: tuple = ()  # attribute names saved by state_dict besides lr
     buffer_names: tuple = ()  # the per-parameter state a subclass keeps
 
-    def __init__(self, params, lr: float):
+    def __init__(self, params, lr: float, **hyper):
         self.params = list(params.parameters() if hasattr(params, "parameters") else params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -41,10 +41,16 @@ class Optimizer:
         if len({id(param) for param in self.params}) != len(self.params):
             raise ValueError(f"{type(self).__name__}: a parameter is listed twice (it would be "
                              "updated twice per step)")
-        _check_non_negative(type(self).__name__, lr=lr)
-        self.lr = float(lr)
+        self.__dict__.update(self._checked(lr=lr, **hyper))
         self.state: list[dict] = [{} for _ in self.params]
         self.step_count = 0
+
+    @classmethod
+    def _checked(cls, lr) -> dict:
+        """lr and the hyper-parameters as the optimizer stores them, after the checks its
+        constructor makes (also run on what ``load_state_dict`` restores)."""
+        _check_non_negative(cls.__name__, lr=lr)
+        return {"lr": float(lr)}
 
     def zero_grad(self) -> None:
         zero_grads(self.params)
@@ -102,6 +108,11 @@ class Optimizer:
         if set(hyper) != set(self.hyper_parameters):
             raise ValueError(f"{where}: hyper-parameters {sorted(hyper)}, expected "
                              f"{sorted(self.hyper_parameters)}")
+        values = self._checked(lr=state_dict["lr"], **hyper)
+        step_count = state_dict["step_count"]
+        if isinstance(step_count, bool) or int(step_count) != step_count or step_count < 0:
+            raise ValueError(f"{where}: step_count must be a non-negative integer, got "
+                             f"{step_count!r}")
         for param, saved in zip(self.params, state_dict["state"]):
             for name, array in saved.items():
                 if name not in self.buffer_names:
@@ -110,10 +121,8 @@ class Optimizer:
                 if tuple(array.shape) != tuple(param.shape):
                     raise ValueError(f"{where}: {name} of shape {tuple(array.shape)} for a "
                                      f"parameter of shape {tuple(param.shape)}")
-        for name, value in hyper.items():
-            setattr(self, name, type(getattr(self, name))(value))
-        self.lr = float(state_dict["lr"])
-        self.step_count = int(state_dict["step_count"])
+        self.__dict__.update(values)
+        self.step_count = int(step_count)
         self.state = [{name: nncore.tensor(array, device=param.device, dtype="float32")
                        for name, array in saved.items()}
                       for param, saved in zip(self.params, state_dict["state"])]
@@ -129,12 +138,16 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__(params, lr)
+        super().__init__(params, lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                         weight_decay=weight_decay)
+
+    @classmethod
+    def _checked(cls, lr, momentum, dampening, nesterov, weight_decay) -> dict:
         _check_non_negative("SGD", momentum=momentum, dampening=dampening, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening = 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
+        return {**super()._checked(lr), "momentum": float(momentum), "dampening": float(dampening),
+                "nesterov": bool(nesterov), "weight_decay": float(weight_decay)}
 
     def _update(self, params: list, states: list) -> None:
         first_step = self.momentum != 0 and "momentum_buffer" not in states[0]
@@ -152,12 +165,15 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        super().__init__(params, lr)
-        beta1, beta2 = betas
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        super().__init__(params, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    @classmethod
+    def _checked(cls, lr, betas, eps, weight_decay) -> dict:
+        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
         _check_non_negative("Adam", eps=eps, weight_decay=weight_decay)
-        self.betas, self.eps, self.weight_decay = (float(beta1), float(beta2)), float(eps), float(weight_decay)
+        return {**super()._checked(lr), "betas": (float(betas[0]), float(betas[1])),
+                "eps": float(eps), "weight_decay": float(weight_decay)}
 
     def _update(self, params: list, states: list) -> None:
         m = self._buffers(params, states, "exp_avg")
