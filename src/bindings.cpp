@@ -35,6 +35,22 @@ Device parse_device(const std::string& name) {
   throw ValueError(concat("unknown device '", name, "': expected 'cpu', 'cuda' or 'cuda:0'"));
 }
 
+// obj as a T, or a TypeError naming the argument (py::cast's own failure is a RuntimeError).
+template <typename T>
+T cast_argument(const py::handle& obj, const char* what, const char* expected) {
+  try {
+    return obj.cast<T>();
+  } catch (const py::cast_error&) {
+    throw TypeError(concat(what, " must be ", expected, ", got ",
+                           std::string(py::str(py::type::of(obj)))));
+  }
+}
+
+// copy=None / True / False of the array and DLPack protocols.
+bool copy_requested(const py::object& copy, const char* what) {
+  return !copy.is_none() && cast_argument<bool>(copy, what, "None or a bool");
+}
+
 // nncore.tensor's rule: whatever numpy.dtype() takes ("float32", "f4", np.int32, ...) when it
 // is float32 or int32; None is float32.
 DType parse_dtype(const py::object& spec) {
@@ -229,7 +245,9 @@ Tensor tensor_from_dlpack(const py::object& obj) {
   NNCORE_CHECK_TYPE(py::hasattr(obj, "__dlpack__"),
                     "from_dlpack: object of type ", std::string(py::str(py::type::of(obj))),
                     " does not implement __dlpack__");
-  const auto device_info = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
+  const auto device_info = cast_argument<std::pair<int, int>>(
+      obj.attr("__dlpack_device__")(), "from_dlpack: __dlpack_device__()",
+      "a (device_type, device_id) pair of ints");
   py::object capsule;
   if (device_info.first == kDLCUDA) {
 #ifdef NNCORE_WITH_CUDA
@@ -443,7 +461,7 @@ PYBIND11_MODULE(_C, m) {
       .def("__array__", [](const py::object& self, const py::object& dtype,
                            const py::object& copy) -> py::object {
         const Tensor& t = self.cast<const Tensor&>();
-        const bool must_copy = !copy.is_none() && copy.cast<bool>();
+        const bool must_copy = copy_requested(copy, "__array__: copy");
         const bool may_copy = copy.is_none() || must_copy;
         const bool converts = !dtype.is_none() &&
                               !py::dtype::from_args(dtype).equal(numpy_dtype(t.dtype()));
@@ -525,7 +543,8 @@ PYBIND11_MODULE(_C, m) {
         // a copy; copy=False and None share (we never need to copy). tensor_to_dlpack
         // synchronizes, so any stream may read it; the capsule is always the unversioned kind.
         if (!dl_device.is_none()) {
-          const auto requested = dl_device.cast<std::pair<int, int>>();
+          const auto requested = cast_argument<std::pair<int, int>>(
+              dl_device, "__dlpack__: dl_device", "a (device_type, device_id) pair of ints");
           const DLDevice own = dlpack_device(t);
           if (requested != std::make_pair(int(own.device_type), int(own.device_id))) {
             throw py::buffer_error(concat(
@@ -534,7 +553,7 @@ PYBIND11_MODULE(_C, m) {
                 "); move it with .to() first"));
           }
         }
-        return tensor_to_dlpack(!copy.is_none() && copy.cast<bool>() ? t.clone() : t);
+        return tensor_to_dlpack(copy_requested(copy, "__dlpack__: copy") ? t.clone() : t);
       }, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
          py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const Tensor& t) {

@@ -421,6 +421,30 @@ def test_dlpack_export_copy_and_device(device):
         assert np.shares_memory(np.from_dlpack(t, copy=False), np.asarray(t))
 
 
+def test_protocol_arguments_of_the_wrong_type_are_type_errors(device):
+    """copy= and dl_device= of the array and DLPack protocols, and a producer's
+    __dlpack_device__(), that pybind cannot convert: TypeError naming the argument (pybind's
+    cast failure was a RuntimeError "Unable to cast Python instance ...")."""
+    t = nc.zeros((2, 3), device=device)
+    with pytest.raises(TypeError, match="__array__: copy must be None or a bool, got <class 'str'>"):
+        t.__array__(copy="x")
+    with pytest.raises(TypeError, match="__dlpack__: copy must be None or a bool"):
+        t.__dlpack__(copy="x")
+    for dl_device in ("cpu", (1,), (1, 0, 0)):
+        with pytest.raises(TypeError, match=r"__dlpack__: dl_device must be a \(device_type, "):
+            t.__dlpack__(dl_device=dl_device)
+
+    class Producer:
+        def __dlpack__(self, **kwargs):
+            return t.__dlpack__()
+
+        def __dlpack_device__(self):
+            return "cpu"
+
+    with pytest.raises(TypeError, match=r"from_dlpack: __dlpack_device__\(\) must be a "):
+        nc.from_dlpack(Producer())
+
+
 class _DLPackWith:
     """Calls ``tensor.__dlpack__`` with fixed keywords (what a consumer such as NumPy passes)."""
 
