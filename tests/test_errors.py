@@ -347,6 +347,8 @@ def test_optimizer_errors(T):
         ops.sgd_step_([T(3)], [T(3)], [T(3)], 0.1, 0.9, 0.1, 0.0, True, False)
     with pytest.raises(ValueError, match="^sgd_step: lr"):
         ops.sgd_step_([T(3)], [T(3)], None, -0.1, 0.0, 0.0, 0.0, False, False)
+    with pytest.raises(ValueError, match=r"^sgd_step: .*dampening \(nan\)"):  # was unchecked
+        ops.sgd_step_([T(3)], [T(3)], [T(3)], 0.1, 0.9, float("nan"), 0.0, False, False)
     with pytest.raises(ValueError, match="^adam_step: .*" + shape_re((3,), (2,))):
         ops.adam_step_([T(3)], [T(3)], [T(3)], [T(2)], 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
     with pytest.raises(ValueError, match="^adam_step: step"):

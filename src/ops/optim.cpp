@@ -9,9 +9,9 @@ void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
                const std::optional<std::vector<Tensor>>& momentum_bufs, float lr,
                float momentum, float dampening, float weight_decay, bool nesterov,
                bool first_step) {
-  NNCORE_CHECK(lr >= 0 && momentum >= 0 && weight_decay >= 0, "sgd_step: lr (", lr,
-               "), momentum (", momentum, ") and weight_decay (", weight_decay,
-               ") must be non-negative");
+  NNCORE_CHECK(lr >= 0 && momentum >= 0 && dampening >= 0 && weight_decay >= 0, "sgd_step: lr (",
+               lr, "), momentum (", momentum, "), dampening (", dampening, ") and weight_decay (",
+               weight_decay, ") must be non-negative");
   NNCORE_CHECK(!nesterov || (momentum > 0 && dampening == 0), "sgd_step: Nesterov momentum "
                "requires momentum > 0 and dampening = 0");
   NNCORE_CHECK(momentum == 0 || momentum_bufs.has_value(), "sgd_step: momentum ", momentum,
