@@ -543,30 +543,6 @@ void sgemm_dot(const Problem& p, const MicroKernel& kern, int threads) {
 #endif
 }
 
-}  // namespace
-
-namespace sgemm_detail {
-void pack_a_portable_6(bool trans, const float* src, int64_t ld, int64_t i0, int m, int64_t p0,
-                       int64_t kc, float* dst) {
-  pack_a_sliver<6>(trans, src, ld, i0, m, p0, kc, dst);
-}
-void pack_b_portable_16(bool trans, const float* src, int64_t ld, int64_t j0, int n, int64_t p0,
-                        int64_t kc, float* dst) {
-  pack_b_sliver<16>(trans, src, ld, j0, n, p0, kc, dst);
-}
-}  // namespace sgemm_detail
-
-const char* sgemm_kernel_name() { return kernel_for_level(selected_level())->name; }
-
-void sgemm_force_kernel(const char* name) {
-  const int best = best_supported_level();
-  const int requested = level_from_name(name);
-  g_selected_level.store(requested < 0 ? best : std::min(requested, best),
-                         std::memory_order_release);
-}
-
-namespace {
-
 // The plan's fields that do not depend on the thread count, for one thread.
 Plan base_plan(const Problem& p) {
   Plan plan;
@@ -698,6 +674,26 @@ bool scale_only(int64_t M, int64_t N, int64_t K, float alpha, float beta, float*
 }
 
 }  // namespace
+
+namespace sgemm_detail {
+void pack_a_portable_6(bool trans, const float* src, int64_t ld, int64_t i0, int m, int64_t p0,
+                       int64_t kc, float* dst) {
+  pack_a_sliver<6>(trans, src, ld, i0, m, p0, kc, dst);
+}
+void pack_b_portable_16(bool trans, const float* src, int64_t ld, int64_t j0, int n, int64_t p0,
+                        int64_t kc, float* dst) {
+  pack_b_sliver<16>(trans, src, ld, j0, n, p0, kc, dst);
+}
+}  // namespace sgemm_detail
+
+const char* sgemm_kernel_name() { return kernel_for_level(selected_level())->name; }
+
+void sgemm_force_kernel(const char* name) {
+  const int best = best_supported_level();
+  const int requested = level_from_name(name);
+  g_selected_level.store(requested < 0 ? best : std::min(requested, best),
+                         std::memory_order_release);
+}
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
