@@ -2,6 +2,7 @@
 with PyTorch (when installed), the Module API, initialisation and bad-input errors."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import OrderedDict
@@ -503,6 +504,84 @@ def test_schedules(device):
     assert opt.lr == pytest.approx(0.01)
 
 
+def test_schedule_arguments_are_checked():
+    """A fractional step_size or T_max was truncated by int() (2.5 -> 2), and a negative or NaN
+    gamma or eta_min was accepted until the optimizer refused the lr mid-training."""
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    for make, message in [(lambda: optim.StepLR(opt, 2.5), "StepLR: step_size must be a positive integer"),
+                          (lambda: optim.StepLR(opt, 0), "StepLR: step_size must be a positive integer"),
+                          (lambda: optim.StepLR(opt, 2, gamma=-1.0), "StepLR: gamma must be non-negative"),
+                          (lambda: optim.StepLR(opt, 2, gamma=math.nan), "StepLR: gamma must be non-negative"),
+                          (lambda: optim.CosineAnnealingLR(opt, 2.7), "CosineAnnealingLR: T_max must be"),
+                          (lambda: optim.CosineAnnealingLR(opt, 4, eta_min=-0.1), "eta_min must be non-negative")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    with pytest.raises(TypeError, match="StepLR: expected an nncore.optim optimizer"):
+        optim.StepLR(object(), 2)
+    assert optim.StepLR(opt, np.int64(3)).step_size == 3
+
+
+@pytest.mark.parametrize("make", [lambda opt: optim.StepLR(opt, step_size=2, gamma=0.5),
+                                  lambda opt: optim.CosineAnnealingLR(opt, T_max=7, eta_min=0.1)],
+                         ids=["StepLR", "CosineAnnealingLR"])
+def test_scheduler_state_dict_resumes_the_schedule(make):
+    """A scheduler rebuilt on a resumed optimizer took the already-decayed lr as its base (StepLR
+    after 2 halvings then gave 0.03125 where 0.125 was due); its state_dict restores base_lr and
+    the epoch count, so the resumed lrs are the uninterrupted run's."""
+    params = nn.Linear(2, 2).parameters()
+    opt = optim.SGD(params, lr=1.0)
+    scheduler = make(opt)
+    uninterrupted = []
+    for epoch in range(6):
+        scheduler.step()
+        uninterrupted.append(opt.lr)
+        if epoch == 2:
+            saved_opt, saved_scheduler = opt.state_dict(), scheduler.state_dict()
+    resumed_opt = optim.SGD(params, lr=1.0)
+    resumed_opt.load_state_dict(saved_opt)
+    resumed = make(resumed_opt)
+    resumed.load_state_dict(saved_scheduler)
+    later = []
+    for _ in range(3):
+        resumed.step()
+        later.append(resumed_opt.lr)
+    assert later == uninterrupted[3:]
+    other = optim.StepLR(optim.SGD(params, lr=1.0), 3) if isinstance(scheduler, optim.CosineAnnealingLR) \
+        else optim.CosineAnnealingLR(optim.SGD(params, lr=1.0), 3)
+    with pytest.raises(ValueError, match="the state dict is from"):
+        other.load_state_dict(saved_scheduler)
+    forged = {**saved_scheduler, "last_epoch": -1}
+    with pytest.raises(ValueError, match="last_epoch must be a non-negative integer"):
+        resumed.load_state_dict(forged)
+    assert resumed.last_epoch == 6
+
+
+def test_rng_state_round_trip():
+    """get_rng_state/set_rng_state: after restoring, dropout masks, the initial values of a new
+    layer and the default shuffling seed come out as they did the first time (manual_seed could
+    only restart the streams from the beginning)."""
+    nc.manual_seed(11)
+    nn.Dropout(0.5)(nc.tensor(np.ones(100, np.float32)))  # move the streams along
+    state = nc.get_rng_state()
+    json.dumps(state)  # plain values: it can go into a checkpoint's metadata
+
+    def draws():
+        mask = nn.Dropout(0.5)(nc.tensor(np.ones(1000, np.float32))).numpy().copy()
+        return mask, nn.Linear(4, 3).weight.data.numpy().copy(), nc.random.generator().integers(2**32)
+
+    first = draws()
+    nc.manual_seed(99)
+    nc.set_rng_state(state)
+    again = draws()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    before = nc.get_rng_state()
+    for bad in ({**state, "seed": -1}, {**state, "philox_offset": 2**64}, {**state, "generator": {}}):
+        with pytest.raises((ValueError, TypeError, KeyError)):
+            nc.set_rng_state(bad)
+    assert nc.get_rng_state() == before  # refusals change nothing
+
+
 def test_optimizer_steps_parameters_with_and_without_state(device, rng):
     """step() updates all parameters in one call per kind of state: a parameter whose momentum
     buffer was dropped takes a first step (buf = g) while the others go on (buf = m buf + (1-d) g)."""
@@ -686,7 +765,8 @@ def test_max_pool2d_matches_torch(device, rng, kernel, stride, padding):
 @pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1)])
 def test_avg_pool2d_matches_torch(device, rng, kernel, stride, padding, count_include_pad):
     torch = torch_or_skip()
-    compare_layer_with_torch(nn.AvgPool2d(kernel, stride, padding, count_include_pad),
+    compare_layer_with_torch(nn.AvgPool2d(kernel, stride, padding,
+                                          count_include_pad=count_include_pad),
                              torch.nn.AvgPool2d(kernel, stride, padding, count_include_pad=count_include_pad),
                              rng.standard_normal((2, 3, 8, 9)), device, rng)
 

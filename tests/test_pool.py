@@ -6,6 +6,7 @@ import pytest
 
 import nncore as nc
 import nncore.functional as F
+import nncore.nn as nn
 from nncore import ops
 import reference as ref
 from reference import assert_close, to_numpy, to_tensor
@@ -93,7 +94,8 @@ def test_avg_pool2d_forward_backward(device, rng, case, count_include_pad):
     sdx = ref.avg_pool2d_backward(np.abs(dy), shape, kh, kw, sh, sw, ph, pw, count_include_pad)
     assert dx.shape == shape
     assert_close(dx, rdx, rtol=3e-6, scale=sdx, what="avg bwd")
-    fy = F.avg_pool2d(to_tensor(x, device), (kh, kw), (sh, sw), (ph, pw), count_include_pad)
+    fy = F.avg_pool2d(to_tensor(x, device), (kh, kw), (sh, sw), (ph, pw),
+                     count_include_pad=count_include_pad)
     assert_close(fy, ry, rtol=1e-6, scale=scale)
 
 
@@ -139,6 +141,18 @@ def test_pooled_plane_beyond_the_int32_argmax_is_an_error(device):
     one = to_tensor(np.ones((1, 1, 1, 1), np.float32), device)
     with pytest.raises(ValueError, match="conv2d_pool: the pooled plane 131073 x 131073"):
         ops.conv2d_pool_forward(one, one, None, 1, 1, 2**16, 2**16, False)
+
+
+def test_count_include_pad_is_keyword_only(device):
+    """PyTorch's next positional argument after padding is ceil_mode: F.avg_pool2d(x, 2, 2, 0,
+    True) and nn.AvgPool2d(2, 2, 0, True) meant count_include_pad here and ran silently with
+    other semantics (a 2x2 output where PyTorch gives 3x3). Now TypeError."""
+    x = to_tensor(np.ones((1, 1, 5, 5), np.float32), device)
+    with pytest.raises(TypeError):
+        F.avg_pool2d(x, 2, 2, 0, True)
+    with pytest.raises(TypeError):
+        nn.AvgPool2d(2, 2, 0, True)
+    assert F.avg_pool2d(x, 2, 2, 0, count_include_pad=False).shape == (1, 1, 2, 2)
 
 
 def test_functional_pool_defaults(device, rng):

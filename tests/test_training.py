@@ -183,6 +183,50 @@ def test_fit_bad_inputs(device, sample):
         model.fit(flat(x_train[:100]), y_train[:100], loss="hinge", verbose=0)
 
 
+def test_fit_refuses_a_scheduler_of_another_optimizer(device, rng):
+    """A scheduler built on one optimizer, passed with another (or with optimizer="sgd", which
+    builds a new one), stepped an optimizer nobody used: the lr never changed, silently."""
+    model = models.mlp(4, 3, device=device)
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), np.arange(8) % 3
+    scheduler = optim.StepLR(optim.SGD(model.parameters(), lr=0.1), 1, 0.5)
+    for optimizer in ("sgd", optim.SGD(model.parameters(), lr=0.1)):
+        with pytest.raises(ValueError, match="lr_scheduler steps another optimizer"):
+            model.fit(x, y, optimizer=optimizer, lr_scheduler=scheduler, verbose=0)
+    history = model.fit(x, y, epochs=2, optimizer=scheduler.optimizer, lr_scheduler=scheduler,
+                        verbose=0)
+    assert history.history["lr"] == [0.1, 0.05]
+
+
+def test_fit_evaluate_and_predict_keep_each_modules_mode(device, rng):
+    """predict/evaluate restored the mode with train(was_training), which set every sub-module
+    alike: a Dropout the user had put in eval mode came back in training mode; fit left the
+    model in training mode. Each module now gets its own flag back."""
+    nc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3)).to(device)
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), np.arange(16) % 3
+    model.train()
+    model[1].eval()
+    modes = [module.training for module in model.modules()]
+    model.predict(x)
+    model.evaluate(x, y)
+    model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y))
+    assert [module.training for module in model.modules()] == modes == [True, True, False, True]
+    model.eval()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not any(module.training for module in model.modules())
+
+
+def test_a_failed_fit_does_not_change_evaluates_loss(device, rng):
+    """evaluate() defaults to the loss of the last fit; a fit that failed (here: MSE on integer
+    labels) set it anyway, so evaluate() then failed too."""
+    model = models.mlp(4, 3, device=device)
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), (np.arange(8) % 3).astype(np.int32)
+    model.fit(x, y, verbose=0)
+    with pytest.raises(TypeError):
+        model.fit(x, y, loss="mse", verbose=0)
+    assert set(model.evaluate(x, y)) == {"loss", "accuracy"}  # still cross-entropy
+
+
 def test_mse_regression(device, rng):
     x = rng.standard_normal((256, 3)).astype(np.float32)
     y = (x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3).astype(np.float32)

@@ -14,11 +14,11 @@ import numpy as np
 from . import _C
 from ._C import Tensor, empty, zeros
 from . import cuda, ops
-from .random import manual_seed
+from .random import get_rng_state, manual_seed, set_rng_state
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "cuda",
-           "memory_stats", "reset_peak_memory_stats", "empty_cache"]
+__all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "get_rng_state",
+           "set_rng_state", "cuda", "memory_stats", "reset_peak_memory_stats", "empty_cache"]
 
 
 def tensor(data, device: str = "cpu", dtype=None) -> Tensor:

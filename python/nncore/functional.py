@@ -49,8 +49,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
     return y
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True) -> Tensor:
-    """Mean over kernel_size windows (stride defaults to kernel_size)."""
+def avg_pool2d(x, kernel_size, stride=None, padding=0, *, count_include_pad=True) -> Tensor:
+    """Mean over kernel_size windows (stride defaults to kernel_size). count_include_pad is
+    keyword-only: PyTorch's fifth positional argument is ceil_mode, which nncore does not have."""
     kh, kw = _pair(kernel_size, "avg_pool2d: kernel_size")
     sh, sw = _pair(kernel_size if stride is None else stride, "avg_pool2d: stride")
     ph, pw = _pair(padding, "avg_pool2d: padding")

@@ -186,12 +186,28 @@ class Adam(Optimizer):
 
 
 class LRScheduler:
-    """Sets ``optimizer.lr`` from the epoch count; ``step()`` once per epoch, after training it."""
+    """Sets ``optimizer.lr`` from the epoch count; ``step()`` once per epoch, after training it.
 
-    def __init__(self, optimizer: Optimizer):
+    ``state_dict()`` / ``load_state_dict()`` save and restore base_lr and the epoch count, so a
+    scheduler rebuilt on a resumed optimizer (whose lr has already decayed) continues the same
+    schedule, as in PyTorch."""
+
+    arguments: tuple = ()  # attribute names saved by state_dict besides base_lr and last_epoch
+
+    def __init__(self, optimizer: Optimizer, **arguments):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: expected an nncore.optim optimizer, got "
+                            f"{type(optimizer).__name__}")
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.last_epoch = 0
+        self.__dict__.update(self._checked(**arguments))
+
+    @classmethod
+    def _checked(cls, **arguments) -> dict:
+        """The schedule's arguments as stored, after the constructor's checks (also run on what
+        ``load_state_dict`` restores)."""
+        raise NotImplementedError
 
     def lr_at(self, epoch: int) -> float:
         raise NotImplementedError
@@ -203,15 +219,45 @@ class LRScheduler:
     def get_last_lr(self) -> float:
         return self.optimizer.lr
 
+    def state_dict(self) -> dict:
+        return {"scheduler": type(self).__name__, "base_lr": self.base_lr,
+                "last_epoch": self.last_epoch,
+                "arguments": {name: getattr(self, name) for name in self.arguments}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what ``state_dict()`` saved; nothing changes unless all of it is valid."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if state_dict.get("scheduler") != type(self).__name__:
+            raise ValueError(f"{where}: the state dict is from {state_dict.get('scheduler')!r}, "
+                             f"not {type(self).__name__!r}")
+        arguments = self._checked(**state_dict["arguments"])
+        base_lr, last_epoch = state_dict["base_lr"], state_dict["last_epoch"]
+        _check_non_negative(where, base_lr=base_lr)
+        if isinstance(last_epoch, bool) or int(last_epoch) != last_epoch or last_epoch < 0:
+            raise ValueError(f"{where}: last_epoch must be a non-negative integer, got {last_epoch!r}")
+        self.__dict__.update(arguments)
+        self.base_lr, self.last_epoch = float(base_lr), int(last_epoch)
+
+
+def _positive_int(where: str, name: str, value) -> int:
+    """value as an int, refusing fractions (2.5 epochs) and values below 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
 
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
+    arguments = ("step_size", "gamma")
+
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        super().__init__(optimizer)
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        super().__init__(optimizer, step_size=step_size, gamma=gamma)
+
+    @classmethod
+    def _checked(cls, step_size, gamma) -> dict:
+        _check_non_negative("StepLR", gamma=gamma)
+        return {"step_size": _positive_int("StepLR", "step_size", step_size), "gamma": float(gamma)}
 
     def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -220,11 +266,15 @@ class StepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
+    arguments = ("T_max", "eta_min")
+
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        super().__init__(optimizer)
-        if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        super().__init__(optimizer, T_max=T_max, eta_min=eta_min)
+
+    @classmethod
+    def _checked(cls, T_max, eta_min) -> dict:
+        _check_non_negative("CosineAnnealingLR", eta_min=eta_min)
+        return {"T_max": _positive_int("CosineAnnealingLR", "T_max", T_max), "eta_min": float(eta_min)}
 
     def lr_at(self, epoch: int) -> float:
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

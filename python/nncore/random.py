@@ -19,6 +19,26 @@ def manual_seed(seed: int) -> None:
     _philox_offset = 0
 
 
+def get_rng_state() -> dict:
+    """The seed, the next unused dropout counter block and the NumPy generator's state, as plain
+    Python values (JSON-serialisable); ``set_rng_state`` of it makes a resumed run draw the same
+    dropout masks, shuffles and initial values as an uninterrupted one."""
+    return {"seed": _seed, "philox_offset": _philox_offset,
+            "generator": _generator.bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restores what ``get_rng_state`` returned; nothing changes unless all of it is valid."""
+    global _seed, _generator, _philox_offset
+    seed, offset = state["seed"], state["philox_offset"]
+    for name, value, limit in (("seed", seed, 2**64), ("philox_offset", offset, 2**64)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < limit:
+            raise ValueError(f"set_rng_state: {name} must be an integer in [0, 2**64), got {value!r}")
+    generator = np.random.default_rng()
+    generator.bit_generator.state = state["generator"]  # NumPy checks it (ValueError/TypeError)
+    _seed, _generator, _philox_offset = int(seed), generator, int(offset)
+
+
 def generator() -> np.random.Generator:
     """The generator used for parameter initialisation."""
     return _generator

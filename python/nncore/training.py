@@ -6,6 +6,7 @@ device and the predictions' argmaxes are copied to the host once per epoch for t
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -158,6 +159,18 @@ class _EpochTotals:
         return logs
 
 
+@contextlib.contextmanager
+def _modes_kept(model):
+    """Gives each module back its own training flag on leaving (model.train(flag) would set them
+    all alike, switching a sub-module the user put in eval mode back to training)."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def _format_logs(logs: dict) -> str:
     return " - ".join(f"{key} {value:.4g}" if key == "lr" else f"{key} {value:.4f}" for key, value in logs.items())
 
@@ -173,7 +186,9 @@ class TrainingMixin:
 
         - ``validation_split``: like Keras, the LAST fraction of the rows (taken before any
           shuffling) is held out; ``validation_data=(x_val, y_val)`` takes precedence.
-        - ``optimizer``: an nncore.optim optimizer, "sgd" or "adam" (default: SGD, lr 0.01).
+        - ``optimizer``: an nncore.optim optimizer, "sgd" or "adam" (default: SGD, lr 0.01). A
+          name builds a new optimizer on each call; pass an optimizer to keep its state (momentum,
+          Adam's moments) across calls.
         - ``loss``: a nncore.nn.Loss, "cross_entropy" (alias "categorical_crossentropy") or "mse".
         - ``metrics``: ("accuracy",) or (); by default accuracy with cross-entropy only.
         - ``early_stopping_patience``: stop after that many epochs without improvement of
@@ -181,7 +196,7 @@ class TrainingMixin:
         - ``seed``: the shuffling order (default: drawn from nncore.manual_seed's generator).
         - ``device``: move the model there first (default: where it is).
         - ``verbose``: 0 silent, 1 a progress bar and a line per epoch, 2 the line only.
-        - ``lr_scheduler``: stepped after each epoch; ``callbacks``: callables
+        - ``lr_scheduler``: stepped after each epoch (it must be the optimizer's); ``callbacks``: callables
           ``f(epoch, logs)`` (or objects with ``on_epoch_end``); one returning True stops training.
         """
         from .data.loader import DataLoader, train_val_split
@@ -201,72 +216,77 @@ class TrainingMixin:
             self.to(device)
         device = self.device
         loss_fn = _resolve_loss(loss)
-        self._fit_loss = loss_fn
         _warn_double_softmax(self, loss_fn)
         track_accuracy = _check_metrics(metrics, loss_fn)
         optimizer = _resolve_optimizer(optimizer, self)
+        if lr_scheduler is not None and getattr(lr_scheduler, "optimizer", None) is not optimizer:
+            raise ValueError("fit: lr_scheduler steps another optimizer than the one fit uses (pass "
+                             "the scheduler's optimizer as optimizer=)")
         loader = DataLoader(x_train, y_train, batch_size, shuffle=shuffle, seed=seed, device=device)
         val_loader = None if x_val is None else DataLoader(x_val, y_val, max(batch_size, 256), device=device)
         callbacks = [getattr(c, "on_epoch_end", c) for c in (callbacks or ())]
 
-        history = History()
-        monitor = "val_loss" if val_loader is not None else "loss"
-        best, best_state, epochs_without_improvement = float("inf"), None, 0
-        optimizer.zero_grad()
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            self.train()
-            totals = _EpochTotals(device, track_accuracy)
-            progress = _Progress(len(x_train), f"epoch {epoch}/{epochs}", verbose == 1)
-            for xb, yb in loader:
-                out = self.forward(xb)
-                if epoch == 1 and totals.seen == 0 and isinstance(loss_fn, CrossEntropyLoss) \
-                        and y_train.ndim == 1 and out.ndim == 2:  # on the GPU a bad label is only a NaN
-                    for labels in (y_train, y_val):
-                        if labels is not None:
-                            check_labels(labels, out.shape[1])
-                batch_loss = loss_fn.forward_tensor(out, yb)
-                self.backward(loss_fn.backward(), need_dx=False)
-                optimizer.step()
-                optimizer.zero_grad()
-                totals.add(batch_loss, out, yb)
-                progress.update(xb.shape[0], totals.loss_sum, totals.seen)
-            progress.close()
-            logs = totals.results()
-            if val_loader is not None:
-                logs.update(self._evaluate_loader(val_loader, loss_fn, track_accuracy, prefix="val_"))
-            logs["lr"] = optimizer.lr
-            seconds = time.perf_counter() - started
-            history.append(epoch, logs)
-            if verbose:
-                print(f"epoch {epoch}/{epochs} - {_format_logs(logs)} - {seconds:.1f}s "
-                      f"({len(x_train) / seconds:,.0f} img/s)", flush=True)
-            if lr_scheduler is not None:
-                lr_scheduler.step()
-            stop = any([bool(callback(epoch, logs)) for callback in callbacks])
-            if early_stopping_patience is not None:
-                if logs[monitor] < best:
-                    best, best_state, epochs_without_improvement = logs[monitor], self.state_dict(), 0
-                    history.best_epoch = epoch
-                else:
-                    epochs_without_improvement += 1
-                    if epochs_without_improvement >= early_stopping_patience:
-                        stop = True
-                        if verbose:
-                            print(f"early stopping: {monitor} has not improved for {early_stopping_patience} "
-                                  f"epochs; restoring the weights of epoch {history.best_epoch}", flush=True)
-            if stop:
-                history.stopped_epoch = epoch
-                break
-        if best_state is not None:
-            self.load_state_dict(best_state)
+        with _modes_kept(self):  # fit sets training mode; the modules' own flags come back after
+            history = History()
+            monitor = "val_loss" if val_loader is not None else "loss"
+            best, best_state, epochs_without_improvement = float("inf"), None, 0
+            optimizer.zero_grad()
+            for epoch in range(1, epochs + 1):
+                started = time.perf_counter()
+                self.train()
+                totals = _EpochTotals(device, track_accuracy)
+                progress = _Progress(len(x_train), f"epoch {epoch}/{epochs}", verbose == 1)
+                for xb, yb in loader:
+                    out = self.forward(xb)
+                    if epoch == 1 and totals.seen == 0 and isinstance(loss_fn, CrossEntropyLoss) \
+                            and y_train.ndim == 1 and out.ndim == 2:  # on the GPU a bad label is only a NaN
+                        for labels in (y_train, y_val):
+                            if labels is not None:
+                                check_labels(labels, out.shape[1])
+                    batch_loss = loss_fn.forward_tensor(out, yb)
+                    self.backward(loss_fn.backward(), need_dx=False)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    totals.add(batch_loss, out, yb)
+                    progress.update(xb.shape[0], totals.loss_sum, totals.seen)
+                progress.close()
+                logs = totals.results()
+                if val_loader is not None:
+                    logs.update(self._evaluate_loader(val_loader, loss_fn, track_accuracy, prefix="val_"))
+                logs["lr"] = optimizer.lr
+                seconds = time.perf_counter() - started
+                history.append(epoch, logs)
+                if verbose:
+                    print(f"epoch {epoch}/{epochs} - {_format_logs(logs)} - {seconds:.1f}s "
+                          f"({len(x_train) / seconds:,.0f} img/s)", flush=True)
+                if lr_scheduler is not None:
+                    lr_scheduler.step()
+                stop = any([bool(callback(epoch, logs)) for callback in callbacks])
+                if early_stopping_patience is not None:
+                    if logs[monitor] < best:
+                        best, best_state, epochs_without_improvement = logs[monitor], self.state_dict(), 0
+                        history.best_epoch = epoch
+                    else:
+                        epochs_without_improvement += 1
+                        if epochs_without_improvement >= early_stopping_patience:
+                            stop = True
+                            if verbose:
+                                print(f"early stopping: {monitor} has not improved for "
+                                      f"{early_stopping_patience} epochs; restoring the weights of "
+                                      f"epoch {history.best_epoch}", flush=True)
+                if stop:
+                    history.stopped_epoch = epoch
+                    break
+            if best_state is not None:
+                self.load_state_dict(best_state)
+        self._fit_loss = loss_fn  # evaluate()'s default: the loss of the last completed fit
         return history
 
     def evaluate(self, x, y, batch_size: int = 256, loss=None, metrics=None,
                  device: str | None = None) -> dict:
         """{"loss": mean loss, "accuracy": fraction correct} over ``x``, ``y``, in eval mode.
 
-        ``loss`` defaults to the one the last ``fit`` used (else cross-entropy); ``metrics`` as
+        ``loss`` defaults to the one the last completed ``fit`` used (else cross-entropy); ``metrics`` as
         in ``fit``.
         """
         from .data.loader import DataLoader
@@ -279,13 +299,12 @@ class TrainingMixin:
         return self._evaluate_loader(loader, loss_fn, _check_metrics(metrics, loss_fn))
 
     def _evaluate_loader(self, loader, loss_fn, accuracy: bool, prefix: str = "") -> dict:
-        was_training = self.training
-        self.eval()
         totals = _EpochTotals(self.device, accuracy)
-        for xb, yb in loader:
-            out = self.forward(xb)
-            totals.add(loss_fn.forward_tensor(out, yb), out, yb)
-        self.train(was_training)
+        with _modes_kept(self):
+            self.eval()
+            for xb, yb in loader:
+                out = self.forward(xb)
+                totals.add(loss_fn.forward_tensor(out, yb), out, yb)
         return totals.results(prefix)
 
     def predict(self, x, batch_size: int = 256, softmax: bool = False, device: str | None = None) -> np.ndarray:
@@ -296,11 +315,10 @@ class TrainingMixin:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         if device is not None:
             self.to(device)
-        was_training = self.training
-        self.eval()
         outputs = []
-        for start in range(0, max(x.shape[0], 1), batch_size):  # no rows: one empty batch
-            out = self.forward(nncore.tensor(x[start:start + batch_size], device=self.device))
-            outputs.append((ops.softmax_forward(out) if softmax else out).numpy().copy())
-        self.train(was_training)
+        with _modes_kept(self):
+            self.eval()
+            for start in range(0, max(x.shape[0], 1), batch_size):  # no rows: one empty batch
+                out = self.forward(nncore.tensor(x[start:start + batch_size], device=self.device))
+                outputs.append((ops.softmax_forward(out) if softmax else out).numpy().copy())
         return np.concatenate(outputs)

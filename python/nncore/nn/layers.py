@@ -175,9 +175,10 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over each window (stride defaults to kernel_size); padding counts as zeros by default."""
+    """Mean over each window (stride defaults to kernel_size); padding counts as zeros by default.
+    count_include_pad is keyword-only: PyTorch's fourth positional argument is ceil_mode."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+    def __init__(self, kernel_size, stride=None, padding=0, *, count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding)
         self.count_include_pad = bool(count_include_pad)
 
