@@ -227,6 +227,41 @@ def test_a_failed_fit_does_not_change_evaluates_loss(device, rng):
     assert set(model.evaluate(x, y)) == {"loss", "accuracy"}  # still cross-entropy
 
 
+def test_a_resumed_run_continues_bit_for_bit(device, rng):
+    """Model, optimizer, scheduler and random state saved after one fit and restored into new
+    objects (after other random draws) give the same weights after two more fits as the run
+    that went on: dropout masks, shuffles, momentum and the decayed lr all carry over."""
+    x, y = rng.standard_normal((64, 6)).astype(np.float32), np.arange(64) % 3
+
+    def build():
+        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3)).to(device)
+        opt = optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+        return model, opt, optim.StepLR(opt, 1, 0.5)
+
+    def fit(model, opt, scheduler):
+        model.fit(x, y, epochs=1, batch_size=16, optimizer=opt, lr_scheduler=scheduler, verbose=0)
+
+    nc.manual_seed(4)
+    model, opt, scheduler = build()
+    fit(model, opt, scheduler)
+    saved = (model.state_dict(), opt.state_dict(), scheduler.state_dict(),
+             json.loads(json.dumps(nc.get_rng_state())))
+    for _ in range(2):
+        fit(model, opt, scheduler)
+
+    nc.manual_seed(123)
+    resumed, resumed_opt, resumed_scheduler = build()
+    resumed.load_state_dict(saved[0])
+    resumed_opt.load_state_dict(saved[1])
+    resumed_scheduler.load_state_dict(saved[2])
+    nc.set_rng_state(saved[3])
+    for _ in range(2):
+        fit(resumed, resumed_opt, resumed_scheduler)
+    assert resumed_opt.lr == opt.lr == 0.2 * 0.5 ** 3
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
 def test_mse_regression(device, rng):
     x = rng.standard_normal((256, 3)).astype(np.float32)
     y = (x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3).astype(np.float32)
