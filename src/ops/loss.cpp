@@ -30,7 +30,8 @@ bool check_cross_entropy(const char* op, const Tensor& logits, const Tensor& tar
   }
   NNCORE_CHECK(target.shape() == logits.shape(), op, ": probability target ",
                shape_str(target.shape()), " must have the shape of logits ",
-               shape_str(logits.shape()));
+               shape_str(logits.shape()),
+               target.dim() == 1 ? " (class labels must be int32, not float32)" : "");
   return false;
 }
 
