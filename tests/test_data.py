@@ -582,7 +582,7 @@ def test_loader_shuffle_is_deterministic_per_seed_and_epoch(device):
 
 def test_loader_default_seed_follows_manual_seed():
     """Without a seed, the shuffling order comes from nncore.manual_seed's generator; an unknown
-    device name or a bad seed is refused at construction."""
+    device name, a bad seed or a seed without shuffle is refused at construction."""
     x, y = _rows_dataset(40)
     orders = []
     for _ in range(2):
@@ -596,6 +596,8 @@ def test_loader_default_seed_follows_manual_seed():
         DataLoader(x, y, batch_size=8, device="gpu")
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         DataLoader(x, y, batch_size=8, shuffle=True, seed=-1)
+    with pytest.raises(ValueError, match="DataLoader: seed has no effect without shuffle=True"):
+        DataLoader(x, y, batch_size=8, seed=5)  # as train_val_split words it
 
 
 @pytest.mark.parametrize("device", _devices())
