@@ -98,9 +98,10 @@ def _valid_idx_bytes() -> bytes:
         (b"\x00\x00", "truncated IDX header"),
         (gzip.compress(_valid_idx_bytes())[:-10], "bad gzip data"),
         (b"\x1f\x8b" + b"not really gzip", "bad gzip data"),
+        (bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2**31, 2**31, 2**31), "size mismatch"),
     ],
     ids=["short-data", "extra-data", "bad-magic", "bad-dtype", "short-dims", "short-magic", "truncated-gz",
-         "corrupt-gz"],
+         "corrupt-gz", "dims-overflow-int64"],
 )
 def test_corrupt_idx_raises_clear_error_naming_the_file(tmp_path, content, message):
     path = tmp_path / "broken-images-idx3-ubyte.gz"
