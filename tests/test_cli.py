@@ -115,13 +115,14 @@ def write_png(path, image, channels=1):
             predictor = np.choose(np.argmin(distances, axis=0), [left, above, upper_left])
         raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
 
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     color = {1: 0, 3: 2, 4: 6}[channels]
     header = struct.pack(">IIBBBBB", image.shape[1], height, 8, color, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw)))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"IDAT", zlib.compress(bytes(raw))) + png_chunk(b"IEND", b""))
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 @pytest.mark.parametrize("pillow", [True, False])
@@ -141,6 +142,29 @@ def test_read_image_png_pgm_npy(device, tmp_path, monkeypatch, channels, pillow)
     np.save(tmp_path / "big.npy", np.zeros((32, 32), np.uint8))
     with pytest.raises(ValueError, match=r"expected a 28x28 grayscale image, got shape \(32, 32\)"):
         read_image(tmp_path / "big.npy")
+
+
+def test_corrupt_png_files_are_clear_errors(tmp_path, monkeypatch):
+    """The hand-written decoder: zlib.error and struct.error escaped the CLI as tracebacks."""
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import Image` raises ImportError
+    write_png(tmp_path / "digit.png", load_mnist_sample("test").images[0])
+    content = (tmp_path / "digit.png").read_bytes()
+    idat = content.index(b"IDAT") + 4  # the zlib stream starts here
+    corrupt = {
+        "truncated IDAT": (content[:idat + 100], "truncated IDAT chunk"),
+        "bad zlib stream": (content[:idat] + b"\x00\x00" + content[idat + 2:], "bad image data"),
+        "truncated chunk header": (content[:idat - 5], "truncated chunk header"),
+        "truncated IHDR": (content[:20], "truncated IHDR chunk"),
+        "short IHDR": (content[:8] + struct.pack(">I", 4) + content[12:20] + content[33:], "IHDR chunk of 4 bytes"),
+        "taller than its data": (content[:16] + struct.pack(">II", 28, 29) + content[24:], "bytes of image data"),
+        "filter type 9": (content[:idat - 8] + png_chunk(b"IDAT", zlib.compress(bytes([9]) + bytes(28 * 29 - 1)))
+                          + png_chunk(b"IEND", b""), "row 0 has filter type 9"),
+    }
+    for case, (data, message) in corrupt.items():
+        path = tmp_path / (case.replace(" ", "_") + ".png")
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=re.escape(f"{path}: corrupt PNG: ") + ".*" + message):
+            read_image(path)
 
 
 def test_bad_pgm_files_are_clear_errors(tmp_path):

@@ -252,11 +252,18 @@ def _read_png(path: Path) -> np.ndarray:
     if content[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path}: not a PNG file")
     position, chunks, header = 8, [], None
-    while position + 8 <= len(content):
+    while position < len(content):
+        if position + 8 > len(content):
+            raise ValueError(f"{path}: corrupt PNG: truncated chunk header at byte {position}")
         length, kind = struct.unpack(">I4s", content[position:position + 8])
         body = content[position + 8:position + 8 + length]
+        if len(body) != length:
+            raise ValueError(f"{path}: corrupt PNG: truncated {kind.decode('ascii', 'replace')} chunk "
+                             f"({len(body)} of {length} bytes)")
         position += 12 + length
         if kind == b"IHDR":
+            if length != 13:
+                raise ValueError(f"{path}: corrupt PNG: IHDR chunk of {length} bytes (13 expected)")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             chunks.append(body)
@@ -268,12 +275,20 @@ def _read_png(path: Path) -> np.ndarray:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
     if depth != 8 or channels is None or interlace:
         raise ValueError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow")
-    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    except zlib.error as error:
+        raise ValueError(f"{path}: corrupt PNG: bad image data ({error})") from error
     stride = width * channels
+    if raw.size != height * (stride + 1):
+        raise ValueError(f"{path}: corrupt PNG: {raw.size} bytes of image data, "
+                         f"{height * (stride + 1)} expected for {width}x{height}")
     rows = raw.reshape(height, stride + 1)
     image = np.zeros((height, stride), dtype=np.int64)
     for y in range(height):  # undo the per-row filters (PNG spec, section 9)
         kind, line = rows[y, 0], rows[y, 1:].astype(np.int64)
+        if kind > 4:
+            raise ValueError(f"{path}: corrupt PNG: row {y} has filter type {kind} (0..4 expected)")
         above = image[y - 1] if y else np.zeros(stride, dtype=np.int64)
         if kind in (0, 2):
             image[y] = (line + (above if kind == 2 else 0)) % 256
