@@ -173,9 +173,19 @@ def test_bad_pgm_files_are_clear_errors(tmp_path):
         "truncated P5": b"P5\n28 28\n255\n" + bytes(700),
         "letters in the header": b"P5\n28 xx\n255\n" + bytes(784),
         "letters in P2 pixels": b"P2\n2 1\n255\n1 a\n",
+        "comment to the end": b"P5 # c",
+        "P2 pixel above maxval": b"P2\n28 28\n100\n" + b"7 " * 783 + b"101\n",
+        "P5 pixel above maxval": b"P5\n28 28\n100\n" + bytes(783) + b"\xff",
+        "P5 extra bytes": b"P5\n28 28\n255\n" + bytes(785),
+        "P2 extra pixels": b"P2\n28 28\n255\n" + b"7 " * 785,
     }
     messages = {"maxval 0": "maxval 1..65535", "truncated P5": "truncated PGM data",
-                "letters in the header": "bad PGM header", "letters in P2 pixels": "bad PGM data"}
+                "letters in the header": "bad PGM header", "letters in P2 pixels": "bad PGM data",
+                "comment to the end": r"truncated PGM header \(a comment runs to the end of the file\)",
+                "P2 pixel above maxval": "pixel value 101 is above maxval 100",
+                "P5 pixel above maxval": "pixel value 255 is above maxval 100",
+                "P5 extra bytes": r"longer than its header says \(785 bytes, 784 expected for 28x28, maxval 255\)",
+                "P2 extra pixels": r"longer than its header says \(785 pixels, 784 expected"}
     for case, content in header_then.items():
         path = tmp_path / (case.replace(" ", "_") + ".pgm")
         path.write_bytes(content)

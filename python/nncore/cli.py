@@ -206,7 +206,9 @@ def _read_pgm(path: Path) -> np.ndarray:
         while position < len(content) and content[position:position + 1].isspace():
             position += 1
         if content[position:position + 1] == b"#":
-            position = content.index(b"\n", position) + 1
+            position = content.find(b"\n", position) + 1
+            if position == 0:
+                raise ValueError(f"{path}: truncated PGM header (a comment runs to the end of the file)")
             continue
         end = position
         while end < len(content) and not content[end:end + 1].isspace():
@@ -224,19 +226,28 @@ def _read_pgm(path: Path) -> np.ndarray:
     if not (width > 0 and height > 0 and 0 < maxval < 65536):
         raise ValueError(f"{path}: bad PGM header: {width}x{height}, maxval {maxval} "
                          "(the PGM format takes maxval 1..65535)")
+
+    def check_size(found: int, expected: int, unit: str) -> None:
+        if found != expected:
+            problem = "truncated PGM data" if found < expected else "PGM data longer than its header says"
+            raise ValueError(f"{path}: {problem} ({found} {unit}, {expected} expected for {width}x{height}, "
+                             f"maxval {maxval})")
+
     if magic == b"P5":
         dtype = np.dtype(np.uint8 if maxval < 256 else ">u2")
-        if len(content) - (position + 1) < width * height * dtype.itemsize:
-            raise ValueError(f"{path}: truncated PGM data")
-        pixels = np.frombuffer(content, dtype=dtype, count=width * height, offset=position + 1)
+        check_size(len(content) - (position + 1), width * height * dtype.itemsize, "bytes")
+        pixels = np.frombuffer(content, dtype=dtype, offset=position + 1)
+        largest = int(pixels.max())
     else:
-        values = content[position:].split()[:width * height]
+        values = content[position:].split()
         if not all(value.isdigit() for value in values):
             raise ValueError(f"{path}: bad PGM data (P2 pixels are decimal integers)")
-        pixels = np.array(values, dtype=np.int64)
-    if pixels.size != width * height:
-        raise ValueError(f"{path}: truncated PGM data")
-    return (pixels.reshape(height, width).astype(np.float64) * (255.0 / maxval))
+        check_size(len(values), width * height, "pixels")
+        pixels = [int(value) for value in values]  # Python ints: a huge value cannot overflow before the check
+        largest = max(pixels)
+    if largest > maxval:
+        raise ValueError(f"{path}: bad PGM data (pixel value {largest} is above maxval {maxval})")
+    return (np.asarray(pixels, dtype=np.float64).reshape(height, width) * (255.0 / maxval))
 
 
 def _read_png(path: Path) -> np.ndarray:
