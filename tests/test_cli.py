@@ -144,6 +144,23 @@ def test_read_image_png_pgm_npy(device, tmp_path, monkeypatch, channels, pillow)
         read_image(tmp_path / "big.npy")
 
 
+def test_npy_bool_nan_and_text_images(tmp_path):
+    """A bool mask is 0/255 (it was 0/1); NaN or inf pixels and text are errors (NaN gave arbitrary
+    pixels and a RuntimeWarning)."""
+    mask = load_mnist_sample("test").images[0] > 127
+    np.save(tmp_path / "mask.npy", mask)
+    np.testing.assert_array_equal(read_image(tmp_path / "mask.npy"), np.where(mask, 255, 0))
+    for bad in (np.nan, np.inf):
+        image = np.zeros((28, 28), np.float32)
+        image[3, 4] = bad
+        np.save(tmp_path / "bad.npy", image)
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.npy'}: the image has NaN or infinite")):
+            read_image(tmp_path / "bad.npy")
+    np.save(tmp_path / "text.npy", np.full((28, 28), "x"))
+    with pytest.raises(TypeError, match=r"text\.npy: pixels must be booleans or real numbers, got dtype <U1"):
+        read_image(tmp_path / "text.npy")
+
+
 def test_corrupt_png_files_are_clear_errors(tmp_path, monkeypatch):
     """The hand-written decoder: zlib.error and struct.error escaped the CLI as tracebacks."""
     monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import Image` raises ImportError

@@ -189,6 +189,12 @@ def read_image(path) -> np.ndarray:
     else:
         raise ValueError(f"{path}: unsupported image type {suffix!r} (use .png, .pgm or .npy)")
     image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise TypeError(f"{path}: pixels must be booleans or real numbers, got dtype {image.dtype}")
+    if image.dtype.kind == "b":  # a mask: True is the digit's white, not the value 1 of 255
+        image = image.astype(np.uint8) * 255
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError(f"{path}: the image has NaN or infinite pixels")
     if image.ndim == 3:  # colour: average the RGB channels, drop alpha
         image = image[..., :3].mean(axis=2) if image.shape[2] >= 3 else image[..., 0]
     if image.shape != (28, 28):
