@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from nncore.cli import read_image
+from nncore.cli import parse_args, read_image
 from nncore.data import load_mnist_sample
 
 
@@ -214,3 +214,12 @@ def test_limit_and_batch_size_must_be_positive(tmp_path):
     for option in ("--limit", "--batch-size"):
         result = nncore_cli("train", option, "-3", cwd=tmp_path)
         assert result.returncode == 2 and "expected a positive integer, got -3" in result.stderr
+
+
+def test_momentum_is_refused_with_adam(tmp_path):
+    """--momentum with --optimizer adam was accepted and ignored; without --momentum Adam is fine."""
+    result = nncore_cli("train", "--optimizer", "adam", "--momentum", "0.5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train: --momentum is for --optimizer sgd; adam has no momentum" in result.stderr
+    assert parse_args(["train", "--optimizer", "adam"]).momentum is None
+    assert parse_args(["train", "--momentum", "0.5"]).momentum == 0.5

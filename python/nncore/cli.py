@@ -20,6 +20,7 @@ from nncore.checkpoint import load_checkpoint, save_checkpoint
 NORMALIZATION = {"mnist": (data.MNIST_MEAN, data.MNIST_STD),
                  "fashion-mnist": (data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD)}
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+DEFAULT_MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -79,7 +80,8 @@ def cmd_train(args) -> int:
     model = build_model(args.model, train.num_classes, device)
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     if args.optimizer == "sgd":
-        optimizer = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        momentum = DEFAULT_MOMENTUM if args.momentum is None else args.momentum
+        optimizer = optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=args.weight_decay)
     else:
         optimizer = optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
     scheduler = optim.CosineAnnealingLR(optimizer, max(args.epochs, 1)) if args.schedule == "cosine" else None
@@ -353,7 +355,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam")
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--momentum", type=float, default=None,
+                       help=f"SGD momentum (default {DEFAULT_MOMENTUM}; sgd only)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--schedule", choices=["none", "cosine"], default="cosine",
                        help="learning-rate schedule over the epochs (default: cosine annealing to 0)")
@@ -386,8 +389,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the checks that involve more than one option."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    # None means not given: an explicit --momentum with Adam would otherwise be silently ignored.
+    if args.command == "train" and args.optimizer != "sgd" and args.momentum is not None:
+        parser.error(f"train: --momentum is for --optimizer sgd; {args.optimizer} has no momentum")
+    return args
+
+
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, TypeError, OSError) as error:
