@@ -12,13 +12,17 @@ import zlib
 import numpy as np
 import pytest
 
+import nncore
 from nncore.cli import parse_args, read_image
 from nncore.data import load_mnist_sample
 
 
 def nncore_cli(*args, cwd):
-    """Runs `python -m nncore ARGS` offline; returns the CompletedProcess."""
-    env = {**os.environ, "NNCORE_DATA": str(cwd / "no-data-here"), "NO_COLOR": "1"}
+    """Runs `python -m nncore ARGS` offline, with the nncore these tests import; returns the CompletedProcess."""
+    # A relative PYTHONPATH (PYTHONPATH=python) would not hold in cwd, and the child would import another copy.
+    package_root = os.path.dirname(os.path.dirname(nncore.__file__))
+    env = {**os.environ, "NNCORE_DATA": str(cwd / "no-data-here"), "NO_COLOR": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "nncore", *args, "--no-download"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
