@@ -12,13 +12,17 @@ import zlib
 import numpy as np
 import pytest
 
-from nncore.cli import read_image
+import nncore
+from nncore.cli import parse_args, read_image
 from nncore.data import load_mnist_sample
 
 
 def nncore_cli(*args, cwd):
-    """Runs `python -m nncore ARGS` offline; returns the CompletedProcess."""
-    env = {**os.environ, "NNCORE_DATA": str(cwd / "no-data-here"), "NO_COLOR": "1"}
+    """Runs `python -m nncore ARGS` offline, with the nncore these tests import; returns the CompletedProcess."""
+    # A relative PYTHONPATH (PYTHONPATH=python) would not hold in cwd, and the child would import another copy.
+    package_root = os.path.dirname(os.path.dirname(nncore.__file__))
+    env = {**os.environ, "NNCORE_DATA": str(cwd / "no-data-here"), "NO_COLOR": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "nncore", *args, "--no-download"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -115,13 +119,14 @@ def write_png(path, image, channels=1):
             predictor = np.choose(np.argmin(distances, axis=0), [left, above, upper_left])
         raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
 
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     color = {1: 0, 3: 2, 4: 6}[channels]
     header = struct.pack(">IIBBBBB", image.shape[1], height, 8, color, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw)))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"IDAT", zlib.compress(bytes(raw))) + png_chunk(b"IEND", b""))
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 @pytest.mark.parametrize("pillow", [True, False])
@@ -143,15 +148,65 @@ def test_read_image_png_pgm_npy(device, tmp_path, monkeypatch, channels, pillow)
         read_image(tmp_path / "big.npy")
 
 
+def test_npy_bool_nan_and_text_images(tmp_path):
+    """A bool mask is 0/255 (it was 0/1); NaN or inf pixels and text are errors (NaN gave arbitrary
+    pixels and a RuntimeWarning)."""
+    mask = load_mnist_sample("test").images[0] > 127
+    np.save(tmp_path / "mask.npy", mask)
+    np.testing.assert_array_equal(read_image(tmp_path / "mask.npy"), np.where(mask, 255, 0))
+    for bad in (np.nan, np.inf):
+        image = np.zeros((28, 28), np.float32)
+        image[3, 4] = bad
+        np.save(tmp_path / "bad.npy", image)
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.npy'}: the image has NaN or infinite")):
+            read_image(tmp_path / "bad.npy")
+    np.save(tmp_path / "text.npy", np.full((28, 28), "x"))
+    with pytest.raises(TypeError, match=r"text\.npy: pixels must be booleans or real numbers, got dtype <U1"):
+        read_image(tmp_path / "text.npy")
+
+
+def test_corrupt_png_files_are_clear_errors(tmp_path, monkeypatch):
+    """The hand-written decoder: zlib.error and struct.error escaped the CLI as tracebacks."""
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `from PIL import Image` raises ImportError
+    write_png(tmp_path / "digit.png", load_mnist_sample("test").images[0])
+    content = (tmp_path / "digit.png").read_bytes()
+    idat = content.index(b"IDAT") + 4  # the zlib stream starts here
+    corrupt = {
+        "truncated IDAT": (content[:idat + 100], "truncated IDAT chunk"),
+        "bad zlib stream": (content[:idat] + b"\x00\x00" + content[idat + 2:], "bad image data"),
+        "truncated chunk header": (content[:idat - 5], "truncated chunk header"),
+        "truncated IHDR": (content[:20], "truncated IHDR chunk"),
+        "short IHDR": (content[:8] + struct.pack(">I", 4) + content[12:20] + content[33:], "IHDR chunk of 4 bytes"),
+        "taller than its data": (content[:16] + struct.pack(">II", 28, 29) + content[24:], "bytes of image data"),
+        "filter type 9": (content[:idat - 8] + png_chunk(b"IDAT", zlib.compress(bytes([9]) + bytes(28 * 29 - 1)))
+                          + png_chunk(b"IEND", b""), "row 0 has filter type 9"),
+    }
+    for case, (data, message) in corrupt.items():
+        path = tmp_path / (case.replace(" ", "_") + ".png")
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=re.escape(f"{path}: corrupt PNG: ") + ".*" + message):
+            read_image(path)
+
+
 def test_bad_pgm_files_are_clear_errors(tmp_path):
     header_then = {
         "maxval 0": b"P5\n28 28\n0\n" + bytes(784),
         "truncated P5": b"P5\n28 28\n255\n" + bytes(700),
         "letters in the header": b"P5\n28 xx\n255\n" + bytes(784),
         "letters in P2 pixels": b"P2\n2 1\n255\n1 a\n",
+        "comment to the end": b"P5 # c",
+        "P2 pixel above maxval": b"P2\n28 28\n100\n" + b"7 " * 783 + b"101\n",
+        "P5 pixel above maxval": b"P5\n28 28\n100\n" + bytes(783) + b"\xff",
+        "P5 extra bytes": b"P5\n28 28\n255\n" + bytes(785),
+        "P2 extra pixels": b"P2\n28 28\n255\n" + b"7 " * 785,
     }
     messages = {"maxval 0": "maxval 1..65535", "truncated P5": "truncated PGM data",
-                "letters in the header": "bad PGM header", "letters in P2 pixels": "bad PGM data"}
+                "letters in the header": "bad PGM header", "letters in P2 pixels": "bad PGM data",
+                "comment to the end": r"truncated PGM header \(a comment runs to the end of the file\)",
+                "P2 pixel above maxval": "pixel value 101 is above maxval 100",
+                "P5 pixel above maxval": "pixel value 255 is above maxval 100",
+                "P5 extra bytes": r"longer than its header says \(785 bytes, 784 expected for 28x28, maxval 255\)",
+                "P2 extra pixels": r"longer than its header says \(785 pixels, 784 expected"}
     for case, content in header_then.items():
         path = tmp_path / (case.replace(" ", "_") + ".pgm")
         path.write_bytes(content)
@@ -163,3 +218,12 @@ def test_limit_and_batch_size_must_be_positive(tmp_path):
     for option in ("--limit", "--batch-size"):
         result = nncore_cli("train", option, "-3", cwd=tmp_path)
         assert result.returncode == 2 and "expected a positive integer, got -3" in result.stderr
+
+
+def test_momentum_is_refused_with_adam(tmp_path):
+    """--momentum with --optimizer adam was accepted and ignored; without --momentum Adam is fine."""
+    result = nncore_cli("train", "--optimizer", "adam", "--momentum", "0.5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train: --momentum is for --optimizer sgd; adam has no momentum" in result.stderr
+    assert parse_args(["train", "--optimizer", "adam"]).momentum is None
+    assert parse_args(["train", "--momentum", "0.5"]).momentum == 0.5

@@ -98,9 +98,10 @@ def _valid_idx_bytes() -> bytes:
         (b"\x00\x00", "truncated IDX header"),
         (gzip.compress(_valid_idx_bytes())[:-10], "bad gzip data"),
         (b"\x1f\x8b" + b"not really gzip", "bad gzip data"),
+        (bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2**31, 2**31, 2**31), "size mismatch"),
     ],
     ids=["short-data", "extra-data", "bad-magic", "bad-dtype", "short-dims", "short-magic", "truncated-gz",
-         "corrupt-gz"],
+         "corrupt-gz", "dims-overflow-int64"],
 )
 def test_corrupt_idx_raises_clear_error_naming_the_file(tmp_path, content, message):
     path = tmp_path / "broken-images-idx3-ubyte.gz"
@@ -582,7 +583,7 @@ def test_loader_shuffle_is_deterministic_per_seed_and_epoch(device):
 
 def test_loader_default_seed_follows_manual_seed():
     """Without a seed, the shuffling order comes from nncore.manual_seed's generator; an unknown
-    device name or a bad seed is refused at construction."""
+    device name, a bad seed or a seed without shuffle is refused at construction."""
     x, y = _rows_dataset(40)
     orders = []
     for _ in range(2):
@@ -596,6 +597,8 @@ def test_loader_default_seed_follows_manual_seed():
         DataLoader(x, y, batch_size=8, device="gpu")
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         DataLoader(x, y, batch_size=8, shuffle=True, seed=-1)
+    with pytest.raises(ValueError, match="DataLoader: seed has no effect without shuffle=True"):
+        DataLoader(x, y, batch_size=8, seed=5)  # as train_val_split words it
 
 
 @pytest.mark.parametrize("device", _devices())

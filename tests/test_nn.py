@@ -453,6 +453,9 @@ def test_bad_constructor_arguments():
         nn.MaxPool2d(2, padding=2)
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         models.lenet5(activation="gelu")
+    for dropout in (-0.5, 1.0, float("nan")):  # -0.5 once made a model without Dropout, recorded in its config
+        with pytest.raises(ValueError, match=re.escape(f"mlp: dropout must be in [0, 1), got {dropout}")):
+            models.mlp(4, 3, 2, dropout=dropout)
 
 
 def test_labels_out_of_range(device):

@@ -317,6 +317,25 @@ def test_mlp_checkpoint_keeps_sizes(device, tmp_path):
         load_checkpoint(tmp_path / "mlp.npz", model=models.mlp(20, 8, 3, device=device))
 
 
+def test_checkpoint_parameter_names_that_are_np_savez_arguments(tmp_path):
+    """np.savez took parameter names as its keyword arguments: "allow_pickle" vanished and "file"
+    was a TypeError. Any name round-trips, and np.load reads the file."""
+    class Named(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.file = nn.Parameter(nc.tensor(np.full((2, 3), scale, np.float32)))
+            self.allow_pickle = nn.Parameter(nc.tensor(np.arange(4, dtype=np.float32) * scale))
+
+    saved = Named(1.0)
+    path = save_checkpoint(saved, tmp_path / "named.npz", {"note": "names"})
+    loaded, meta = load_checkpoint(path, model=Named(0.0))
+    assert meta["note"] == "names"
+    for name, value in saved.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], value)
+    with np.load(path, allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["__metadata__", "allow_pickle", "file"]
+
+
 def test_checkpoint_metadata_cannot_shadow_its_own_keys(device, tmp_path):
     """The format tag and the model config are the checkpoint's: user metadata may not replace
     them (it made files that could not be loaded); a config that is not a dict is a clear error."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,20 @@ def save_checkpoint(model, path, metadata: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     try:
-        with open(partial, "wb") as stream:
-            np.savez(stream, **state, **{METADATA_KEY: np.array(json.dumps(meta))})
+        _write_npz(partial, {**state, METADATA_KEY: np.array(json.dumps(meta))})
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    """An uncompressed ``.npz`` as np.savez writes it, one NAME.npy per entry. np.savez takes the
+    names as keyword arguments, so parameters named "file" or "allow_pickle" broke or vanished."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:

@@ -20,6 +20,7 @@ from nncore.checkpoint import load_checkpoint, save_checkpoint
 NORMALIZATION = {"mnist": (data.MNIST_MEAN, data.MNIST_STD),
                  "fashion-mnist": (data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD)}
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+DEFAULT_MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -79,7 +80,8 @@ def cmd_train(args) -> int:
     model = build_model(args.model, train.num_classes, device)
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     if args.optimizer == "sgd":
-        optimizer = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        momentum = DEFAULT_MOMENTUM if args.momentum is None else args.momentum
+        optimizer = optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=args.weight_decay)
     else:
         optimizer = optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
     scheduler = optim.CosineAnnealingLR(optimizer, max(args.epochs, 1)) if args.schedule == "cosine" else None
@@ -189,6 +191,12 @@ def read_image(path) -> np.ndarray:
     else:
         raise ValueError(f"{path}: unsupported image type {suffix!r} (use .png, .pgm or .npy)")
     image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise TypeError(f"{path}: pixels must be booleans or real numbers, got dtype {image.dtype}")
+    if image.dtype.kind == "b":  # a mask: True is the digit's white, not the value 1 of 255
+        image = image.astype(np.uint8) * 255
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError(f"{path}: the image has NaN or infinite pixels")
     if image.ndim == 3:  # colour: average the RGB channels, drop alpha
         image = image[..., :3].mean(axis=2) if image.shape[2] >= 3 else image[..., 0]
     if image.shape != (28, 28):
@@ -206,7 +214,9 @@ def _read_pgm(path: Path) -> np.ndarray:
         while position < len(content) and content[position:position + 1].isspace():
             position += 1
         if content[position:position + 1] == b"#":
-            position = content.index(b"\n", position) + 1
+            position = content.find(b"\n", position) + 1
+            if position == 0:
+                raise ValueError(f"{path}: truncated PGM header (a comment runs to the end of the file)")
             continue
         end = position
         while end < len(content) and not content[end:end + 1].isspace():
@@ -224,19 +234,28 @@ def _read_pgm(path: Path) -> np.ndarray:
     if not (width > 0 and height > 0 and 0 < maxval < 65536):
         raise ValueError(f"{path}: bad PGM header: {width}x{height}, maxval {maxval} "
                          "(the PGM format takes maxval 1..65535)")
+
+    def check_size(found: int, expected: int, unit: str) -> None:
+        if found != expected:
+            problem = "truncated PGM data" if found < expected else "PGM data longer than its header says"
+            raise ValueError(f"{path}: {problem} ({found} {unit}, {expected} expected for {width}x{height}, "
+                             f"maxval {maxval})")
+
     if magic == b"P5":
         dtype = np.dtype(np.uint8 if maxval < 256 else ">u2")
-        if len(content) - (position + 1) < width * height * dtype.itemsize:
-            raise ValueError(f"{path}: truncated PGM data")
-        pixels = np.frombuffer(content, dtype=dtype, count=width * height, offset=position + 1)
+        check_size(len(content) - (position + 1), width * height * dtype.itemsize, "bytes")
+        pixels = np.frombuffer(content, dtype=dtype, offset=position + 1)
+        largest = int(pixels.max())
     else:
-        values = content[position:].split()[:width * height]
+        values = content[position:].split()
         if not all(value.isdigit() for value in values):
             raise ValueError(f"{path}: bad PGM data (P2 pixels are decimal integers)")
-        pixels = np.array(values, dtype=np.int64)
-    if pixels.size != width * height:
-        raise ValueError(f"{path}: truncated PGM data")
-    return (pixels.reshape(height, width).astype(np.float64) * (255.0 / maxval))
+        check_size(len(values), width * height, "pixels")
+        pixels = [int(value) for value in values]  # Python ints: a huge value cannot overflow before the check
+        largest = max(pixels)
+    if largest > maxval:
+        raise ValueError(f"{path}: bad PGM data (pixel value {largest} is above maxval {maxval})")
+    return (np.asarray(pixels, dtype=np.float64).reshape(height, width) * (255.0 / maxval))
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -252,11 +271,18 @@ def _read_png(path: Path) -> np.ndarray:
     if content[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path}: not a PNG file")
     position, chunks, header = 8, [], None
-    while position + 8 <= len(content):
+    while position < len(content):
+        if position + 8 > len(content):
+            raise ValueError(f"{path}: corrupt PNG: truncated chunk header at byte {position}")
         length, kind = struct.unpack(">I4s", content[position:position + 8])
         body = content[position + 8:position + 8 + length]
+        if len(body) != length:
+            raise ValueError(f"{path}: corrupt PNG: truncated {kind.decode('ascii', 'replace')} chunk "
+                             f"({len(body)} of {length} bytes)")
         position += 12 + length
         if kind == b"IHDR":
+            if length != 13:
+                raise ValueError(f"{path}: corrupt PNG: IHDR chunk of {length} bytes (13 expected)")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             chunks.append(body)
@@ -268,12 +294,20 @@ def _read_png(path: Path) -> np.ndarray:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
     if depth != 8 or channels is None or interlace:
         raise ValueError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow")
-    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    except zlib.error as error:
+        raise ValueError(f"{path}: corrupt PNG: bad image data ({error})") from error
     stride = width * channels
+    if raw.size != height * (stride + 1):
+        raise ValueError(f"{path}: corrupt PNG: {raw.size} bytes of image data, "
+                         f"{height * (stride + 1)} expected for {width}x{height}")
     rows = raw.reshape(height, stride + 1)
     image = np.zeros((height, stride), dtype=np.int64)
     for y in range(height):  # undo the per-row filters (PNG spec, section 9)
         kind, line = rows[y, 0], rows[y, 1:].astype(np.int64)
+        if kind > 4:
+            raise ValueError(f"{path}: corrupt PNG: row {y} has filter type {kind} (0..4 expected)")
         above = image[y - 1] if y else np.zeros(stride, dtype=np.int64)
         if kind in (0, 2):
             image[y] = (line + (above if kind == 2 else 0)) % 256
@@ -321,7 +355,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam")
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--momentum", type=float, default=None,
+                       help=f"SGD momentum (default {DEFAULT_MOMENTUM}; sgd only)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--schedule", choices=["none", "cosine"], default="cosine",
                        help="learning-rate schedule over the epochs (default: cosine annealing to 0)")
@@ -354,8 +389,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the checks that involve more than one option."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    # None means not given: an explicit --momentum with Adam would otherwise be silently ignored.
+    if args.command == "train" and args.optimizer != "sgd" and args.momentum is not None:
+        parser.error(f"train: --momentum is for --optimizer sgd; {args.optimizer} has no momentum")
+    return args
+
+
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, TypeError, OSError) as error:

@@ -38,6 +38,8 @@ def mlp(*sizes: int, activation: str = "relu", dropout: float = 0.0, device: str
     when > 0) between them, logits out: ``mlp(784, 800, 10)``."""
     if len(sizes) < 2:
         raise ValueError(f"mlp: need at least an input and an output size, got {sizes}")
+    if not 0.0 <= dropout < 1.0:  # nn.Dropout's range, checked even when no layer would get one
+        raise ValueError(f"mlp: dropout must be in [0, 1), got {dropout}")
     act = _choice(_ACTIVATIONS, activation, "activation")
     model = nn.Sequential()
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -9,6 +9,7 @@ that from the content, not the file name.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -76,7 +77,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     shape = struct.unpack(f">{ndim}I", content[4:header_size])
     dtype = IDX_DTYPES[dtype_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: in int64, dims (2**31,) * 3 wrapped to 0 bytes
     actual = len(content) - header_size
     if actual != expected:
         raise DatasetError(

@@ -94,6 +94,7 @@ class DataLoader:
     so the same seed gives the same sequence of epochs; each `iter(loader)` starts
     the next epoch (or pick one with `set_epoch`). Without a seed one is drawn once,
     at construction, from nncore's generator (so `nncore.manual_seed` fixes it).
+    A seed without `shuffle=True` is refused, as in `train_val_split`.
 
     On CUDA the whole dataset is uploaded once, at construction; each epoch uploads
     its permutation once, and batches are gathered on the device with
@@ -116,6 +117,8 @@ class DataLoader:
         self.shuffle = shuffle
         if seed is None:  # drawn only when shuffling, so an unshuffled loader leaves it alone
             seed = int(nncore.random.generator().integers(2**31)) if shuffle else 0
+        elif not shuffle:
+            raise ValueError("DataLoader: seed has no effect without shuffle=True")
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
