@@ -180,6 +180,9 @@ def test_corrupt_png_files_are_clear_errors(tmp_path, monkeypatch):
         "taller than its data": (content[:16] + struct.pack(">II", 28, 29) + content[24:], "bytes of image data"),
         "filter type 9": (content[:idat - 8] + png_chunk(b"IDAT", zlib.compress(bytes([9]) + bytes(28 * 29 - 1)))
                           + png_chunk(b"IEND", b""), "row 0 has filter type 9"),
+        # 10 kB that inflate to 10 MB: the decoder stops one byte past the 812 the header allows
+        "inflates past its header": (content[:idat - 8] + png_chunk(b"IDAT", zlib.compress(bytes(10**7)))
+                                     + png_chunk(b"IEND", b""), "more bytes of image data, 812 expected"),
     }
     for case, (data, message) in corrupt.items():
         path = tmp_path / (case.replace(" ", "_") + ".png")

@@ -294,14 +294,17 @@ def _read_png(path: Path) -> np.ndarray:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
     if depth != 8 or channels is None or interlace:
         raise ValueError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported without Pillow")
-    try:
-        raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8)
+    stride = width * channels
+    expected = height * (stride + 1)
+    try:  # inflates at most one byte past what the header allows (a small file can inflate to GBs)
+        raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(chunks), expected + 1),
+                            dtype=np.uint8)
     except zlib.error as error:
         raise ValueError(f"{path}: corrupt PNG: bad image data ({error})") from error
-    stride = width * channels
-    if raw.size != height * (stride + 1):
-        raise ValueError(f"{path}: corrupt PNG: {raw.size} bytes of image data, "
-                         f"{height * (stride + 1)} expected for {width}x{height}")
+    if raw.size != expected:
+        found = "more" if raw.size > expected else f"{raw.size}"
+        raise ValueError(f"{path}: corrupt PNG: {found} bytes of image data, {expected} expected "
+                         f"for {width}x{height}")
     rows = raw.reshape(height, stride + 1)
     image = np.zeros((height, stride), dtype=np.int64)
     for y in range(height):  # undo the per-row filters (PNG spec, section 9)
