@@ -53,14 +53,24 @@ __global__ void scale_kernel(float* __restrict__ y, float alpha, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) y[i] *= alpha;
 }
 
+// A word of all-one bits: what an out-of-range index gathers (NaN as float32, -1 as int32).
+template <typename T>
+__device__ __forceinline__ T all_one_bits();
+template <>
+__device__ __forceinline__ uint32_t all_one_bits<uint32_t>() { return ~0u; }
+template <>
+__device__ __forceinline__ uint4 all_one_bits<uint4>() { return make_uint4(~0u, ~0u, ~0u, ~0u); }
+
 // y[r, :] = x[index[r], :] on words of type T (4 or 16 bytes); one thread per output word.
 template <typename T, typename I>
 __global__ void gather_rows_kernel(const T* __restrict__ x, const int32_t* __restrict__ index,
-                                   int64_t total, I row_words, T* __restrict__ y) {
+                                   int64_t total, int64_t source_rows, I row_words,
+                                   T* __restrict__ y) {
   for (int64_t t = global_thread(); t < total; t += grid_stride()) {
     const I idx = static_cast<I>(t);
     const I r = idx / row_words, w = idx - r * row_words;
-    y[t] = x[static_cast<int64_t>(index[r]) * row_words + w];
+    const int64_t s = index[r];
+    y[t] = s >= 0 && s < source_rows ? x[s * row_words + w] : all_one_bits<T>();
   }
 }
 
@@ -127,7 +137,8 @@ void scale(float* y, float alpha, int64_t n) {
   NNCORE_CUDA_LAUNCH_CHECK("scale");
 }
 
-void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t row_bytes, void* y) {
+void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t source_rows,
+                 int64_t row_bytes, void* y) {
   if (rows <= 0 || row_bytes <= 0) return;
   const bool wide = row_bytes % 16 == 0 && (reinterpret_cast<uintptr_t>(x) & 15u) == 0 &&
                     (reinterpret_cast<uintptr_t>(y) & 15u) == 0;
@@ -140,10 +151,12 @@ void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t row_
     using I = decltype(position);
     if (wide)
       gather_rows_kernel<uint4, I><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint4*>(x), index, total, I(row_words), static_cast<uint4*>(y));
+          static_cast<const uint4*>(x), index, total, source_rows, I(row_words),
+          static_cast<uint4*>(y));
     else
       gather_rows_kernel<uint32_t, I><<<blocks_for(total), kThreads, 0, stream()>>>(
-          static_cast<const uint32_t*>(x), index, total, I(row_words), static_cast<uint32_t*>(y));
+          static_cast<const uint32_t*>(x), index, total, source_rows, I(row_words),
+          static_cast<uint32_t*>(y));
   });
   NNCORE_CUDA_LAUNCH_CHECK("gather_rows");
 }

@@ -66,14 +66,19 @@ void scale(float* y, float alpha, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
 }
 
-// y[r, :] = x[index[r], :], rows of row_bytes bytes
-void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t row_bytes, void* y) {
+// y[r, :] = x[index[r], :], rows of row_bytes bytes; all-one bits for an index out of range
+void gather_rows(const void* x, const int32_t* index, int64_t rows, int64_t source_rows,
+                 int64_t row_bytes, void* y) {
   const char* src = static_cast<const char*>(x);
   char* dst = static_cast<char*>(y);
 #pragma omp parallel for schedule(static) if (rows * row_bytes > 4 * kParallelMin)
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(dst + r * row_bytes, src + static_cast<int64_t>(index[r]) * row_bytes,
-                static_cast<size_t>(row_bytes));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t s = index[r];
+    if (s >= 0 && s < source_rows)
+      std::memcpy(dst + r * row_bytes, src + s * row_bytes, static_cast<size_t>(row_bytes));
+    else
+      std::memset(dst + r * row_bytes, 0xff, static_cast<size_t>(row_bytes));
+  }
 }
 
 // out[r] = argmax_c x[r, c], the first maximum; NaN counts as the maximum (as in

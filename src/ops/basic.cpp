@@ -54,7 +54,8 @@ Tensor index_select_rows(const Tensor& x, const Tensor& index) {
   const Device device = common_device("index_select_rows", {&x, &index});
   const int64_t rows = index.numel(), source_rows = x.size(0);
   if (device == Device::cpu) {
-    // On the GPU the indices stay on the device (checking them would sync): callers build them.
+    // On the GPU the indices stay on the device (checking them would sync): a bad one gives a
+    // row of all-one bits (NaN, or -1 as int32) there.
     const int32_t* idx = index.i32();
     for (int64_t r = 0; r < rows; ++r) {
       NNCORE_CHECK(idx[r] >= 0 && idx[r] < source_rows, "index_select_rows: index ", idx[r],
@@ -66,7 +67,8 @@ Tensor index_select_rows(const Tensor& x, const Tensor& index) {
   Tensor y = Tensor::empty(out_shape, x.dtype(), device);
   const int64_t row_bytes = source_rows == 0 ? 0 : static_cast<int64_t>(x.nbytes()) / source_rows;
   if (rows > 0 && row_bytes > 0) {
-    NNCORE_DISPATCH(device, gather_rows, x.raw(), index.i32(), rows, row_bytes, y.raw());
+    NNCORE_DISPATCH(device, gather_rows, x.raw(), index.i32(), rows, source_rows, row_bytes,
+                    y.raw());
   }
   return y;
 }

@@ -910,13 +910,25 @@ static void test_gather_argmax() {
           const V x = rnd(size_t(src_rows * words + 1));
           VI idx(static_cast<size_t>(rows));
           for (int32_t& i : idx) i = irand(0, int(src_rows) - 1);  // duplicates likely
+          if (rows == 7) {  // out of range: a row of all-one bits on both (the GPU op cannot check)
+            idx[1] = -1;
+            idx[4] = int32_t(src_rows);
+            idx[6] = std::numeric_limits<int32_t>::max();
+          }
           V yc = nans(size_t(rows * words + 1)), yg = yc;
           const float* xs = x.data() + misalign;
-          cpu::gather_rows(xs, idx.data(), rows, row_bytes, yc.data() + misalign);
+          cpu::gather_rows(xs, idx.data(), rows, src_rows, row_bytes, yc.data() + misalign);
           const std::string w = fmt("gather_rows rows=%ld row_bytes=%ld%s", long(rows),
                                     long(row_bytes), misalign ? " misaligned" : "");
-          if (run_cuda(w, [&] { gpu::gather_rows(xs, idx.data(), rows, row_bytes, yg.data() + misalign); }))
+          if (run_cuda(w, [&] {
+                gpu::gather_rows(xs, idx.data(), rows, src_rows, row_bytes, yg.data() + misalign);
+              }))
             check(w, exact(yg, yc));
+          if (rows == 7) {
+            uint32_t bits;
+            std::memcpy(&bits, yc.data() + misalign + 4 * words, sizeof bits);
+            check(w + " out-of-range row", Cmp{bits == ~0u, fmt("first word %08x", bits)});
+          }
         }
     const int64_t shapes[][2] = {{1, 1}, {3, 31}, {40, 33}, {5, 100}, {2, 1}, {6, 64}};
     for (const auto& rc : shapes) {

@@ -73,6 +73,7 @@ struct alignas(16) uint4 {
 };
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 // ---- device functions ------------------------------------------------------------------------
 // Integer min/max as CUDA's device overloads (same-type arguments only: mixed types fail to
