@@ -40,8 +40,8 @@ struct BiasGradSource {
 // Block (32, 32): threadIdx.x picks a channel of the block's 32-channel slice (so each warp reads
 // 32 consecutive floats of a row), threadIdx.y starts at row threadIdx.y and strides by 32.
 // The 32 partial sums of a channel are added in threadIdx.y order: deterministic.
-__global__ void bias_grad_rows_kernel(BiasGradSource g, float* __restrict__ db, int64_t outer,
-                                      int64_t channels) {
+__global__ void __launch_bounds__(1024)
+bias_grad_rows_kernel(BiasGradSource g, float* __restrict__ db, int64_t outer, int64_t channels) {
   __shared__ float partial[32][33];
   const int64_t slices = (channels + 31) / 32;
   for (int64_t slice = blockIdx.x; slice < slices; slice += gridDim.x) {
@@ -159,7 +159,8 @@ void bias_grad(const float* dy, const float* relu_y, float* g_out, float* db, in
   const int64_t chunks = (outer + chunk - 1) / chunk;
   const Workspace partial(chunks > 1 ? static_cast<size_t>(channels * chunks) : 0);
   const unsigned blocks = blocks_for(channels * chunks, 1);
-  with_index_type({outer * channels * inner}, [&](auto index) {
+  // + kThreads: a thread's value index j steps up to blockDim.x past the last value.
+  with_index_type({outer * channels * inner + kThreads}, [&](auto index) {
     using I = decltype(index);
     bias_grad_planes_kernel<I><<<blocks, kThreads, 0, stream()>>>(
         g, db, partial.data, I(outer), I(channels), I(inner), I(chunk), I(chunks));

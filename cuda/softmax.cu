@@ -17,7 +17,8 @@ using namespace detail;
 // softmax:     y = exp(x - max) / sum exp(x - max)
 // log_softmax: y = x - max - log(sum exp(x - max))
 template <bool kBlock, bool kLog>
-__global__ void softmax_forward_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
+__global__ void __launch_bounds__(kBlock ? kRowBlock : kThreads)
+softmax_forward_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
   using G = RowGroup<kBlock>;
   __shared__ float scratch[32];
   for (int64_t r = G::first_row(); r < rows; r += G::row_stride()) {
@@ -41,8 +42,8 @@ __global__ void softmax_forward_kernel(const float* x, float* y, int64_t rows, i
 // softmax:     dx = y * (dy - sum_j dy_j y_j)
 // log_softmax: dx = dy - exp(y) * sum_j dy_j
 template <bool kBlock, bool kLog>
-__global__ void softmax_backward_kernel(const float* y, const float* dy, float* dx, int64_t rows,
-                                        int64_t cols) {
+__global__ void __launch_bounds__(kBlock ? kRowBlock : kThreads)
+softmax_backward_kernel(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
   using G = RowGroup<kBlock>;
   __shared__ float scratch[32];
   for (int64_t r = G::first_row(); r < rows; r += G::row_stride()) {
