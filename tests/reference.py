@@ -491,3 +491,13 @@ def restore_cpu_gemm_kernel():
     import os
     import nncore as nc
     nc._C._force_cpu_gemm_kernel(os.environ.get("NNCORE_CPU_KERNEL", ""))
+
+
+# Child-process code (Linux: RLIMIT_AS and /proc) defining limit_address_space(margin), which caps
+# the process's address space at what it used when this code ran plus `margin` bytes.
+ADDRESS_LIMIT_PRELUDE = """
+import resource as _resource
+_used = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+def limit_address_space(margin):
+    _resource.setrlimit(_resource.RLIMIT_AS, (_used + margin, _resource.RLIM_INFINITY))
+"""

@@ -192,11 +192,10 @@ def test_im2col_buffer_allocation_failure_is_a_memory_error():
     limit that leaves no room for the im2col buffer (the box of 4001 x 4001 floats that the
     windows on the image read)."""
     code = textwrap.dedent("""
-        import resource, numpy as np, nncore as nc
+        import numpy as np, nncore as nc
         x = nc.tensor(np.ones((1, 1, 4000, 4000), np.float32))
-        status = open("/proc/self/status").read().split("VmSize:")[1]
-        used = int(status.split()[0]) * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (used + (40 << 20), resource.RLIM_INFINITY))
+    """) + ref.ADDRESS_LIMIT_PRELUDE + textwrap.dedent("""
+        limit_address_space(40 << 20)
         try:
             nc.ops.im2col(x, 2, 2, 3999, 3999, 1, 1)
         except MemoryError:

@@ -14,6 +14,7 @@ import pytest
 import nncore as nc
 import nncore.functional as F
 from nncore import ops
+from reference import ADDRESS_LIMIT_PRELUDE
 
 
 def shape_re(*shapes):
@@ -495,23 +496,22 @@ def test_allocation_failure_inside_a_kernel_is_a_memory_error(case):
     margin, which is left for small ones: libgomp exits the process when those fail."""
     setup, op = ALLOCATING_OPS[case]
     code = textwrap.dedent("""
-        import resource
         import numpy as np, nncore as nc
         from nncore import ops
         def T(*shape):
             return nc.tensor(np.ones(shape, np.float32))
         ops.gemm_(T(64, 512), T(512, 64), T(64, 64))  # the OpenMP threads start before the limits
         {setup}
-        used = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+    """).format(setup=setup) + ADDRESS_LIMIT_PRELUDE + textwrap.dedent("""
         for margin in range(1 << 20, 256 << 20, 32 << 10):
-            resource.setrlimit(resource.RLIMIT_AS, (used + margin, resource.RLIM_INFINITY))
+            limit_address_space(margin)
             try:
                 {op}
             except MemoryError:
                 continue
             print("succeeded at", margin >> 10, "KiB")
             break
-    """).format(setup=setup, op=op)
+    """).format(op=op)
     env = dict(os.environ, OMP_NUM_THREADS="2", MALLOC_MMAP_THRESHOLD_=str(64 << 10))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=300)

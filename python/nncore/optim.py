@@ -14,9 +14,16 @@ import numpy as np
 import nncore
 from nncore import ops
 
+from ._checks import checked_int
 from .nn.module import zero_grads
 
 __all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR"]
+
+
+def _check_kind(where: str, state_dict: dict, key: str, kind: str) -> None:
+    """A state dict restores only into the kind of object that saved it."""
+    if state_dict.get(key) != kind:
+        raise ValueError(f"{where}: the state dict is from {state_dict.get(key)!r}, not {kind!r}")
 
 
 def _check_non_negative(name: str, **values) -> None:
@@ -98,9 +105,7 @@ class Optimizer:
         parameter, only this kind's buffers, each of its parameter's shape.
         """
         where = f"{type(self).__name__}.load_state_dict"
-        if state_dict.get("optimizer") != type(self).__name__:
-            raise ValueError(f"{where}: the state dict is from {state_dict.get('optimizer')!r}, "
-                             f"not {type(self).__name__!r}")
+        _check_kind(where, state_dict, "optimizer", type(self).__name__)
         if len(state_dict["state"]) != len(self.params):
             raise ValueError(f"{where}: {len(state_dict['state'])} parameter states for "
                              f"{len(self.params)} parameters")
@@ -109,10 +114,7 @@ class Optimizer:
             raise ValueError(f"{where}: hyper-parameters {sorted(hyper)}, expected "
                              f"{sorted(self.hyper_parameters)}")
         values = self._checked(lr=state_dict["lr"], **hyper)
-        step_count = state_dict["step_count"]
-        if isinstance(step_count, bool) or int(step_count) != step_count or step_count < 0:
-            raise ValueError(f"{where}: step_count must be a non-negative integer, got "
-                             f"{step_count!r}")
+        step_count = checked_int(where, "step_count", state_dict["step_count"])
         for param, saved in zip(self.params, state_dict["state"]):
             for name, array in saved.items():
                 if name not in self.buffer_names:
@@ -122,7 +124,7 @@ class Optimizer:
                     raise ValueError(f"{where}: {name} of shape {tuple(array.shape)} for a "
                                      f"parameter of shape {tuple(param.shape)}")
         self.__dict__.update(values)
-        self.step_count = int(step_count)
+        self.step_count = step_count
         self.state = [{name: nncore.tensor(array, device=param.device, dtype="float32")
                        for name, array in saved.items()}
                       for param, saved in zip(self.params, state_dict["state"])]
@@ -227,23 +229,13 @@ class LRScheduler:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restores what ``state_dict()`` saved; nothing changes unless all of it is valid."""
         where = f"{type(self).__name__}.load_state_dict"
-        if state_dict.get("scheduler") != type(self).__name__:
-            raise ValueError(f"{where}: the state dict is from {state_dict.get('scheduler')!r}, "
-                             f"not {type(self).__name__!r}")
+        _check_kind(where, state_dict, "scheduler", type(self).__name__)
         arguments = self._checked(**state_dict["arguments"])
-        base_lr, last_epoch = state_dict["base_lr"], state_dict["last_epoch"]
+        base_lr = state_dict["base_lr"]
         _check_non_negative(where, base_lr=base_lr)
-        if isinstance(last_epoch, bool) or int(last_epoch) != last_epoch or last_epoch < 0:
-            raise ValueError(f"{where}: last_epoch must be a non-negative integer, got {last_epoch!r}")
+        last_epoch = checked_int(where, "last_epoch", state_dict["last_epoch"])
         self.__dict__.update(arguments)
-        self.base_lr, self.last_epoch = float(base_lr), int(last_epoch)
-
-
-def _positive_int(where: str, name: str, value) -> int:
-    """value as an int, refusing fractions (2.5 epochs) and values below 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+        self.base_lr, self.last_epoch = float(base_lr), last_epoch
 
 
 class StepLR(LRScheduler):
@@ -257,7 +249,7 @@ class StepLR(LRScheduler):
     @classmethod
     def _checked(cls, step_size, gamma) -> dict:
         _check_non_negative("StepLR", gamma=gamma)
-        return {"step_size": _positive_int("StepLR", "step_size", step_size), "gamma": float(gamma)}
+        return {"step_size": checked_int("StepLR", "step_size", step_size, 1), "gamma": float(gamma)}
 
     def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -274,7 +266,7 @@ class CosineAnnealingLR(LRScheduler):
     @classmethod
     def _checked(cls, T_max, eta_min) -> dict:
         _check_non_negative("CosineAnnealingLR", eta_min=eta_min)
-        return {"T_max": _positive_int("CosineAnnealingLR", "T_max", T_max), "eta_min": float(eta_min)}
+        return {"T_max": checked_int("CosineAnnealingLR", "T_max", T_max, 1), "eta_min": float(eta_min)}
 
     def lr_at(self, epoch: int) -> float:
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

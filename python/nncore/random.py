@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import checked_int
+
 _seed = 0
 _generator = np.random.default_rng(0)
 _philox_offset = 0
@@ -12,9 +14,7 @@ _philox_offset = 0
 def manual_seed(seed: int) -> None:
     """Makes initialisation, shuffling defaults and dropout reproducible; 0 <= seed < 2**64."""
     global _seed, _generator, _philox_offset
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ValueError(f"manual_seed: expected an integer in [0, 2**64), got {seed!r}")
-    _seed = int(seed)
+    _seed = checked_int("manual_seed", None, seed, 0, 2**64)
     _generator = np.random.default_rng(_seed)
     _philox_offset = 0
 
@@ -30,13 +30,11 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restores what ``get_rng_state`` returned; nothing changes unless all of it is valid."""
     global _seed, _generator, _philox_offset
-    seed, offset = state["seed"], state["philox_offset"]
-    for name, value, limit in (("seed", seed, 2**64), ("philox_offset", offset, 2**64)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < limit:
-            raise ValueError(f"set_rng_state: {name} must be an integer in [0, 2**64), got {value!r}")
+    seed = checked_int("set_rng_state", "seed", state["seed"], 0, 2**64)
+    offset = checked_int("set_rng_state", "philox_offset", state["philox_offset"], 0, 2**64)
     generator = np.random.default_rng()
     generator.bit_generator.state = state["generator"]  # NumPy checks it (ValueError/TypeError)
-    _seed, _generator, _philox_offset = int(seed), generator, int(offset)
+    _seed, _generator, _philox_offset = seed, generator, offset
 
 
 def generator() -> np.random.Generator:

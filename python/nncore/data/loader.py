@@ -8,6 +8,8 @@ import numpy as np
 
 import nncore
 
+from .._checks import checked_int
+
 __all__ = ["scale_images", "one_hot", "train_val_split", "DataLoader"]
 
 
@@ -106,22 +108,19 @@ class DataLoader:
         x, y = np.asarray(x), np.asarray(y)
         if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
             raise ValueError(f"DataLoader: x and y need the same number of rows, got shapes {x.shape} and {y.shape}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = checked_int("DataLoader", "batch_size", batch_size, 1)
         if x.shape[0] == 0:
             raise ValueError("DataLoader: the dataset is empty")
         self.x, self.y = (nncore._host_array(x, what="DataLoader: x"),
                           nncore._host_array(y, what="DataLoader: y"))
         self.num_samples = int(x.shape[0])
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.shuffle = shuffle
         if seed is None:  # drawn only when shuffling, so an unshuffled loader leaves it alone
             seed = int(nncore.random.generator().integers(2**31)) if shuffle else 0
         elif not shuffle:
             raise ValueError("DataLoader: seed has no effect without shuffle=True")
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = checked_int("DataLoader", "seed", seed)
         self.drop_last = drop_last
         self.device = str(device)
         self.epoch = 0
