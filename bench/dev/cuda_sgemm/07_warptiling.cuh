@@ -22,30 +22,6 @@ static_assert((BM / WM) * (BN / WN) == NT / 32, "one warp per warp tile");
 static_assert(WMITER >= 1 && WMITER * WSUBM == WM && WNITER * WSUBN == WN, "warp sub-tiles");
 static_assert((WSUBM / TM) * (WSUBN / TN) == 32, "32 threads cover a warp sub-tile");
 static_assert(TM % 4 == 0 && TN % 4 == 0 && BK % 4 == 0, "float4 granularity");
-static_assert(A_QUADS * NT * 4 == BM * BK && B_QUADS * NT * 4 == BK * BN, "even tile loads");
-
-// Global -> registers (zero-filled outside the matrices; K % 4 == 0 and N % 4 == 0 make every
-// quad wholly inside or outside). Quad q of the A tile: row q / (BK/4), k (q % (BK/4)) * 4.
-// Quad q of the B tile: row q / (BN/4), n (q % (BN/4)) * 4. q = tid + r * NT.
-__device__ __forceinline__ void load_tiles(int M, int N, int K, const float* __restrict__ A,
-                                           const float* __restrict__ B, int m0, int n0, int k0,
-                                           int tid, float4 (&ra)[A_QUADS],
-                                           float4 (&rb)[B_QUADS]) {
-#pragma unroll
-  for (int r = 0; r < A_QUADS; ++r) {
-    const int q = tid + r * NT;
-    const int m = m0 + q / (BK / 4), k = k0 + (q % (BK / 4)) * 4;
-    ra[r] = (m < M && k < K) ? *reinterpret_cast<const float4*>(&A[m * K + k])
-                             : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
-#pragma unroll
-  for (int r = 0; r < B_QUADS; ++r) {
-    const int q = tid + r * NT;
-    const int k = k0 + q / (BN / 4), n = n0 + (q % (BN / 4)) * 4;
-    rb[r] = (k < K && n < N) ? *reinterpret_cast<const float4*>(&B[k * N + n])
-                             : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
-}
 
 // Registers -> shared: A transposed to As[k][m] (4 scalar stores), B as is (one float4 store).
 __device__ __forceinline__ void store_tiles(float (*As)[BM + PAD], float (*Bs)[BN + PAD], int tid,
@@ -147,7 +123,7 @@ __global__ void __launch_bounds__(ladder::v07::NT)
 
   float4 ra[A_QUADS], rb[B_QUADS];
   for (int k0 = 0; k0 < K; k0 += BK) {
-    load_tiles(M, N, K, A, B, m0, n0, k0, tid, ra, rb);
+    ladder::load_quads<BM, BN, BK, NT>(M, N, K, A, B, m0, n0, k0, tid, ra, rb);
     store_tiles(As, Bs, tid, ra, rb);
     __syncthreads();
     compute_tile(As, Bs, a_off, b_off, acc);

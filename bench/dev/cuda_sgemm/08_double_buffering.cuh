@@ -26,14 +26,15 @@ __global__ void __launch_bounds__(ladder::v07::NT)
   const int k_tiles = (K + BK - 1) / BK;
   float4 ra[A_QUADS], rb[B_QUADS];
   if (k_tiles > 0) {
-    load_tiles(M, N, K, A, B, m0, n0, 0, tid, ra, rb);
+    ladder::load_quads<BM, BN, BK, NT>(M, N, K, A, B, m0, n0, 0, tid, ra, rb);
     store_tiles(As[0], Bs[0], tid, ra, rb);
   }
   __syncthreads();
   for (int t = 0; t < k_tiles; ++t) {
     const int cur = t & 1;
     const bool has_next = t + 1 < k_tiles;
-    if (has_next) load_tiles(M, N, K, A, B, m0, n0, (t + 1) * BK, tid, ra, rb);  // in flight
+    if (has_next)  // in flight during the math below
+      ladder::load_quads<BM, BN, BK, NT>(M, N, K, A, B, m0, n0, (t + 1) * BK, tid, ra, rb);
     compute_tile(As[cur], Bs[cur], a_off, b_off, acc);
     // Stage cur^1 was last read in step t-1, which every thread finished before the barrier
     // that closed step t-1; the barrier below publishes these stores before step t+1 reads them.

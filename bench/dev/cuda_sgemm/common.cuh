@@ -8,6 +8,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -70,6 +71,66 @@ inline const char* vec4_unsupported(int /*M*/, int N, int K) {
   if (K % 4 != 0) return "needs K % 4 == 0 (16-byte rows of A)";
   if (N % 4 != 0) return "needs N % 4 == 0 (16-byte rows of B and C)";
   return nullptr;
+}
+
+// Global -> registers for the float4 rungs (07, 08, 10): the BM x BK tile of A at (m0, k0) and
+// the BK x BN tile of B at (k0, n0) as quads of 4 floats contiguous in memory, zero-filled
+// outside the matrices (K % 4 == 0 and N % 4 == 0 make every quad wholly inside or outside).
+// Quad q = tid + r * NT of the A tile: row q / (BK/4), k (q % (BK/4)) * 4; of the B tile: row
+// q / (BN/4), n (q % (BN/4)) * 4.
+template <int BM, int BN, int BK, int NT>
+__device__ __forceinline__ void load_quads(int M, int N, int K, const float* __restrict__ A,
+                                           const float* __restrict__ B, int m0, int n0, int k0,
+                                           int tid, float4 (&ra)[BM * BK / 4 / NT],
+                                           float4 (&rb)[BK * BN / 4 / NT]) {
+  static_assert(BM * BK % (4 * NT) == 0 && BK * BN % (4 * NT) == 0, "even tile loads");
+#pragma unroll
+  for (int r = 0; r < BM * BK / 4 / NT; ++r) {
+    const int q = tid + r * NT;
+    const int m = m0 + q / (BK / 4), k = k0 + (q % (BK / 4)) * 4;
+    ra[r] = (m < M && k < K) ? *reinterpret_cast<const float4*>(&A[m * K + k])
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+#pragma unroll
+  for (int r = 0; r < BK * BN / 4 / NT; ++r) {
+    const int q = tid + r * NT;
+    const int k = k0 + q / (BN / 4), n = n0 + (q % (BN / 4)) * 4;
+    rb[r] = (k < K && n < N) ? *reinterpret_cast<const float4*>(&B[k * N + n])
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+}
+
+// ---- TF32 tensor cores (variant 10) ----------------------------------------------------------
+// TF32: sign, 8 exponent and 10 mantissa bits, in the top 19 bits of a 32-bit word. Under the CPU
+// emulator (NNCORE_CUDA_EMULATOR) the two PTX instructions are the emulator's stand-ins.
+
+// x rounded to TF32, to nearest with ties away from zero (cvt.rna.tf32.f32); low 13 bits zero.
+__device__ __forceinline__ uint32_t ptx_cvt_rna_tf32(float x) {
+#ifdef NNCORE_CUDA_EMULATOR
+  return ::emu::cvt_rna_tf32(x);
+#else
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+#endif
+}
+
+// d += A * B for one 16 x 8 x 8 tile held as warp fragments (mma.sync.aligned.m16n8k8, row-major
+// A, column-major B, TF32 operands, FP32 accumulators). Lane l = 4 * g + t holds
+//   a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]      b = B[t][g], B[t+4][g]
+//   d = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]
+// (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32). Every lane of the warp must call it.
+__device__ __forceinline__ void ptx_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4],
+                                                     const uint32_t (&b)[2]) {
+#ifdef NNCORE_CUDA_EMULATOR
+  ::emu::mma_m16n8k8_tf32(d, a, b, std::source_location::current());
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 }  // namespace ladder

@@ -3,7 +3,8 @@
 //   ./sgemm_ladder [options]            (build with build.sh; run.sh builds, runs, saves results)
 //
 // For each shape (square sizes, default 1024 2048 4096 8192, plus the MLP / LeNet training shapes)
-// and each variant (01..08 in this folder, 09 = the library's nncore::cuda::sgemm):
+// and each variant (01..08 in this folder, 09 = the library's nncore::cuda::sgemm, 10 = the opt-in
+// TF32 tensor-core rung, measured against cuBLAS in TF32 mode; see below):
 //   1. correctness: C = 0.75 * A * B + 0.5 * C0 (random A, B, C0 in [-1, 1)) against cuBLAS SGEMM
 //      on the same inputs; error = max |C - C_cublas| / max |C_cublas| (normwise max relative
 //      error), PASS when <= --tol (default 1e-4) and every value is finite;
@@ -20,6 +21,11 @@
 // NVIDIA_TF32_OVERRIDE environment variable it sees, and the float64 spot check would expose
 // TF32 (its error is ~100x that of FP32: it fails the 1e-4 tolerance). --cublas-pedantic switches
 // to CUBLAS_PEDANTIC_MATH for a cross-check (may be slower, not the baseline).
+//
+// TF32 (variant 10): its operands are rounded to 10 mantissa bits, so it is checked at --tol-tf32
+// (default 5e-3; TF32's unit roundoff is 2^-11 = 4.9e-4) against the same FP32 reference, and its
+// %cuBLAS column is relative to a second handle in CUBLAS_TF32_TENSOR_OP_MATH, timed in the same
+// run (row 00_cublas_tf32, whose own error against the FP32 reference is printed beside it).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -44,6 +50,7 @@
 #ifndef LADDER_NO_LIBRARY
 #include "09_library.cuh"
 #endif
+#include "10_tf32_tensor_cores.cuh"
 
 #ifndef LADDER_ARCH
 #define LADDER_ARCH "unknown"
@@ -72,21 +79,23 @@ struct Variant {
   const char* name;
   Launcher run;
   Support unsupported;  // may be null
-  bool int32_indices;   // 01-08 use 32-bit indices
+  bool int32_indices;   // 01-08 and 10 use 32-bit indices
+  bool tf32;            // TF32 operands: --tol-tf32, timed against cuBLAS TF32
 };
 
 const Variant kVariants[] = {
-    {1, "01_naive", sgemm_v01, nullptr, true},
-    {2, "02_coalesced", sgemm_v02, nullptr, true},
-    {3, "03_smem_tiles", sgemm_v03, nullptr, true},
-    {4, "04_register_blocking_1d", sgemm_v04, nullptr, true},
-    {5, "05_register_blocking_2d", sgemm_v05, nullptr, true},
-    {6, "06_vectorized_loads", sgemm_v06, sgemm_v06_unsupported, true},
-    {7, "07_warptiling", sgemm_v07, sgemm_v07_unsupported, true},
-    {8, "08_double_buffering", sgemm_v08, sgemm_v08_unsupported, true},
+    {1, "01_naive", sgemm_v01, nullptr, true, false},
+    {2, "02_coalesced", sgemm_v02, nullptr, true, false},
+    {3, "03_smem_tiles", sgemm_v03, nullptr, true, false},
+    {4, "04_register_blocking_1d", sgemm_v04, nullptr, true, false},
+    {5, "05_register_blocking_2d", sgemm_v05, nullptr, true, false},
+    {6, "06_vectorized_loads", sgemm_v06, sgemm_v06_unsupported, true, false},
+    {7, "07_warptiling", sgemm_v07, sgemm_v07_unsupported, true, false},
+    {8, "08_double_buffering", sgemm_v08, sgemm_v08_unsupported, true, false},
 #ifndef LADDER_NO_LIBRARY
-    {9, "09_library", sgemm_v09, nullptr, false},
+    {9, "09_library", sgemm_v09, nullptr, false, false},
 #endif
+    {10, "10_tf32_tensor_cores", sgemm_v10, sgemm_v10_unsupported, true, true},
 };
 
 struct Shape {
@@ -104,6 +113,7 @@ struct Options {
   double budget_ms = 3000.0;  // per variant and shape: fewer reps (>= 3) past this much GPU time
   int naive_max = 4096;       // 01_naive runs only when max(M, N, K) <= this
   double tol = 1e-4;
+  double tol_tf32 = 5e-3;
   bool flush_l2 = false;
   bool pedantic = false;
   std::string csv, json;
@@ -353,6 +363,7 @@ void usage() {
       "  --budget-ms X        per variant and shape: fewer reps (>= 3) past X ms (default 3000)\n"
       "  --naive-max N        run 01_naive only when max(M,N,K) <= N (default 4096)\n"
       "  --tol X              max normwise relative error for PASS (default 1e-4)\n"
+      "  --tol-tf32 X         the same for the TF32 variant 10 (default 5e-3)\n"
       "  --flush-l2           overwrite 2x L2 before each timed run (cold-cache timing)\n"
       "  --cublas-pedantic    reference with CUBLAS_PEDANTIC_MATH instead of DEFAULT_MATH\n"
       "  --csv PATH  --json PATH   also write the results there\n"
@@ -411,6 +422,8 @@ Options parse(int argc, char** argv) {
       o.naive_max = parse_positive(need(i), "naive-max");
     } else if (a == "--tol") {
       o.tol = std::atof(need(i).c_str());
+    } else if (a == "--tol-tf32") {
+      o.tol_tf32 = std::atof(need(i).c_str());
     } else if (a == "--flush-l2") {
       o.flush_l2 = true;
     } else if (a == "--cublas-pedantic") {
@@ -491,6 +504,15 @@ int main(int argc, char** argv) {
   const char* math_name = math_mode == CUBLAS_DEFAULT_MATH    ? "CUBLAS_DEFAULT_MATH"
                           : math_mode == CUBLAS_PEDANTIC_MATH ? "CUBLAS_PEDANTIC_MATH"
                                                               : "OTHER";
+  // The TF32 yardstick, only when a TF32 variant runs.
+  bool tf32_selected = false;
+  for (const Variant& v : kVariants) tf32_selected |= v.tf32 && selected(opt, v.id);
+  cublasHandle_t handle_tf32 = nullptr;
+  if (tf32_selected) {
+    CUBLAS_CHECK(cublasCreate(&handle_tf32));
+    CUBLAS_CHECK(cublasSetStream(handle_tf32, stream));
+    CUBLAS_CHECK(cublasSetMathMode(handle_tf32, CUBLAS_TF32_TENSOR_OP_MATH));
+  }
 
   std::string env_notes;
   for (char** e = environ; e && *e; ++e)
@@ -508,22 +530,26 @@ int main(int argc, char** argv) {
               "  (TF32 tensor cores are used for FP32 GEMM only with CUBLAS_TF32_TENSOR_OP_MATH or\n"
               "  a *_FAST_TF32 compute type, neither set here); cuBLAS env: %s\n",
               math_name, env_notes.empty() ? "none set" : env_notes.c_str());
-  std::printf("check: C = %.2f*A*B + %.2f*C0, err = max|C-C_cublas|/max|C_cublas|, PASS <= %.1e;"
-              " timing: C = A*B (beta 0), median of up to %d runs after %d warm-up, %s L2\n\n",
-              kCheckAlpha, kCheckBeta, opt.tol, opt.reps, opt.warmup,
+  std::printf("check: C = %.2f*A*B + %.2f*C0, err = max|C-C_cublas|/max|C_cublas|, PASS <= %.1e"
+              " (TF32: <= %.1e); timing: C = A*B (beta 0), median of up to %d runs after %d"
+              " warm-up, %s L2\n",
+              kCheckAlpha, kCheckBeta, opt.tol, opt.tol_tf32, opt.reps, opt.warmup,
               opt.flush_l2 ? "flushed" : "warm");
+  std::printf("%%cuBLAS: of cublasSgemm FP32 in the same run; for TF32 rows, of cublasSgemm with"
+              " CUBLAS_TF32_TENSOR_OP_MATH (row 00_cublas_tf32)\n\n");
 
   char meta[4096];
   std::snprintf(meta, sizeof meta,
                 "{\"device\": \"%s\", \"sm\": \"%d%d\", \"sms\": %d, \"l2_bytes\": %d, "
                 "\"built_for\": \"%s\", \"cuda_runtime\": %d, \"cuda_driver\": %d, "
                 "\"cublas\": %d, \"cublas_math_mode\": \"%s\", \"cublas_env\": \"%s\", "
-                "\"check_alpha\": %.2f, \"check_beta\": %.2f, \"tol\": %.3e, "
+                "\"check_alpha\": %.2f, \"check_beta\": %.2f, \"tol\": %.3e, \"tol_tf32\": %.3e, "
                 "\"time_alpha\": 1.0, \"time_beta\": 0.0, \"warmup\": %d, \"reps\": %d, "
                 "\"flush_l2\": %s, \"library_linked\": %s}",
                 json_escape(prop.name).c_str(), prop.major, prop.minor, prop.multiProcessorCount,
                 prop.l2CacheSize, LADDER_ARCH, runtime_version, driver_version, cublas_version,
                 math_name, json_escape(env_notes).c_str(), kCheckAlpha, kCheckBeta, opt.tol,
+                opt.tol_tf32,
                 opt.warmup, opt.reps, opt.flush_l2 ? "true" : "false",
                 library_linked ? "true" : "false");
 
@@ -551,10 +577,11 @@ int main(int argc, char** argv) {
     LADDER_LAUNCH_CHECK("fill_kernel");
 
     // Row-major C = A*B is column-major C^T = B^T A^T: cuBLAS gets (B, ldb = N) then (A, lda = K).
-    auto cublas = [&](float alpha, float beta) {
-      CUBLAS_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, B, N, A, K,
-                               &beta, C, N));
+    auto cublas_with = [&](cublasHandle_t h, float alpha, float beta) {
+      CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, B, N, A, K, &beta, C,
+                               N));
     };
+    auto cublas = [&](float alpha, float beta) { cublas_with(handle, alpha, beta); };
 
     // -- reference --
     LADDER_CUDA_CHECK(cudaMemcpyAsync(C, C0, nC * sizeof(float), cudaMemcpyDeviceToDevice, stream));
@@ -613,13 +640,45 @@ int main(int argc, char** argv) {
       rows.push_back(r);
     }
 
+    // The TF32 yardstick: its error against the FP32 reference, then its time.
+    Timing tc_tf32;
+    if (handle_tf32) {
+      LADDER_CUDA_CHECK(
+          cudaMemcpyAsync(C, C0, nC * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+      cublas_with(handle_tf32, kCheckAlpha, kCheckBeta);
+      sync_or_die(stream, "cublasSgemm (TF32)");
+      LADDER_CUDA_CHECK(cudaMemcpy(out.data(), C, nC * sizeof(float), cudaMemcpyDeviceToHost));
+      const Error e = compare(out, ref, ref_max);
+      tc_tf32 = time_runs([&] { cublas_with(handle_tf32, kTimeAlpha, kTimeBeta); }, stream, opt,
+                          flusher);
+      sync_or_die(stream, "cublasSgemm (TF32 timing)");
+      Row r;
+      r.variant = "00_cublas_tf32";
+      r.shape = sh.label;
+      r.M = M, r.N = N, r.K = K;
+      r.ms = tc_tf32.median_ms;
+      r.tflops = flops / (tc_tf32.median_ms * 1e-3) / 1e12;
+      r.pct = 100.0;
+      r.cublas_ms = tc_tf32.median_ms;
+      r.max_abs = e.max_abs;
+      r.max_rel = e.max_rel;
+      r.reps = tc_tf32.reps;
+      r.status = e.non_finite == 0 && e.max_rel <= opt.tol_tf32 ? "REF" : "REF?";
+      r.note = "CUBLAS_TF32_TENSOR_OP_MATH; error vs the FP32 reference";
+      if (e.max_rel <= opt.tol) r.note += "; within the FP32 tol: TF32 NOT in effect?";
+      print_row(r);
+      rows.push_back(r);
+    }
+
     for (const Variant& v : kVariants) {
       if (!selected(opt, v.id)) continue;
       Row r;
       r.variant = v.name;
       r.shape = sh.label;
       r.M = M, r.N = N, r.K = K;
-      r.cublas_ms = tc.median_ms;
+      const Timing& yardstick = v.tf32 ? tc_tf32 : tc;
+      const double tol = v.tf32 ? opt.tol_tf32 : opt.tol;
+      r.cublas_ms = yardstick.median_ms;
       const char* why = v.unsupported ? v.unsupported(M, N, K) : nullptr;
       std::string skip;
       if (why) skip = why;
@@ -647,7 +706,7 @@ int main(int argc, char** argv) {
         const Error e = compare(out, ref, ref_max);
         r.max_abs = e.max_abs;
         r.max_rel = e.max_rel;
-        const bool pass = e.non_finite == 0 && e.max_rel <= opt.tol;
+        const bool pass = e.non_finite == 0 && e.max_rel <= tol;
         if (e.non_finite) r.note = std::to_string(e.non_finite) + " non-finite values";
 
         // Timing on C = A*B.
@@ -658,7 +717,7 @@ int main(int argc, char** argv) {
         r.ms = t.median_ms;
         r.reps = t.reps;
         r.tflops = flops / (t.median_ms * 1e-3) / 1e12;
-        r.pct = 100.0 * tc.median_ms / t.median_ms;
+        r.pct = 100.0 * yardstick.median_ms / t.median_ms;
         r.status = pass ? "PASS" : "FAIL";
         if (!pass) any_fail = true;
       } catch (const std::exception& ex) {  // the library throws std::runtime_error
@@ -680,6 +739,7 @@ int main(int argc, char** argv) {
 
   if (flusher.buf) LADDER_CUDA_CHECK(cudaFree(flusher.buf));
   CUBLAS_CHECK(cublasDestroy(handle));
+  if (handle_tf32) CUBLAS_CHECK(cublasDestroy(handle_tf32));
   std::printf("\n%s\n", any_fail ? "SOME VARIANTS FAILED (see status column)"
                                  : "all run variants PASS");
   return any_fail ? 1 : 0;

@@ -1,6 +1,6 @@
 // A stand-in for <cuda_runtime.h> used ONLY by the CPU emulators (never on the include path of a
 // real nvcc build): enough of CUDA C++ for the library's kernels (cuda/*.cu, rewritten by
-// bench/dev/cuda_emulate/preprocess.py) and the SGEMM ladder's kernels 01-08
+// bench/dev/cuda_emulate/preprocess.py) and the SGEMM ladder's kernels 01-08 and 10
 // (bench/dev/cuda_sgemm/emulate/) to compile as host C++ (g++ -std=c++20) and run on the CPU.
 //
 // Execution model: blocks run one after another; every CUDA thread of the running block is one
@@ -13,7 +13,8 @@
 // What it checks: indexing, bounds (under ASan: device memory is host memory), tiling,
 // grid-stride loops, __syncthreads placement (all threads of a block must reach the same
 // __syncthreads call site; exited threads count as arrived, as on the GPU), warp-synchronous
-// collectives (__shfl_sync, __shfl_xor_sync, __match_any_sync, __syncwarp): each one is a
+// collectives (__shfl_sync, __shfl_xor_sync, __match_any_sync, __syncwarp, and the TF32
+// mma.sync the ladder's tensor-core rung issues, with its fragment layout): each one is a
 // rendezvous of exactly the lanes named in the mask, which must all call the same collective with
 // the same mask (at the same call site, except __syncwarp); a mask naming a lane that does not
 // exist (partial last warp) or has exited, a lane calling with a mask that leaves itself out, a
@@ -46,6 +47,8 @@
 #include <type_traits>
 #include <vector>
 
+// Code that must differ under emulation (inline PTX) tests this.
+#define NNCORE_CUDA_EMULATOR 1
 #define __global__
 #define __device__
 #define __host__
@@ -93,6 +96,16 @@ inline int __ffs(int x) { return __builtin_ffs(x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
+inline unsigned __float_as_uint(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
 
 // ---- runtime API (what the kernels' translation units call) ----------------------------------
 struct CUstream_st;
@@ -293,9 +306,12 @@ inline void syncthreads(const std::source_location& loc) {
            "__syncthreads at " + loc_str(loc.file_name(), loc.line()));
 }
 
-enum Op { kSyncwarp = 1, kShfl, kMatchAny };
+enum Op { kSyncwarp = 1, kShfl, kMatchAny, kMma };
 inline const char* op_name(int op) {
-  return op == kSyncwarp ? "__syncwarp" : op == kShfl ? "__shfl*_sync" : "__match_any_sync";
+  return op == kSyncwarp ? "__syncwarp"
+         : op == kShfl   ? "__shfl*_sync"
+         : op == kMma    ? "mma.sync"
+                         : "__match_any_sync";
 }
 
 // One warp collective: the lanes named in `mask` meet, each contributing `value`;
@@ -419,6 +435,79 @@ inline T shuffle(unsigned mask, T var, const std::source_location& loc, Src src)
     throw Aborted{};
   }
   return from_bits<T>(r);
+}
+
+// ---- PTX instructions of the SGEMM ladder's tensor-core rung (ptx_* in cuda_sgemm/common.cuh) ---
+
+// cvt.rna.tf32.f32: keeps the top 19 bits (sign, 8 exponent, 10 mantissa bits), rounding the 13
+// dropped ones to nearest, ties away from zero; a NaN stays a NaN, an overflow becomes infinity.
+inline uint32_t cvt_rna_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u) return (u & 0x7FFFFFu) ? 0x7FFFE000u : u;
+  return (u + 0x1000u) & ~0x1FFFu;
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, D = A * B + C with C = D in place: a
+// collective of all 32 lanes (all must call it, at the same site). Lane l = 4 * g + t holds, as the
+// PTX ISA lays the fragments out:
+//   A (16 x 8):  a[0] = A[g][t]   a[1] = A[g+8][t]   a[2] = A[g][t+4]   a[3] = A[g+8][t+4]
+//   B (8 x 8):   b[0] = B[t][g]   b[1] = B[t+4][g]
+//   C, D (16 x 8): d[0] = D[g][2t]  d[1] = D[g][2t+1]  d[2] = D[g+8][2t]  d[3] = D[g+8][2t+1]
+// Products of TF32 values are exact in float64, and each output is rounded to float once (the
+// GPU's accumulation order and rounding are its own: results agree to FP32 accumulation error).
+// An operand with any of its low 13 bits set is not TF32 (a missing cvt) and fails the launch.
+struct MmaOperands {
+  const uint32_t* a;
+  const uint32_t* b;
+  float* d;
+};
+inline void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                             const std::source_location& loc) {
+  const MmaOperands mine{a, b, d};
+  int not_tf32_lane = -1;
+  warp_collective(kMma, 0xffffffffu, to_bits(&mine), loc,
+                  [&](const uint64_t* in, uint64_t*, unsigned) {
+                    float A[16][8], B[8][8], C[16][8];
+                    for (unsigned l = 0; l < 32; ++l) {
+                      const MmaOperands& o = *from_bits<const MmaOperands*>(in[l]);
+                      const unsigned g = l / 4, t = l % 4;
+                      for (int r = 0; r < 4; ++r)
+                        if (o.a[r] & 0x1FFFu) not_tf32_lane = int(l);
+                      for (int r = 0; r < 2; ++r)
+                        if (o.b[r] & 0x1FFFu) not_tf32_lane = int(l);
+                      A[g][t] = __uint_as_float(o.a[0]);
+                      A[g + 8][t] = __uint_as_float(o.a[1]);
+                      A[g][t + 4] = __uint_as_float(o.a[2]);
+                      A[g + 8][t + 4] = __uint_as_float(o.a[3]);
+                      B[t][g] = __uint_as_float(o.b[0]);
+                      B[t + 4][g] = __uint_as_float(o.b[1]);
+                      C[g][2 * t] = o.d[0];
+                      C[g][2 * t + 1] = o.d[1];
+                      C[g + 8][2 * t] = o.d[2];
+                      C[g + 8][2 * t + 1] = o.d[3];
+                    }
+                    for (unsigned l = 0; l < 32; ++l) {
+                      const MmaOperands& o = *from_bits<const MmaOperands*>(in[l]);
+                      const unsigned g = l / 4, t = l % 4;
+                      for (int r = 0; r < 4; ++r) {
+                        const unsigned row = g + 8 * (r / 2), col = 2 * t + r % 2;
+                        double acc = C[row][col];
+                        for (int k = 0; k < 8; ++k) acc += double(A[row][k]) * double(B[k][col]);
+                        o.d[r] = float(acc);
+                      }
+                    }
+                  });
+  if (not_tf32_lane >= 0) {
+    std::lock_guard<std::mutex> lk(g_blk->mu);
+    try {
+      fail(*g_blk, "mma.sync (tf32) at " + loc_str(loc.file_name(), loc.line()) + ": lane " +
+                       std::to_string(not_tf32_lane) +
+                       " passed an operand with low mantissa bits set (not rounded to TF32)");
+    } catch (const Aborted&) {
+    }
+    throw Aborted{};
+  }
 }
 
 // __shared__ arrays declared through EMU_SHARED_POISON register here: filled with 0xFF at first

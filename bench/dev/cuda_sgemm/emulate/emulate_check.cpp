@@ -1,7 +1,10 @@
-// CPU emulation check of the ladder's kernels 01-08 (no GPU needed): each variant's launcher
-// runs on small awkward shapes (primes, 1, partial tiles in M, N and K) with one host thread per
-// CUDA thread, and is compared with a float64 reference, for beta = 0 (C write-only: C starts
-// as NaN) and beta != 0. Build and run: bash bench/dev/cuda_sgemm/emulate/run_emulation.sh
+// CPU emulation check of the ladder's kernels 01-08 and 10 (no GPU needed): each variant's
+// launcher runs on small awkward shapes (primes, 1, partial tiles in M, N and K) with one host
+// thread per CUDA thread, and is compared with a float64 reference, for beta = 0 (C write-only: C
+// starts as NaN) and beta != 0. The TF32 variant 10 is compared with the float64 product of the
+// TF32-rounded inputs, so the same tolerance catches a wrong fragment layout or rounding; the
+// emulator's mma.sync also fails the launch on an operand that was not rounded to TF32.
+// Build and run: bash bench/dev/cuda_sgemm/emulate/run_emulation.sh
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -15,6 +18,7 @@
 #include "../06_vectorized_loads.cuh"
 #include "../07_warptiling.cuh"
 #include "../08_double_buffering.cuh"
+#include "../10_tf32_tensor_cores.cuh"
 
 using Launcher = void (*)(int, int, int, float, const float*, const float*, float, float*,
                           cudaStream_t);
@@ -22,6 +26,7 @@ struct V {
   const char* name;
   Launcher run;
   const char* (*unsupported)(int, int, int);
+  bool tf32 = false;  // operands rounded to TF32 (the reference rounds them too)
 };
 
 int main() {
@@ -32,8 +37,10 @@ int main() {
                         {"05_register_blocking_2d", sgemm_v05, nullptr},
                         {"06_vectorized_loads", sgemm_v06, sgemm_v06_unsupported},
                         {"07_warptiling", sgemm_v07, sgemm_v07_unsupported},
-                        {"08_double_buffering", sgemm_v08, sgemm_v08_unsupported}};
-  // (M, N, K): 1s, primes, partial tiles; the K%4 == 0 && N%4 == 0 ones reach 06-08 too.
+                        {"08_double_buffering", sgemm_v08, sgemm_v08_unsupported},
+                        {"10_tf32_tensor_cores", sgemm_v10, sgemm_v10_unsupported, true}};
+  // (M, N, K): 1s, primes, partial tiles; the K%4 == 0 && N%4 == 0 ones reach 06-08 and 10 too.
+  // (130, 4, 8) / (129, 132, 20): a second block row with one valid row; a partial BK slice.
   const int shapes[][3] = {{1, 1, 1},     {37, 53, 29},  {65, 33, 9},   {3, 4, 4},
                            {133, 260, 36}, {129, 132, 20}, {256, 128, 16}, {17, 200, 52},
                            {130, 4, 8}};
@@ -56,12 +63,16 @@ int main() {
         std::vector<float> C = C0;
         if (beta == 0.f) std::fill(C.begin(), C.end(), NAN);  // must never be read
         v.run(M, N, K, alpha, A.data(), B.data(), beta, C.data(), nullptr);
+        auto operand = [&](float x) {
+          return v.tf32 ? double(__uint_as_float(emu::cvt_rna_tf32(x))) : double(x);
+        };
         double max_err = 0, ref_max = 0;
         bool finite = true;
         for (int i = 0; i < M; ++i)
           for (int j = 0; j < N; ++j) {
             double acc = 0;
-            for (int k = 0; k < K; ++k) acc += double(A[size_t(i) * K + k]) * B[size_t(k) * N + j];
+            for (int k = 0; k < K; ++k)
+              acc += operand(A[size_t(i) * K + k]) * operand(B[size_t(k) * N + j]);
             const double want = alpha * acc + (beta != 0.f ? beta * double(C0[size_t(i) * N + j]) : 0.0);
             const float got = C[size_t(i) * N + j];
             if (!std::isfinite(got)) finite = false;

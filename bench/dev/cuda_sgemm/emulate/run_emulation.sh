@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the CPU emulation check of variants 01-08 (g++ >= 11, no GPU, no nvcc), against
-# the shared stand-in CUDA header bench/dev/cuda_emulate/include/cuda_runtime.h.
+# Builds and runs the CPU emulation check of variants 01-08 and 10 (g++ >= 11, no GPU, no nvcc),
+# against the shared stand-in CUDA header bench/dev/cuda_emulate/include/cuda_runtime.h.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${BUILD_DIR:-$HERE/../build}
