@@ -39,10 +39,18 @@ step build env NNCORE_CUDA=ON "$PY" -m pip install --no-build-isolation --no-dep
 # --maxfail, not -x: a first run on real hardware shows up to 25 failing tests at once.
 wanted pytest && step pytest "$PY" -m pytest -q -rfE --maxfail=25 tests
 SANITIZE_TESTS="tests -k cuda -q -p no:cacheprovider -x"
+# compute-sanitizer ships in the CUDA toolkit's bin/, which is not always on PATH (and nvcc on
+# PATH may be a wrapper script: its --dryrun says where the toolkit is).
+SANITIZER=compute-sanitizer
+nvcc_bin=$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -n1)
+for c in "$(command -v compute-sanitizer)" "$nvcc_bin/compute-sanitizer" \
+         /usr/local/cuda/bin/compute-sanitizer; do
+  if [[ -x "$c" && -f "$c" ]]; then SANITIZER=$c; break; fi
+done
 wanted memcheck &&
-  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+  step memcheck "$SANITIZER" --tool memcheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
 wanted racecheck &&
-  step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
+  step racecheck "$SANITIZER" --tool racecheck --error-exitcode 1 "$PY" -m pytest $SANITIZE_TESTS
 wanted bench_kernels &&
   step bench_kernels "$PY" bench/bench_kernels.py --device all --json "$LOG/kernels.json" \
     --markdown "$LOG/kernels.md" --plot "$LOG/sgemm_gflops.png"
