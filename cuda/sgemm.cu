@@ -29,6 +29,9 @@
 //   M:  64x64  tile, 4x4 per thread, 256 threads
 //   S:  32x32  tile, 4x4 per thread,  64 threads   (small problems: many small blocks)
 //
+//   TF32: with set_allow_tf32(true) (nncore.set_float32_matmul_precision("high")), problems that
+//       would get L get sgemm_tf32_kernel instead: tensor cores, operands rounded to TF32.
+//
 // Split-K: when even those tiles leave SMs idle and K is long (a weight gradient: C is Cout x
 // Cin*kh*kw, K is batch x pixels, e.g. 6 x 25 x 200704 for LeNet-5's conv1 at batch 256, one
 // tile), blockIdx.y picks a slice of K. Each slice writes alpha * op(A) op(B) over its k's to
@@ -36,17 +39,22 @@
 // order (deterministic, no atomics): C = sum + beta * C (then the bias and ReLU, with ACT).
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
+#include <type_traits>
 
 #include "common.cuh"
 #include "nncore/kernels.h"
+#include "tensor_cores.cuh"
 
 namespace nncore::cuda {
 namespace {
 
 constexpr int kPad = 4;  // floats of padding per shared-memory row (keeps 16-byte alignment)
+
+std::atomic<bool> g_allow_tf32{false};
 
 __device__ __forceinline__ float4 load4(const float* p) {
   return __ldg(reinterpret_cast<const float4*>(p));
@@ -148,20 +156,29 @@ struct TileLoader {
     }
   }
 
-  __device__ __forceinline__ void store(float (*S)[BX + kPad], int tid) const {
+  // PAD: floats of padding per row of S. TF32: every value rounded to TF32 on the way in.
+  template <int PAD = kPad, bool TF32 = false>
+  __device__ __forceinline__ void store(float (*S)[BX + PAD], int tid) const {
 #pragma unroll
     for (int r = 0; r < kPerThread; ++r) {
       const int q = tid + r * NT;
       if (q < kQuads) {
         int x, k;
         quad_origin(q, x, k);
+        float4 v = reg[r];
+        if constexpr (TF32) {
+          v.x = __uint_as_float(detail::ptx_cvt_rna_tf32(v.x));
+          v.y = __uint_as_float(detail::ptx_cvt_rna_tf32(v.y));
+          v.z = __uint_as_float(detail::ptx_cvt_rna_tf32(v.z));
+          v.w = __uint_as_float(detail::ptx_cvt_rna_tf32(v.w));
+        }
         if constexpr (KCONTIG) {  // transpose on the way in
-          S[k + 0][x] = reg[r].x;
-          S[k + 1][x] = reg[r].y;
-          S[k + 2][x] = reg[r].z;
-          S[k + 3][x] = reg[r].w;
+          S[k + 0][x] = v.x;
+          S[k + 1][x] = v.y;
+          S[k + 2][x] = v.z;
+          S[k + 3][x] = v.w;
         } else {
-          *reinterpret_cast<float4*>(&S[k][x]) = reg[r];
+          *reinterpret_cast<float4*>(&S[k][x]) = v;
         }
       }
     }
@@ -305,7 +322,139 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   }
 }
 
+// The TF32 tensor-core configuration: a 128x128 tile, BK = 16, 8 warps in a 2 x 4 grid, each
+// warp a 64 x 32 tile of 4 x 4 mma.m16n8k8 (TF32 operands, FP32 accumulators; the fragment
+// layout is in tensor_cores.cuh). Loads, transposes, zero fill and double buffering are the FP32
+// kernel's; the values are rounded to TF32 on their way into the k-major shared tiles, whose row
+// stride BX + 8 (8 mod 32 words) makes the fragment reads conflict-free: lane 4g + t reads word
+// 8t + g (mod 32) of the rows ks + t of As and Bs.
+namespace tf32 {
+constexpr int BM = 128, BN = 128, BK = 16, PAD = 8, NT = 256;
+constexpr int WM = 64, WN = 32;                  // warp tile
+constexpr int MI = WM / 16, NI = WN / 8;         // mma tiles per warp tile
+static_assert((BM / WM) * (BN / WN) * 32 == NT, "one warp per warp tile");
+}  // namespace tf32
+
+template <bool TA, bool TB, bool ACT>
+__global__ void __launch_bounds__(tf32::NT)
+    sgemm_tf32_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restrict__ A,
+                      int64_t lda, const float* __restrict__ B, int64_t ldb, float beta,
+                      float* __restrict__ C, int64_t ldc, int64_t tiles_n, bool vec_a, bool vec_b,
+                      detail::BiasActivation act) {
+  using namespace tf32;
+  __shared__ __align__(16) float As[2][BK][BM + PAD];
+  __shared__ __align__(16) float Bs[2][BK][BN + PAD];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int wm0 = (warp / (BN / WN)) * WM, wn0 = (warp % (BN / WN)) * WN;
+  const int64_t tile = blockIdx.x;
+  const int64_t m_base = (tile / tiles_n) * BM;
+  const int64_t n_base = (tile % tiles_n) * BN;
+
+  TileLoader<BK, BM, NT, !TA> load_a;
+  TileLoader<BK, BN, NT, TB> load_b;
+  load_a.init(A, lda, m_base, M, tid);
+  load_b.init(B, ldb, n_base, N, tid);
+
+  float acc[MI][NI][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+  const int k_tiles = static_cast<int>((K + BK - 1) / BK);  // host checked K fits
+  if (k_tiles > 0) {
+    load_a.load(0, K, lda, vec_a);
+    load_b.load(0, K, ldb, vec_b);
+    load_a.template store<PAD, true>(As[0], tid);
+    load_b.template store<PAD, true>(Bs[0], tid);
+  }
+  __syncthreads();
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int cur = kt & 1;
+    const bool has_next = kt + 1 < k_tiles;
+    if (has_next) {
+      load_a.load(static_cast<int64_t>(kt + 1) * BK, K, lda, vec_a);
+      load_b.load(static_cast<int64_t>(kt + 1) * BK, K, ldb, vec_b);
+    }
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 8) {
+      uint32_t a[MI][4], b[NI][2];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const int m = wm0 + i * 16 + g;
+        a[i][0] = __float_as_uint(As[cur][ks + t][m]);
+        a[i][1] = __float_as_uint(As[cur][ks + t][m + 8]);
+        a[i][2] = __float_as_uint(As[cur][ks + t + 4][m]);
+        a[i][3] = __float_as_uint(As[cur][ks + t + 4][m + 8]);
+      }
+#pragma unroll
+      for (int j = 0; j < NI; ++j) {
+        const int n = wn0 + j * 8 + g;
+        b[j][0] = __float_as_uint(Bs[cur][ks + t][n]);
+        b[j][1] = __float_as_uint(Bs[cur][ks + t + 4][n]);
+      }
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j) detail::ptx_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
+    }
+    if (has_next) {  // stage cur^1 was last read in step kt-1, before the barrier that ended it
+      load_a.template store<PAD, true>(As[cur ^ 1], tid);
+      load_b.template store<PAD, true>(Bs[cur ^ 1], tid);
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: acc[i][j][2h + v] is C[m][n], m = wm0 + 16i + g + 8h, n = wn0 + 8j + 2t + v (plus
+  // the tile's base); C = alpha * acc + beta * C (C not read when beta == 0), then act with ACT.
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t m = m_base + wm0 + i * 16 + g + 8 * h;
+      if (m >= M) continue;
+      float* crow = C + m * ldc;
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int v = 0; v < 2; ++v) {
+          const int64_t n = n_base + wn0 + j * 8 + 2 * t + v;
+          if (n >= N) continue;
+          float out = alpha * acc[i][j][2 * h + v];
+          if (beta != 0.f) out += beta * crow[n];
+          if constexpr (ACT) out = act(out, n);
+          crow[n] = out;
+        }
+    }
+}
+
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Calls launch(TA, TB, ACT), each a std::bool_constant, for the kernel instantiations that exist:
+// every op(A)/op(B), and the bias/ReLU epilogue only with op(A) = A, op(B) = B^T (linear_forward;
+// run_sgemm refuses act with any other).
+template <class Launch>
+void for_transposes(bool ta, bool tb, bool act, Launch&& launch) {
+  using F = std::false_type;
+  using T = std::true_type;
+  if (!ta && !tb) launch(F{}, F{}, F{});
+  else if (!ta && tb && act) launch(F{}, T{}, T{});
+  else if (!ta && tb) launch(F{}, T{}, F{});
+  else if (ta && !tb) launch(T{}, F{}, F{});
+  else launch(T{}, T{}, F{});
+}
+
+bool has_act(const detail::BiasActivation& act) { return act.b != nullptr || act.relu; }
+
+void check_launch_size(int64_t M, int64_t N, int64_t K, int64_t tiles) {
+  if (tiles > 0x7fffffff || K > 0x3fffffff)
+    throw std::runtime_error(
+        concat("nncore: sgemm: problem too large for one launch (M=", M, ", N=", N, ", K=", K, ")"));
+}
 
 // K per split-K slice at least: 32 steps of BK = 8, so that a slice's prologue and epilogue
 // (loads before the first step, the C stores) stay small beside its main loop.
@@ -328,9 +477,7 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   constexpr int NT = (BM / TM) * (BN / TN);
   const int64_t tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
   const int64_t tiles = tiles_m * tiles_n;
-  if (tiles > 0x7fffffff || K > 0x3fffffff)
-    throw std::runtime_error(
-        concat("nncore: sgemm: problem too large for one launch (M=", M, ", N=", N, ", K=", K, ")"));
+  check_launch_size(M, N, K, tiles);
   // Slices of a multiple of BK (so of 4: the slices' float4 loads stay aligned).
   int64_t slices = SPLIT_K ? split_k_slices(tiles, K, detail::sm_count()) : 1;
   const int64_t k_slice = slices > 1 ? ((K + slices - 1) / slices + BK - 1) / BK * BK : K;
@@ -345,24 +492,33 @@ void launch_config(const char* name, bool ta, bool tb, int64_t M, int64_t N, int
   const bool vec_c = aligned16(out) && ld_out % 4 == 0;
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(slices));
   cudaStream_t s = detail::stream();
-  // With slices the panel sum applies act; the ACT kernel is only compiled for op(B) = B^T.
-  const bool has_act = act.b != nullptr || act.relu;
-  if (has_act && (ta || !tb))
-    throw std::logic_error("nncore: sgemm: the bias epilogue needs op(A) = A, op(B) = B^T");
-  const bool gemm_act = has_act && slices == 1;
-#define NNCORE_SGEMM_LAUNCH(TA, TB, ACT)                                                   \
-  sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, SPLIT_K, TA, TB, ACT><<<grid, NT, 0, s>>>(  \
-      M, N, K, alpha, A, lda, B, ldb, beta_out, out, ld_out, tiles_n, vec_a, vec_b, vec_c, \
-      k_slice, M * N, act)
-  if (!ta && !tb) NNCORE_SGEMM_LAUNCH(false, false, false);
-  else if (!ta && tb && gemm_act) NNCORE_SGEMM_LAUNCH(false, true, true);
-  else if (!ta && tb) NNCORE_SGEMM_LAUNCH(false, true, false);
-  else if (ta && !tb) NNCORE_SGEMM_LAUNCH(true, false, false);
-  else NNCORE_SGEMM_LAUNCH(true, true, false);
-#undef NNCORE_SGEMM_LAUNCH
+  // With slices the panel sum applies act.
+  for_transposes(ta, tb, has_act(act) && slices == 1, [&](auto TA, auto TB, auto ACT) {
+    sgemm_kernel<BM, BN, BK, TM, TN, MIN_BLOCKS, SPLIT_K, decltype(TA)::value, decltype(TB)::value,
+                 decltype(ACT)::value><<<grid, NT, 0, s>>>(
+        M, N, K, alpha, A, lda, B, ldb, beta_out, out, ld_out, tiles_n, vec_a, vec_b, vec_c,
+        k_slice, M * N, act);
+  });
   NNCORE_CUDA_LAUNCH_CHECK(name);
   if (slices > 1)
     detail::sum_panels("sgemm_splitk_sum", panels.data, slices, M, N, beta, C, ldc, act);
+}
+
+void launch_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                 detail::BiasActivation act) {
+  using namespace tf32;
+  const int64_t tiles_n = (N + BN - 1) / BN, tiles = ((M + BM - 1) / BM) * tiles_n;
+  check_launch_size(M, N, K, tiles);
+  const bool vec_a = aligned16(A) && lda % 4 == 0;
+  const bool vec_b = aligned16(B) && ldb % 4 == 0;
+  cudaStream_t s = detail::stream();
+  for_transposes(ta, tb, has_act(act), [&](auto TA, auto TB, auto ACT) {
+    sgemm_tf32_kernel<decltype(TA)::value, decltype(TB)::value, decltype(ACT)::value>
+        <<<static_cast<unsigned>(tiles), NT, 0, s>>>(M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                                     ldc, tiles_n, vec_a, vec_b, act);
+  });
+  NNCORE_CUDA_LAUNCH_CHECK("sgemm_tf32_128x128x16");
 }
 
 // NNCORE_CUDA_SGEMM_TILE=128|64|32 forces one configuration for every call (to measure the
@@ -383,11 +539,16 @@ void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc, detail::BiasActivation act) {
   if (M <= 0 || N <= 0) return;
+  if (has_act(act) && (trans_a || !trans_b))
+    throw std::logic_error("nncore: sgemm: the bias epilogue needs op(A) = A, op(B) = B^T");
   // K == 0 still launches: C = beta * C (or 0 when beta == 0).
   const int64_t sms = detail::sm_count();
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
   const int forced = forced_tile();
-  if (forced != 0 ? forced == 128 : tiles(128) >= sms) {
+  const bool large = forced != 0 ? forced == 128 : tiles(128) >= sms;
+  if (large && g_allow_tf32.load(std::memory_order_relaxed)) {
+    launch_tf32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, act);
+  } else if (large) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,
                                                alpha, A, lda, B, ldb, beta, C, ldc, act);
   } else if (forced != 0 ? forced == 64 : tiles(64) >= sms / 2) {
@@ -400,6 +561,9 @@ void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 }
 
 }  // namespace
+
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
+bool allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,

@@ -422,6 +422,8 @@ void bind_cuda(py::module_& m) {
   c.def("empty_cache", &cuda::empty_cache);
   c.def("reset_peak_memory_stats", &cuda::reset_peak_stats);
   c.def("memory_stats", [] { return stats_dict(cuda::allocator_stats()); });
+  c.def("set_allow_tf32", &cuda::set_allow_tf32, py::arg("allow"));
+  c.def("allow_tf32", &cuda::allow_tf32);
 #else
   c.def("is_compiled", [] { return false; });
   c.def("device_count", [] { return 0; });

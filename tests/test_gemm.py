@@ -424,3 +424,92 @@ def test_bias_add_and_grad(device, rng, shape):
     n = y.size // shape[1]
     scale = ref.bias_grad(np.abs(y)) + np.abs(db0)
     assert_close(db, db0 + ref.bias_grad(y), rtol=dot_tol(n), scale=scale)
+
+
+# ---- float32 matmul precision: TF32 tensor cores on the GPU, opt-in --------------------------
+
+@pytest.fixture
+def restore_matmul_precision():
+    yield
+    nc.set_float32_matmul_precision("highest")
+
+
+def round_to_tf32(x):
+    """x rounded to TF32 as cvt.rna.tf32.f32 does (finite x): 10 mantissa bits, to nearest, ties
+    away from zero (add half of the dropped 13 bits' range to the magnitude bits, then cut)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def test_round_to_tf32_helper():
+    # 1 + 2**-11 is a tie between 1 and 1 + 2**-10: away from zero; just below it rounds down.
+    x = np.array([1 + 2**-11, -(1 + 2**-11), 1 + 2**-11 - 2**-23, 3.0, 0.0], np.float32)
+    assert round_to_tf32(x).tolist() == [1 + 2**-10, -(1 + 2**-10), 1.0, 3.0, 0.0]
+
+
+def test_matmul_precision_default_and_set(restore_matmul_precision):
+    assert nc.get_float32_matmul_precision() == "highest"
+    nc.set_float32_matmul_precision("high")
+    assert nc.get_float32_matmul_precision() == "high"
+    if nc.cuda.is_compiled():
+        assert nc._C.cuda.allow_tf32()
+    nc.set_float32_matmul_precision("highest")
+    assert nc.get_float32_matmul_precision() == "highest"
+    if nc.cuda.is_compiled():
+        assert not nc._C.cuda.allow_tf32()
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    ("medium", ValueError, "one of 'highest', 'high', got 'medium'"),
+    ("HIGH", ValueError, "got 'HIGH'"), ("", ValueError, "got ''"),
+    (1, TypeError, "must be a str, got int"), (None, TypeError, "got NoneType")])
+def test_matmul_precision_refuses(restore_matmul_precision, bad, error, match):
+    nc.set_float32_matmul_precision("high")
+    with pytest.raises(error, match=match):
+        nc.set_float32_matmul_precision(bad)
+    assert nc.get_float32_matmul_precision() == "high"  # a refused call changes nothing
+
+
+def test_matmul_precision_high_leaves_the_cpu_in_fp32(restore_matmul_precision, rng):
+    a, b, c = make_gemm_operands(rng, 300, 260, 150, False, False)
+    outputs = []
+    for precision in ("highest", "high"):
+        nc.set_float32_matmul_precision(precision)
+        ct = to_tensor(c)
+        ops.gemm_(to_tensor(a), to_tensor(b), ct, False, False, 1.0, 0.5)
+        outputs.append(ct.numpy())
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+# 2048 x 2048 outputs make 256 tiles of 128 x 128: enough to fill any current GPU (H100: 132
+# SMs), so "high" takes the TF32 kernel. K = 100: a partial slice of 16.
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_tf32_gemm_on_cuda(cuda_device, restore_matmul_precision, rng, trans_a, trans_b):
+    M, N, K = 2048, 2048, 100
+    a, b, c = make_gemm_operands(rng, M, N, K, trans_a, trans_b)
+    nc.set_float32_matmul_precision("high")
+    ct = to_tensor(c, cuda_device)
+    ops.gemm_(to_tensor(a, cuda_device), to_tensor(b, cuda_device), ct, trans_a, trans_b, 0.5, 0.25)
+    got = to_numpy(ct)
+    scale = ref.gemm(np.abs(a), np.abs(b), np.abs(c), trans_a, trans_b, 0.5, 0.25)
+    expected = ref.gemm(round_to_tf32(a), round_to_tf32(b), c, trans_a, trans_b, 0.5, 0.25)
+    what = f"TF32 gemm ta={trans_a} tb={trans_b}"
+    assert_close(got, expected, rtol=dot_tol(K), atol=0.0, scale=scale, what=what)
+    # TF32 in effect: against the unrounded operands the error is ~1e-4 of the scale (FP32: ~1e-7).
+    fp32_exact = ref.gemm(a, b, c, trans_a, trans_b, 0.5, 0.25)
+    assert np.max(np.abs(got - fp32_exact) / scale) > 2e-5, f"{what}: the result looks FP32"
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_tf32_linear_forward_on_cuda(cuda_device, restore_matmul_precision, rng, relu):
+    x = rng.standard_normal((2048, 100)).astype(np.float32)
+    w = rng.standard_normal((2048, 100)).astype(np.float32)
+    b = rng.standard_normal(2048).astype(np.float32)
+    nc.set_float32_matmul_precision("high")
+    y = ops.linear_forward(to_tensor(x, cuda_device), to_tensor(w, cuda_device),
+                           to_tensor(b, cuda_device), relu)
+    expected = ref.linear_forward(round_to_tf32(x), round_to_tf32(w), b)
+    scale = ref.linear_forward(np.abs(x), np.abs(w), np.abs(b))
+    if relu:
+        expected = np.maximum(expected, 0.0)
+    assert_close(y, expected, rtol=dot_tol(100), atol=0.0, scale=scale, what="TF32 linear")

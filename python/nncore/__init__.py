@@ -18,7 +18,11 @@ from .random import get_rng_state, manual_seed, set_rng_state
 
 __version__ = "0.1.0"
 __all__ = ["Tensor", "tensor", "empty", "zeros", "from_dlpack", "manual_seed", "get_rng_state",
-           "set_rng_state", "cuda", "memory_stats", "reset_peak_memory_stats", "empty_cache"]
+           "set_rng_state", "cuda", "memory_stats", "reset_peak_memory_stats", "empty_cache",
+           "set_float32_matmul_precision", "get_float32_matmul_precision"]
+
+_MATMUL_PRECISIONS = ("highest", "high")
+_matmul_precision = "highest"
 
 
 def tensor(data, device: str = "cpu", dtype=None) -> Tensor:
@@ -55,6 +59,34 @@ def _host_array(data, dtype=None, what: str = "tensor") -> np.ndarray:
         if low <= np.iinfo(np.int32).min - 1 or high >= np.iinfo(np.int32).max + 1:
             raise ValueError(f"{what}: values in [{low}, {high}] do not fit in int32")
     return np.asarray(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """How float32 matrix products may be computed on the GPU (the name and the two levels are
+    PyTorch's):
+
+    * ``"highest"`` (the default): FP32 arithmetic throughout.
+    * ``"high"``: GEMMs large enough to fill the GPU with 128x128 tiles (matmul, Linear, the
+      convolutions' GEMMs, forward and backward) run on TF32 tensor cores: each operand rounded
+      to 10 mantissa bits (relative error up to 2**-11 per product), FP32 accumulation.
+
+    The CPU always computes in FP32. PyTorch's ``"medium"`` (bfloat16) is not supported.
+    """
+    global _matmul_precision
+    if not isinstance(precision, str):
+        raise TypeError(f"set_float32_matmul_precision: precision must be a str, got "
+                        f"{type(precision).__name__}")
+    if precision not in _MATMUL_PRECISIONS:
+        raise ValueError(f"set_float32_matmul_precision: precision must be one of "
+                         f"{', '.join(map(repr, _MATMUL_PRECISIONS))}, got {precision!r}")
+    if cuda.is_compiled():
+        _C.cuda.set_allow_tf32(precision == "high")
+    _matmul_precision = precision
+
+
+def get_float32_matmul_precision() -> str:
+    """The level set by :func:`set_float32_matmul_precision` ("highest" unless changed)."""
+    return _matmul_precision
 
 
 def from_dlpack(obj) -> Tensor:

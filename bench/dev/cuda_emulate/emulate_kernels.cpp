@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "../../../cuda/layout.cuh"
+#include "nncore/device.h"
 #include "nncore/kernels.h"
 #include "../format.h"
 
@@ -97,6 +98,23 @@ static Cmp close(const float* got, const float* want, size_t n, double rel) {
 }
 static Cmp close(const V& got, const V& want, double rel) {
   return close(got.data(), want.data(), want.size(), rel);
+}
+// A rows x cols matrix at `offset` in a buffer with leading dimension ld: its values close to
+// rel of their own scale, and the rest of the buffer (padding, which keeps its sentinel) bit for
+// bit. (One close() over the whole buffer would take the sentinel for the scale.)
+static Cmp close_in(const V& got, const V& want, int64_t offset, int64_t rows, int64_t cols,
+                    int64_t ld, double rel) {
+  V got_in, want_in, got_out = got, want_out = want;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = size_t(offset + r * ld + c);
+      got_in.push_back(got[i]);
+      want_in.push_back(want[i]);
+      got_out[i] = want_out[i] = 0.f;
+    }
+  const Cmp outside = exact(got_out, want_out);
+  if (!outside.ok) return {false, "outside the matrix: " + outside.detail};
+  return close(got_in, want_in, rel);
 }
 
 static void check(const std::string& what, const Cmp& c) {
@@ -226,7 +244,7 @@ static void test_sgemm() {
                   gpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cg.p(), Cg.ld);
                 }))
               continue;
-            check(what, close(Cg.buf, Cc.buf, 1e-5));
+            check(what, close_in(Cg.buf, Cc.buf, off, M, N, Cg.ld, 1e-5));
           }
   // linear_forward: y (M x N) = act(x (M x K) w (N x K)^T + b), bias and ReLU in the GEMM's
   // epilogue (or, split, in the panel sum): the bits of sgemm then bias_add (relu_forward without
@@ -258,10 +276,93 @@ static void test_sgemm() {
           else if (relu) gpu::relu_forward(ys.data() + offset, ys.data() + offset, M * N);
           check(what + " vs sgemm + bias_add", exact(yg, ys));
           cpu::linear_forward(X.p(), Wt.p(), bp, M, K, N, relu, yc.data() + offset);
-          check(what + " vs cpu", close(yg, yc, 1e-5));
+          check(what + " vs cpu", close_in(yg, yc, offset, M, N, N, 1e-5));
         }
   cycle_schedule(0);
   emu::g_min_slice_k = 256;
+}
+
+// TF32 (gpu::set_allow_tf32): the L-sized GEMMs run sgemm_tf32_kernel (mma.sync), which must equal
+// the CPU's GEMM of the TF32-rounded operands to FP32 accumulation error (a kernel that ignored
+// the flag, or rounded any other way, is ~1e-4 off); smaller ones keep the FP32 kernels, bit for
+// bit. sgemm on every op(A)/op(B) and on aligned, odd-ld and misaligned operands; linear_forward
+// with bias and ReLU in the epilogue.
+static void round_to_tf32(Mat& m) {
+  for (float& x : m.buf) x = __uint_as_float(emu::cvt_rna_tf32(x));
+}
+static void test_sgemm_tf32() {
+  Group g("sgemm (TF32 tensor cores)");
+  struct S { int64_t M, N, K; bool tf32; };
+  // emu::g_sm_count = 4: tiles(128) >= 4 picks L, so TF32 for the first four.
+  const S shapes[] = {{129, 257, 17, true}, {300, 140, 20, true}, {520, 3, 7, true},
+                      {260, 260, 0, true},  {37, 53, 29, false}};
+  gpu::set_allow_tf32(true);
+  int case_no = 0;
+  for (const S& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int layout = 0; layout < 3; ++layout) {  // tight; ld + 3; off 16-byte alignment
+          const int64_t M = s.M, N = s.N, K = s.K;
+          const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+          auto ld_of = [&](int64_t cols) {
+            return std::max<int64_t>(cols, 1) + (layout == 1 ? 3 : 0);
+          };
+          const int64_t off = layout == 2 ? 1 : 0;
+          Mat A = make_mat(ra, ca, ld_of(ca), off, kNaN);
+          Mat B = make_mat(rb, cb, ld_of(cb), off, kNaN);
+          const float alpha = layout == 0 ? 0.75f : 1.f, beta = layout == 0 ? 0.5f : 0.f;
+          Mat C0 = make_mat(M, N, ld_of(N), off, 12345.f);
+          if (beta == 0.f)
+            for (int64_t r = 0; r < M; ++r)
+              for (int64_t c = 0; c < N; ++c) C0.buf[size_t(off + r * C0.ld + c)] = kNaN;
+          Mat Cc = C0, Cg = C0;
+          cycle_schedule(case_no++);
+          const std::string what = fmt("sgemm tf32=%d %ldx%ldx%ld ta=%d tb=%d layout=%d", s.tf32,
+                                       long(M), long(N), long(K), ta, tb, layout);
+          if (!run_cuda(what, [&] {
+                gpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cg.p(), Cg.ld);
+              }))
+            continue;
+          if (s.tf32) {
+            round_to_tf32(A);
+            round_to_tf32(B);
+            cpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cc.p(), Cc.ld);
+            check(what + " vs cpu on TF32 operands",
+                  close_in(Cg.buf, Cc.buf, off, M, N, Cg.ld, 1e-5));
+          } else {
+            gpu::set_allow_tf32(false);
+            Mat Cf = C0;
+            gpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cf.p(), Cf.ld);
+            gpu::set_allow_tf32(true);
+            check(what + " vs the FP32 kernel", exact(Cg.buf, Cf.buf));
+          }
+        }
+  for (const S& s : shapes) {
+    if (!s.tf32) continue;
+    for (int relu = 0; relu < 2; ++relu) {
+      const int64_t M = s.M, N = s.N, K = s.K;
+      Mat X = make_mat(M, K, std::max<int64_t>(K, 1), 0, kNaN);
+      Mat Wt = make_mat(N, K, std::max<int64_t>(K, 1), 0, kNaN);
+      V b = rnd(size_t(N));
+      V yg(size_t(M * N), 12345.f), ys = yg, yc = yg;
+      cycle_schedule(case_no++);
+      const std::string what = fmt("linear_forward tf32 %ldx%ldx%ld bias%s", long(M), long(N),
+                                   long(K), relu ? " relu" : "");
+      if (!run_cuda(what, [&] {
+            gpu::linear_forward(X.p(), Wt.p(), b.data(), M, K, N, relu, yg.data());
+          }))
+        continue;
+      gpu::sgemm(false, true, M, N, K, 1.f, X.p(), X.ld, Wt.p(), Wt.ld, 0.f, ys.data(), N);
+      gpu::bias_add(ys.data(), b.data(), M, N, 1, relu);
+      check(what + " vs sgemm + bias_add", exact(yg, ys));
+      round_to_tf32(X);
+      round_to_tf32(Wt);
+      cpu::linear_forward(X.p(), Wt.p(), b.data(), M, K, N, relu, yc.data());
+      check(what + " vs cpu on TF32 operands", close(yg, yc, 1e-5));
+    }
+  }
+  gpu::set_allow_tf32(false);
+  cycle_schedule(0);
 }
 
 // ---- bias and layout ----------------------------------------------------------------------------
@@ -1016,7 +1117,8 @@ int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
   struct T { const char* name; void (*fn)(); };
   const T tests[] = {{"self", self_test},          {"sgemm", test_sgemm},
-                     {"bias", test_bias},          {"swap", test_swap},
+                     {"sgemm_tf32", test_sgemm_tf32}, {"bias", test_bias},
+                     {"swap", test_swap},
                      {"im2col", test_im2col},      {"conv", test_conv},
                      {"pool", test_pool},          {"act", test_activations},
                      {"softmax", test_softmax},    {"loss", test_losses},

@@ -42,3 +42,19 @@ inline void sgemm_v09(int M, int N, int K, float alpha, const float* A, const fl
     LADDER_CUDA_CHECK(cudaStreamWaitEvent(stream, after, 0));
   }
 }
+
+// 11: the same call with the library's opt-in TF32 path on (nncore::cuda::set_allow_tf32, what
+// nncore.set_float32_matmul_precision("high") sets): problems that fill the GPU with 128x128
+// tiles run sgemm_tf32_kernel (tensor cores), smaller ones the FP32 configurations. A TF32 row:
+// checked at --tol-tf32 and timed against cuBLAS TF32.
+inline void sgemm_v11(int M, int N, int K, float alpha, const float* A, const float* B,
+                      float beta, float* C, cudaStream_t stream) {
+  nncore::cuda::set_allow_tf32(true);
+  try {
+    sgemm_v09(M, N, K, alpha, A, B, beta, C, stream);
+  } catch (...) {
+    nncore::cuda::set_allow_tf32(false);
+    throw;
+  }
+  nncore::cuda::set_allow_tf32(false);
+}

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "../../../cuda/tensor_cores.cuh"
+
 #define LADDER_CUDA_CHECK(expr)                                                       \
   do {                                                                                \
     const cudaError_t ladder_err_ = (expr);                                           \
@@ -100,37 +102,8 @@ __device__ __forceinline__ void load_quads(int M, int N, int K, const float* __r
   }
 }
 
-// ---- TF32 tensor cores (variant 10) ----------------------------------------------------------
-// TF32: sign, 8 exponent and 10 mantissa bits, in the top 19 bits of a 32-bit word. Under the CPU
-// emulator (NNCORE_CUDA_EMULATOR) the two PTX instructions are the emulator's stand-ins.
-
-// x rounded to TF32, to nearest with ties away from zero (cvt.rna.tf32.f32); low 13 bits zero.
-__device__ __forceinline__ uint32_t ptx_cvt_rna_tf32(float x) {
-#ifdef NNCORE_CUDA_EMULATOR
-  return ::emu::cvt_rna_tf32(x);
-#else
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
-#endif
-}
-
-// d += A * B for one 16 x 8 x 8 tile held as warp fragments (mma.sync.aligned.m16n8k8, row-major
-// A, column-major B, TF32 operands, FP32 accumulators). Lane l = 4 * g + t holds
-//   a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]      b = B[t][g], B[t+4][g]
-//   d = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]
-// (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32). Every lane of the warp must call it.
-__device__ __forceinline__ void ptx_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4],
-                                                     const uint32_t (&b)[2]) {
-#ifdef NNCORE_CUDA_EMULATOR
-  ::emu::mma_m16n8k8_tf32(d, a, b, std::source_location::current());
-#else
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
+// TF32 tensor cores (variant 10): the library's own wrappers of cvt.rna.tf32 and mma.sync.
+using ::nncore::cuda::detail::ptx_cvt_rna_tf32;
+using ::nncore::cuda::detail::ptx_mma_m16n8k8_tf32;
 
 }  // namespace ladder

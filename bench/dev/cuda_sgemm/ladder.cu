@@ -4,7 +4,8 @@
 //
 // For each shape (square sizes, default 1024 2048 4096 8192, plus the MLP / LeNet training shapes)
 // and each variant (01..08 in this folder, 09 = the library's nncore::cuda::sgemm, 10 = the opt-in
-// TF32 tensor-core rung, measured against cuBLAS in TF32 mode; see below):
+// TF32 tensor-core rung and 11 = the library with its TF32 path on, both measured against cuBLAS
+// in TF32 mode; see below):
 //   1. correctness: C = 0.75 * A * B + 0.5 * C0 (random A, B, C0 in [-1, 1)) against cuBLAS SGEMM
 //      on the same inputs; error = max |C - C_cublas| / max |C_cublas| (normwise max relative
 //      error), PASS when <= --tol (default 1e-4) and every value is finite;
@@ -22,10 +23,11 @@
 // TF32 (its error is ~100x that of FP32: it fails the 1e-4 tolerance). --cublas-pedantic switches
 // to CUBLAS_PEDANTIC_MATH for a cross-check (may be slower, not the baseline).
 //
-// TF32 (variant 10): its operands are rounded to 10 mantissa bits, so it is checked at --tol-tf32
-// (default 5e-3; TF32's unit roundoff is 2^-11 = 4.9e-4) against the same FP32 reference, and its
-// %cuBLAS column is relative to a second handle in CUBLAS_TF32_TENSOR_OP_MATH, timed in the same
-// run (row 00_cublas_tf32, whose own error against the FP32 reference is printed beside it).
+// TF32 (variants 10 and 11): operands rounded to 10 mantissa bits, so they are checked at
+// --tol-tf32 (default 5e-3; TF32's unit roundoff is 2^-11 = 4.9e-4) against the same FP32
+// reference, and their %cuBLAS column is relative to a second handle in
+// CUBLAS_TF32_TENSOR_OP_MATH, timed in the same run (row 00_cublas_tf32, whose own error against
+// the FP32 reference is printed beside it).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -96,6 +98,9 @@ const Variant kVariants[] = {
     {9, "09_library", sgemm_v09, nullptr, false, false},
 #endif
     {10, "10_tf32_tensor_cores", sgemm_v10, sgemm_v10_unsupported, true, true},
+#ifndef LADDER_NO_LIBRARY
+    {11, "11_library_tf32", sgemm_v11, nullptr, false, true},
+#endif
 };
 
 struct Shape {
@@ -363,7 +368,7 @@ void usage() {
       "  --budget-ms X        per variant and shape: fewer reps (>= 3) past X ms (default 3000)\n"
       "  --naive-max N        run 01_naive only when max(M,N,K) <= N (default 4096)\n"
       "  --tol X              max normwise relative error for PASS (default 1e-4)\n"
-      "  --tol-tf32 X         the same for the TF32 variant 10 (default 5e-3)\n"
+      "  --tol-tf32 X         the same for the TF32 variants 10, 11 (default 5e-3)\n"
       "  --flush-l2           overwrite 2x L2 before each timed run (cold-cache timing)\n"
       "  --cublas-pedantic    reference with CUBLAS_PEDANTIC_MATH instead of DEFAULT_MATH\n"
       "  --csv PATH  --json PATH   also write the results there\n"
@@ -699,7 +704,7 @@ int main(int argc, char** argv) {
             cudaMemcpyAsync(C, C0, nC * sizeof(float), cudaMemcpyDeviceToDevice, stream));
         v.run(M, N, K, kCheckAlpha, A, B, kCheckBeta, C, stream);
 #ifndef LADDER_NO_LIBRARY
-        if (v.id == 9) nncore::cuda::synchronize();  // the library's stream (same as `stream`)
+        if (v.id == 9 || v.id == 11) nncore::cuda::synchronize();  // the library's stream
 #endif
         sync_or_die(stream, v.name);
         LADDER_CUDA_CHECK(cudaMemcpy(out.data(), C, nC * sizeof(float), cudaMemcpyDeviceToHost));

@@ -41,4 +41,10 @@ void synchronize();  // waits for all work on the library stream
 void wait_for_device() noexcept;
 int current_device();  // the device nncore's stream and allocations are on (DLPack's device id)
 
+// Math mode (implemented in cuda/sgemm.cu, which reads it): with allow, FP32 GEMMs whose 128x128
+// tiles fill the GPU (sgemm, linear_forward, the convolutions' GEMMs) run on TF32 tensor cores,
+// operands rounded to 10 mantissa bits, FP32 accumulation. Off by default.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 }  // namespace nncore::cuda

@@ -14,7 +14,7 @@
 // grid-stride loops, __syncthreads placement (all threads of a block must reach the same
 // __syncthreads call site; exited threads count as arrived, as on the GPU), warp-synchronous
 // collectives (__shfl_sync, __shfl_xor_sync, __match_any_sync, __syncwarp, and the TF32
-// mma.sync the ladder's tensor-core rung issues, with its fragment layout): each one is a
+// mma.sync of cuda/tensor_cores.cuh, with its fragment layout): each one is a
 // rendezvous of exactly the lanes named in the mask, which must all call the same collective with
 // the same mask (at the same call site, except __syncwarp); a mask naming a lane that does not
 // exist (partial last warp) or has exited, a lane calling with a mask that leaves itself out, a
@@ -437,7 +437,7 @@ inline T shuffle(unsigned mask, T var, const std::source_location& loc, Src src)
   return from_bits<T>(r);
 }
 
-// ---- PTX instructions of the SGEMM ladder's tensor-core rung (ptx_* in cuda_sgemm/common.cuh) ---
+// ---- PTX instructions of the TF32 tensor-core GEMM (the ptx_* of cuda/tensor_cores.cuh) --------
 
 // cvt.rna.tf32.f32: keeps the top 19 bits (sign, 8 exponent, 10 mantissa bits), rounding the 13
 // dropped ones to nearest, ties away from zero; a NaN stays a NaN, an overflow becomes infinity.
