@@ -2,10 +2,13 @@
 batch, same run. One training step = forward + loss + backward + SGD(momentum) update.
 
     python bench/bench_train.py [--batches 64 256 1024] [--device cpu|cuda|all] [--threads N]
+                                [--float32-matmul-precision highest|high]
 
 Each (framework, model, batch, device) runs in its own subprocess so that peak memory (resident
 set on the CPU; allocator high-water mark on the GPU) belongs to that run alone.
-Writes bench/results/train.json and bench/results/train.md.
+Writes bench/results/train.json and bench/results/train.md. The GPU rows are FP32 unless
+--float32-matmul-precision high, which lets both frameworks use TF32 tensor cores (nncore's
+set_float32_matmul_precision; PyTorch's allow_tf32 for matmul and cuDNN).
 """
 from __future__ import annotations
 
@@ -38,10 +41,11 @@ def _measure(step, sync, min_time: float, min_steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def worker_nncore(model: str, batch: int, device: str, min_time: float) -> dict:
+def worker_nncore(model: str, batch: int, device: str, min_time: float, precision: str) -> dict:
     import nncore as nc
     from nncore import models, nn, optim
     nc.manual_seed(0)
+    nc.set_float32_matmul_precision(precision)
     net = models.lenet5(device=device) if model == "lenet5" else models.mlp(784, 800, 10, device=device)
     net.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -65,14 +69,15 @@ def worker_nncore(model: str, batch: int, device: str, min_time: float) -> dict:
     return dict(framework=f"nncore {nc.__version__}", images_per_s=batch / seconds, peak_bytes=peak)
 
 
-def worker_torch(model: str, batch: int, device: str, min_time: float, threads: int) -> dict:
+def worker_torch(model: str, batch: int, device: str, min_time: float, threads: int,
+                 precision: str) -> dict:
     import torch
     torch.manual_seed(0)
     if device == "cpu":
         torch.set_num_threads(threads)
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    else:  # cuDNN's convolutions allow TF32 by default: set both, either way
+        torch.backends.cudnn.allow_tf32 = precision == "high"
+        torch.backends.cuda.matmul.allow_tf32 = precision == "high"
     t = torch.nn
     if model == "lenet5":
         net = t.Sequential(t.Conv2d(1, 6, 5, padding=2), t.ReLU(), t.MaxPool2d(2),
@@ -114,9 +119,10 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _run_worker(framework, model, batch, device, min_time, threads) -> dict | None:
+def _run_worker(framework, model, batch, device, min_time, threads, precision) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", framework, model, str(batch), device,
-           "--min-time", str(min_time), "--threads", str(threads)]
+           "--min-time", str(min_time), "--threads", str(threads),
+           "--float32-matmul-precision", precision]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -134,16 +140,19 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads for both frameworks (OMP_NUM_THREADS / torch)")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds timed per row")
+    parser.add_argument("--float32-matmul-precision", choices=["highest", "high"],
+                        default="highest", help="high: TF32 tensor cores on the GPU, both frameworks")
     parser.add_argument("--json", default="bench/results/train.json")
     parser.add_argument("--markdown", default="bench/results/train.md")
     args = parser.parse_args(argv)
 
     if args.worker:
         framework, model, batch, device = args.worker
+        precision = args.float32_matmul_precision
         if framework == "nncore":
-            result = worker_nncore(model, int(batch), device, args.min_time)
+            result = worker_nncore(model, int(batch), device, args.min_time, precision)
         else:
-            result = worker_torch(model, int(batch), device, args.min_time, args.threads)
+            result = worker_torch(model, int(batch), device, args.min_time, args.threads, precision)
         print(json.dumps(result))
         return 0
 
@@ -161,12 +170,14 @@ def main(argv=None) -> int:
     for device in devices:
         for model in args.models:
             for batch in args.batches:
-                results = {fw: _run_worker(fw, model, batch, device, args.min_time, args.threads)
+                results = {fw: _run_worker(fw, model, batch, device, args.min_time, args.threads,
+                                           args.float32_matmul_precision)
                            for fw in frameworks}
                 ours, theirs = results["nncore"], results.get("torch")
                 if ours is None:
                     continue
                 row = dict(device=device, model=model, batch=batch, threads=args.threads,
+                           float32_matmul_precision=args.float32_matmul_precision,
                            nncore_images_per_s=ours["images_per_s"],
                            nncore_peak_mib=ours["peak_bytes"] / 2**20)
                 if theirs:
@@ -182,7 +193,9 @@ def main(argv=None) -> int:
 
     env = environment()
     memory_note = "peak memory: resident set (CPU) / allocator high-water mark (GPU)"
-    lines = [f"nncore at {env['commit']}; threads: {args.threads}; {memory_note}.", "",
+    precision = ("FP32" if args.float32_matmul_precision == "highest"
+                 else "float32 matmul precision 'high' (TF32 tensor cores allowed on the GPU)")
+    lines = [f"nncore at {env['commit']}; threads: {args.threads}; {precision}; {memory_note}.", "",
              "| device | model | batch | nncore img/s | torch img/s | speedup | nncore MiB | torch MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -8,6 +8,7 @@
 #   bench_kernels the kernel benchmarks against cuBLAS/cuDNN (and the CPU rows)
 #   sgemm_tiles   the SGEMM rows once per forced tile configuration (NNCORE_CUDA_SGEMM_TILE)
 #   bench_train   LeNet-5 / MLP training images/s and allocator high-water mark vs PyTorch eager
+#   bench_train_tf32  the same with TF32 tensor cores allowed in both (float32 matmul precision high)
 #   train         LeNet-5 on MNIST (or the embedded sample) on the GPU, then on the CPU
 # Naming steps runs only those, after the build (e.g. to fit a time limit per call:
 # `bash bench/gpu_check.sh logs pytest bench_train`). Logs go to LOG_DIR.
@@ -66,6 +67,9 @@ fi
 wanted bench_train &&
   step bench_train "$PY" bench/bench_train.py --device cuda --json "$LOG/train.json" \
     --markdown "$LOG/train.md"
+wanted bench_train_tf32 &&
+  step bench_train_tf32 "$PY" bench/bench_train.py --device cuda --float32-matmul-precision high \
+    --json "$LOG/train_tf32.json" --markdown "$LOG/train_tf32.md"
 if wanted train; then
   step train_gpu "$PY" -m nncore train --model lenet5 --dataset mnist --device cuda --epochs 10 \
     --out "$LOG/run_cuda"
