@@ -36,6 +36,17 @@ inline int sm_count() {
   return count;
 }
 
+// TF32 tensor cores (mma.sync with .tf32, cvt.rna.tf32): compute capability 8.0 and newer.
+inline bool has_tf32_tensor_cores() {
+  static const bool has = [] {
+    int device = 0, major = 0;
+    NNCORE_CUDA_CHECK(cudaGetDevice(&device));
+    NNCORE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    return major >= 8;
+  }();
+  return has;
+}
+
 // Device workspace from the caching allocator (none for 0 floats), given back once the launches
 // are queued: every kernel runs on the one stream, so its next user is ordered after them.
 struct Workspace {

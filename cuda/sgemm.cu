@@ -30,7 +30,8 @@
 //   S:  32x32  tile, 4x4 per thread,  64 threads   (small problems: many small blocks)
 //
 //   TF32: with set_allow_tf32(true) (nncore.set_float32_matmul_precision("high")), problems that
-//       would get L get sgemm_tf32_kernel instead: tensor cores, operands rounded to TF32.
+//       would get L get sgemm_tf32_kernel instead: tensor cores, operands rounded to TF32 (on
+//       devices of compute capability 8.0 and newer; older ones stay FP32).
 //
 // Split-K: when even those tiles leave SMs idle and K is long (a weight gradient: C is Cout x
 // Cin*kh*kw, K is batch x pixels, e.g. 6 x 25 x 200704 for LeNet-5's conv1 at batch 256, one
@@ -546,7 +547,7 @@ void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
   const int forced = forced_tile();
   const bool large = forced != 0 ? forced == 128 : tiles(128) >= sms;
-  if (large && g_allow_tf32.load(std::memory_order_relaxed)) {
+  if (large && g_allow_tf32.load(std::memory_order_relaxed) && detail::has_tf32_tensor_cores()) {
     launch_tf32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, act);
   } else if (large) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,

@@ -2,6 +2,9 @@
 // the SGEMM ladder in bench/dev/cuda_sgemm). TF32: sign, 8 exponent and 10 mantissa bits, in
 // the top 19 bits of a 32-bit word. Under the CPU emulator (bench/dev/cuda_emulate, which
 // defines NNCORE_CUDA_EMULATOR) both are the emulator's stand-ins, which follow the PTX ISA.
+// Both instructions need sm_80 or newer: compiled for an older architecture (a build with
+// CMAKE_CUDA_ARCHITECTURES=75) they trap, and the host never launches them on such a device
+// (detail::has_tf32_tensor_cores).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -13,6 +16,9 @@ namespace nncore::cuda::detail {
 __device__ __forceinline__ uint32_t ptx_cvt_rna_tf32(float x) {
 #ifdef NNCORE_CUDA_EMULATOR
   return ::emu::cvt_rna_tf32(x);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+  return __float_as_uint(x);
 #else
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -29,6 +35,8 @@ __device__ __forceinline__ void ptx_mma_m16n8k8_tf32(float (&d)[4], const uint32
                                                      const uint32_t (&b)[2]) {
 #ifdef NNCORE_CUDA_EMULATOR
   ::emu::mma_m16n8k8_tf32(d, a, b, std::source_location::current());
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
 #else
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "

@@ -9,7 +9,7 @@
 // slice a warp issues 2 k-steps x 16 mma. Shared layouts As[m][k] (row stride BK + 4) and
 // Bs[k][n] (row stride BN + 8) make both fragment loads conflict-free: lane 4g + t reads bank
 // (20g + t) % 32 of As and (8t + g) % 32 of Bs, 32 distinct banks each.
-// Requires K % 4 == 0 and N % 4 == 0 (ladder::vec4_unsupported); any M.
+// Requires K % 4 == 0 and N % 4 == 0 (ladder::vec4_unsupported), any M, and sm_80 or newer.
 #pragma once
 #include "common.cuh"
 
@@ -140,6 +140,10 @@ __global__ void __launch_bounds__(ladder::v10::NT)
 }
 
 inline const char* sgemm_v10_unsupported(int M, int N, int K) {
+  int device = 0, major = 0;
+  LADDER_CUDA_CHECK(cudaGetDevice(&device));
+  LADDER_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 8) return "TF32 tensor cores need compute capability 8.0 or newer";
   return ladder::vec4_unsupported(M, N, K);
 }
 

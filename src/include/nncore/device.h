@@ -43,7 +43,8 @@ int current_device();  // the device nncore's stream and allocations are on (DLP
 
 // Math mode (implemented in cuda/sgemm.cu, which reads it): with allow, FP32 GEMMs whose 128x128
 // tiles fill the GPU (sgemm, linear_forward, the convolutions' GEMMs) run on TF32 tensor cores,
-// operands rounded to 10 mantissa bits, FP32 accumulation. Off by default.
+// operands rounded to 10 mantissa bits, FP32 accumulation, on compute capability 8.0 and newer
+// (older GPUs stay FP32). Off by default.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 

@@ -117,7 +117,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorLaunchFailure = 719,
 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75 };
 
 namespace emu {
 inline cudaError_t g_last_error = cudaSuccess;
@@ -152,8 +152,9 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  if (a != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
-  *v = emu::g_sm_count;
+  if (a == cudaDevAttrMultiProcessorCount) *v = emu::g_sm_count;
+  else if (a == cudaDevAttrComputeCapabilityMajor) *v = 9;  // an sm_90 (TF32 tensor cores)
+  else return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 
