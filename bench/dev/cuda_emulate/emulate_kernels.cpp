@@ -11,7 +11,7 @@
 // Outputs start as NaN (a missed element shows), padding and untouched regions hold sentinels,
 // and buffers are allocated to their exact size (ASan catches out-of-bounds accesses).
 //
-// Build and run (ASan + UBSan, ~2 min on 2 cores):  bash bench/dev/cuda_emulate/run.sh
+// Build and run (ASan + UBSan, ~8 min on 2 cores):  bash bench/dev/cuda_emulate/run.sh
 // Exit status 1 when any check fails. It cannot measure speed or check GPU-only behaviour (see
 // include/cuda_runtime.h): a pass here means the indexing, bounds, tiling, barriers and
 // reductions are right on these shapes, not that the kernels are fast or race-free across

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the CPU emulation of the CUDA backend (no GPU, no nvcc; g++ >= 11 with C++20, python3):
 #
-#   bash bench/dev/cuda_emulate/run.sh            # everything (~3 min on 2 cores, ASan + UBSan)
+#   bash bench/dev/cuda_emulate/run.sh            # everything (~8 min on 2 cores, ASan + UBSan)
 #   bash bench/dev/cuda_emulate/run.sh sgemm      # one group: self sgemm sgemm_tf32 bias swap im2col conv
 #                                                 # pool act softmax loss optim elementwise gather
 #
