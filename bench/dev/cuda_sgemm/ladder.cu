@@ -626,24 +626,27 @@ int main(int argc, char** argv) {
     const Timing tc = time_runs([&] { cublas(kTimeAlpha, kTimeBeta); }, stream, opt, flusher);
     sync_or_die(stream, "cublasSgemm (timing)");
     const double flops = 2.0 * M * N * K;
-    {
+    // A cuBLAS row: 100% of itself, its error against its reference, REF when `ok`.
+    auto yardstick_row = [&](const char* name, const Timing& t, double max_abs, double max_rel,
+                             bool ok, std::string note) {
       Row r;
-      r.variant = "00_cublas";
+      r.variant = name;
       r.shape = sh.label;
       r.M = M, r.N = N, r.K = K;
-      r.ms = tc.median_ms;
-      r.tflops = flops / (tc.median_ms * 1e-3) / 1e12;
+      r.ms = r.cublas_ms = t.median_ms;
+      r.tflops = flops / (t.median_ms * 1e-3) / 1e12;
       r.pct = 100.0;
-      r.cublas_ms = tc.median_ms;
-      r.max_abs = spot_abs;
-      r.max_rel = spot_rel;
-      r.reps = tc.reps;
-      r.status = spot_rel <= opt.tol ? "REF" : "REF?";
-      r.note = "error vs float64 on 256 sampled entries";
-      if (spot_rel > opt.tol) r.note += "; ABOVE tol: reduced precision (TF32?)";
+      r.max_abs = max_abs;
+      r.max_rel = max_rel;
+      r.reps = t.reps;
+      r.status = ok ? "REF" : "REF?";
+      r.note = std::move(note);
       print_row(r);
       rows.push_back(r);
-    }
+    };
+    yardstick_row("00_cublas", tc, spot_abs, spot_rel, spot_rel <= opt.tol,
+                  std::string("error vs float64 on 256 sampled entries") +
+                      (spot_rel > opt.tol ? "; ABOVE tol: reduced precision (TF32?)" : ""));
 
     // The TF32 yardstick: its error against the FP32 reference, then its time.
     Timing tc_tf32;
@@ -657,22 +660,10 @@ int main(int argc, char** argv) {
       tc_tf32 = time_runs([&] { cublas_with(handle_tf32, kTimeAlpha, kTimeBeta); }, stream, opt,
                           flusher);
       sync_or_die(stream, "cublasSgemm (TF32 timing)");
-      Row r;
-      r.variant = "00_cublas_tf32";
-      r.shape = sh.label;
-      r.M = M, r.N = N, r.K = K;
-      r.ms = tc_tf32.median_ms;
-      r.tflops = flops / (tc_tf32.median_ms * 1e-3) / 1e12;
-      r.pct = 100.0;
-      r.cublas_ms = tc_tf32.median_ms;
-      r.max_abs = e.max_abs;
-      r.max_rel = e.max_rel;
-      r.reps = tc_tf32.reps;
-      r.status = e.non_finite == 0 && e.max_rel <= opt.tol_tf32 ? "REF" : "REF?";
-      r.note = "CUBLAS_TF32_TENSOR_OP_MATH; error vs the FP32 reference";
-      if (e.max_rel <= opt.tol) r.note += "; within the FP32 tol: TF32 NOT in effect?";
-      print_row(r);
-      rows.push_back(r);
+      yardstick_row("00_cublas_tf32", tc_tf32, e.max_abs, e.max_rel,
+                    e.non_finite == 0 && e.max_rel <= opt.tol_tf32,
+                    std::string("CUBLAS_TF32_TENSOR_OP_MATH; error vs the FP32 reference") +
+                        (e.max_rel <= opt.tol ? "; within the FP32 tol: TF32 NOT in effect?" : ""));
     }
 
     for (const Variant& v : kVariants) {
