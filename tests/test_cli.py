@@ -230,3 +230,16 @@ def test_momentum_is_refused_with_adam(tmp_path):
     assert "train: --momentum is for --optimizer sgd; adam has no momentum" in result.stderr
     assert parse_args(["train", "--optimizer", "adam"]).momentum is None
     assert parse_args(["train", "--momentum", "0.5"]).momentum == 0.5
+
+
+def test_train_float32_matmul_precision(tmp_path):
+    """--float32-matmul-precision reaches nncore.set_float32_matmul_precision and metrics.json."""
+    assert parse_args(["train"]).float32_matmul_precision == "highest"
+    refused = nncore_cli("train", "--float32-matmul-precision", "medium", cwd=tmp_path)
+    assert refused.returncode == 2 and "invalid choice: 'medium'" in refused.stderr
+    result = nncore_cli("train", "--model", "mlp", "--epochs", "1", "--limit", "200", "--device", "cpu",
+                        "--float32-matmul-precision", "high", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["args"]["float32_matmul_precision"] == "high"
+    assert metrics["float32_matmul_precision"] == "high"  # what nncore was set to during the run

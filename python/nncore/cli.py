@@ -69,6 +69,7 @@ def cmd_train(args) -> int:
     started = time.perf_counter()
     device = resolve_device(args.device)
     nncore.manual_seed(args.seed)
+    nncore.set_float32_matmul_precision(args.float32_matmul_precision)
     train = load_split(args, args.dataset, "train", args.limit)
     test = load_split(args, args.dataset, "test", args.limit)
     mean, std = NORMALIZATION[train.name]
@@ -99,6 +100,7 @@ def cmd_train(args) -> int:
     save_checkpoint(model, out / "model.npz", metadata)
     metrics = {"history": history.history, "test": result, "best_epoch": history.best_epoch,
                "total_seconds": train_seconds, "device": device, "data_source": train.source,
+               "float32_matmul_precision": nncore.get_float32_matmul_precision(),
                "train_images": len(x_train),
                "args": {key: value for key, value in vars(args).items() if key != "run"}}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -370,6 +372,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--limit", type=positive_int, default=None,
                        help="use only the first N train and test images")
     train.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
+    train.add_argument("--float32-matmul-precision", choices=["highest", "high"], default="highest",
+                       help="high: large GPU GEMMs may use TF32 tensor cores "
+                            "(nncore.set_float32_matmul_precision; default highest, FP32)")
     add_common(train)
     train.set_defaults(run=cmd_train)
 
