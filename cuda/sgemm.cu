@@ -547,7 +547,7 @@ void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
   const int forced = forced_tile();
   const bool large = forced != 0 ? forced == 128 : tiles(128) >= sms;
-  if (large && g_allow_tf32.load(std::memory_order_relaxed) && detail::has_tf32_tensor_cores()) {
+  if (large && allow_tf32() && detail::has_tf32_tensor_cores()) {
     launch_tf32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, act);
   } else if (large) {
     launch_config<128, 128, 8, 8, 8, 2, false>("sgemm_128x128x8", trans_a, trans_b, M, N, K,

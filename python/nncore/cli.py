@@ -372,7 +372,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--limit", type=positive_int, default=None,
                        help="use only the first N train and test images")
     train.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
-    train.add_argument("--float32-matmul-precision", choices=["highest", "high"], default="highest",
+    train.add_argument("--float32-matmul-precision", choices=nncore._MATMUL_PRECISIONS, default="highest",
                        help="high: large GPU GEMMs may use TF32 tensor cores "
                             "(nncore.set_float32_matmul_precision; default highest, FP32)")
     add_common(train)

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "../../../cuda/layout.cuh"
+#include "../../../cuda/tensor_cores.cuh"
 #include "nncore/device.h"
 #include "nncore/kernels.h"
 #include "../format.h"
@@ -195,6 +196,25 @@ static Mat make_mat(int64_t rows, int64_t cols, int64_t ld, int64_t offset, floa
   return m;
 }
 
+// One GEMM case's operands: op(A) (M x K) and op(B) (K x N) stored as ta / tb say, each row cols
+// long in a row of ld_of(cols) floats, `off` floats into a NaN-padded buffer; C0 (M x N) inside
+// 12345 padding, which must stay 12345, and all NaN when beta == 0 (C is write-only then: NaN
+// must not leak into the result).
+struct GemmCase {
+  Mat A, B, C0;
+};
+static GemmCase make_gemm_case(int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                               const std::function<int64_t(int64_t)>& ld_of, int64_t off,
+                               float beta) {
+  const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+  GemmCase g{make_mat(ra, ca, ld_of(ca), off, kNaN), make_mat(rb, cb, ld_of(cb), off, kNaN),
+             make_mat(M, N, ld_of(N), off, 12345.f)};
+  if (beta == 0.f)
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < N; ++c) g.C0.buf[size_t(off + r * g.C0.ld + c)] = kNaN;
+  return g;
+}
+
 static void test_sgemm() {
   Group g("sgemm");
   // emu::g_sm_count = 4: tiles(128) >= 4 -> 128x128 (L); tiles(64) >= 2 -> 64x64 (M); else
@@ -219,20 +239,14 @@ static void test_sgemm() {
           for (int ab = 0; ab < 2; ++ab) {
             if (layout != 2 && ab == 1 && (ta != tb)) continue;  // fewer runs; all paths still hit
             const int64_t M = s.M, N = s.N, K = s.K;
-            const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
             auto ld_of = [&](int64_t cols) {
               return layout == 0 ? std::max<int64_t>(cols, 1)
                      : layout == 1 ? cols + 3
                                    : (cols + 3) / 4 * 4 + 4;
             };
             const int64_t off = layout == 3 ? 1 : 0;
-            Mat A = make_mat(ra, ca, ld_of(ca), off, kNaN);
-            Mat B = make_mat(rb, cb, ld_of(cb), off, kNaN);
             const float alpha = ab ? 0.75f : 1.f, beta = ab ? 0.5f : 0.f;
-            Mat C0 = make_mat(M, N, ld_of(N), off, 12345.f);  // padding must stay 12345
-            if (beta == 0.f)  // C is write-only: NaN must not leak into the result
-              for (int64_t r = 0; r < M; ++r)
-                for (int64_t c = 0; c < N; ++c) C0.buf[size_t(off + r * C0.ld + c)] = kNaN;
+            auto [A, B, C0] = make_gemm_case(M, N, K, ta, tb, ld_of, off, beta);
             Mat Cc = C0, Cg = C0;
             cpu::sgemm(ta, tb, M, N, K, alpha, A.p(), A.ld, B.p(), B.ld, beta, Cc.p(), Cc.ld);
             static int case_no = 0;
@@ -303,18 +317,12 @@ static void test_sgemm_tf32() {
       for (int tb = 0; tb < 2; ++tb)
         for (int layout = 0; layout < 3; ++layout) {  // tight; ld + 3; off 16-byte alignment
           const int64_t M = s.M, N = s.N, K = s.K;
-          const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
           auto ld_of = [&](int64_t cols) {
             return std::max<int64_t>(cols, 1) + (layout == 1 ? 3 : 0);
           };
           const int64_t off = layout == 2 ? 1 : 0;
-          Mat A = make_mat(ra, ca, ld_of(ca), off, kNaN);
-          Mat B = make_mat(rb, cb, ld_of(cb), off, kNaN);
           const float alpha = layout == 0 ? 0.75f : 1.f, beta = layout == 0 ? 0.5f : 0.f;
-          Mat C0 = make_mat(M, N, ld_of(N), off, 12345.f);
-          if (beta == 0.f)
-            for (int64_t r = 0; r < M; ++r)
-              for (int64_t c = 0; c < N; ++c) C0.buf[size_t(off + r * C0.ld + c)] = kNaN;
+          auto [A, B, C0] = make_gemm_case(M, N, K, ta, tb, ld_of, off, beta);
           Mat Cc = C0, Cg = C0;
           cycle_schedule(case_no++);
           const std::string what = fmt("sgemm tf32=%d %ldx%ldx%ld ta=%d tb=%d layout=%d", s.tf32,
@@ -1078,6 +1086,34 @@ static void self_test_one() {
     }
   });
   expect_failure("block of 2048 threads", 1, 2048, [] {});
+  expect_failure("shuffle from a lane outside the mask", 1, 32, [] {
+    if (threadIdx.x < 16) (void)__shfl_sync(0x0000ffffu, 1.f, 20);
+  });
+  // mma.sync: lane 4g + t holds A = 8 * row + k and B = I in the PTX ISA's fragments, so D = A's
+  // first 8 columns: d = 8g + 2t, 8g + 2t + 1, 8(g + 8) + 2t, 8(g + 8) + 2t + 1.
+  using nncore::cuda::detail::ptx_mma_m16n8k8_tf32;
+  int mma_wrong = 0;
+  emu::launch(1, 32, 0, nullptr, "mma.sync", [&] {
+    const uint32_t g = threadIdx.x / 4, t = threadIdx.x % 4;
+    auto bits = [](float x) { return __float_as_uint(x); };
+    const uint32_t a[4] = {bits(8.f * g + t), bits(8.f * (g + 8) + t), bits(8.f * g + t + 4),
+                           bits(8.f * (g + 8) + t + 4)};
+    const uint32_t b[2] = {bits(t == g ? 1.f : 0.f), bits(t + 4 == g ? 1.f : 0.f)};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    ptx_mma_m16n8k8_tf32(d, a, b);
+    const float want[4] = {8.f * g + 2 * t, 8.f * g + 2 * t + 1, 8.f * (g + 8) + 2 * t,
+                           8.f * (g + 8) + 2 * t + 1};
+    for (int r = 0; r < 4; ++r)
+      if (d[r] != want[r]) __atomic_add_fetch(&mma_wrong, 1, __ATOMIC_RELAXED);
+  });
+  check("self-test: mma.sync fragments", cudaGetLastError() == cudaSuccess && mma_wrong == 0
+                                             ? Cmp{}
+                                             : Cmp{false, fmt("%d wrong values", mma_wrong)});
+  expect_failure("mma.sync with an operand not rounded to TF32", 1, 32, [] {
+    const uint32_t a[4] = {__float_as_uint(1.f + 0x1p-20f), 0, 0, 0}, b[2] = {0, 0};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    ptx_mma_m16n8k8_tf32(d, a, b);
+  });
   // And a correct warp reduction over a block with an exited warp passes.
   float out[2] = {0, 0};
   emu::launch(2, 64, 0, nullptr, "warp sum", [&] {

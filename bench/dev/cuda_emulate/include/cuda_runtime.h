@@ -235,6 +235,19 @@ inline std::string loc_str(const char* file, unsigned line) {
   throw Aborted{};
 }
 
+// A failure a lane finds after its collective completed (it no longer holds the block's lock):
+// recorded as fail() does, then this thread unwinds.
+[[noreturn]] inline void fail_after_collective(const std::string& what) {
+  {
+    std::lock_guard<std::mutex> lk(g_blk->mu);
+    try {
+      fail(*g_blk, what);
+    } catch (const Aborted&) {
+    }
+  }
+  throw Aborted{};
+}
+
 // Serialized schedules: gives the turn to the first thread (in schedule order) that can run;
 // with none left while some have not exited, the block is deadlocked. Caller holds b.mu.
 inline void pass_turn(Block& b, const std::string& what) {
@@ -426,15 +439,9 @@ inline T shuffle(unsigned mask, T var, const std::source_location& loc, Src src)
                                            out[l] = in[s];
                                          }
                                      });
-  if (bad_lane < 32) {
-    std::lock_guard<std::mutex> lk(g_blk->mu);
-    try {
-      fail(*g_blk, "__shfl*_sync at " + loc_str(loc.file_name(), loc.line()) +
-                       " reads lane " + std::to_string(bad_lane) + ", which is not in the mask");
-    } catch (const Aborted&) {
-    }
-    throw Aborted{};
-  }
+  if (bad_lane < 32)
+    fail_after_collective("__shfl*_sync at " + loc_str(loc.file_name(), loc.line()) +
+                          " reads lane " + std::to_string(bad_lane) + ", which is not in the mask");
   return from_bits<T>(r);
 }
 
@@ -499,16 +506,10 @@ inline void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32
                       }
                     }
                   });
-  if (not_tf32_lane >= 0) {
-    std::lock_guard<std::mutex> lk(g_blk->mu);
-    try {
-      fail(*g_blk, "mma.sync (tf32) at " + loc_str(loc.file_name(), loc.line()) + ": lane " +
-                       std::to_string(not_tf32_lane) +
-                       " passed an operand with low mantissa bits set (not rounded to TF32)");
-    } catch (const Aborted&) {
-    }
-    throw Aborted{};
-  }
+  if (not_tf32_lane >= 0)
+    fail_after_collective("mma.sync (tf32) at " + loc_str(loc.file_name(), loc.line()) +
+                          ": lane " + std::to_string(not_tf32_lane) +
+                          " passed an operand with low mantissa bits set (not rounded to TF32)");
 }
 
 // __shared__ arrays declared through EMU_SHARED_POISON register here: filled with 0xFF at first
