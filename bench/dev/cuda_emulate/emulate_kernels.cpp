@@ -12,6 +12,8 @@
 // and buffers are allocated to their exact size (ASan catches out-of-bounds accesses).
 //
 // Build and run (ASan + UBSan, ~8 min on 2 cores):  bash bench/dev/cuda_emulate/run.sh
+// With ThreadSanitizer instead (SANITIZER=thread), a check also fails when its kernels raced:
+// two threads of a block touching one address, one writing, with no barrier between them.
 // Exit status 1 when any check fails. It cannot measure speed or check GPU-only behaviour (see
 // include/cuda_runtime.h): a pass here means the indexing, bounds, tiling, barriers and
 // reductions are right on these shapes, not that the kernels are fast or race-free across
@@ -118,8 +120,20 @@ static Cmp close_in(const V& got, const V& want, int64_t offset, int64_t rows, i
   return close(got_in, want_in, rel);
 }
 
-static void check(const std::string& what, const Cmp& c) {
+// Under ThreadSanitizer: the data races it reported since the last check are this check's
+// (its kernels ran since then); "" when there are none.
+static long g_races_seen = 0;
+static std::string new_races() {
+  const long n = emu::g_race_reports.load() - g_races_seen;
+  g_races_seen += n;
+  if (n == 0) return "";
+  return fmt("ThreadSanitizer reported %ld data race(s) (its report is on stderr)", n);
+}
+
+static void check(const std::string& what, Cmp c) {
   ++g_checks;
+  if (const std::string races = new_races(); !races.empty())
+    c = {false, c.ok ? races : races + "; " + c.detail};
   if (!c.ok) {
     ++g_failures;
     std::printf("  FAIL %s %s: %s\n", what.c_str(), g_cap.c_str(), c.detail.c_str());
@@ -140,6 +154,12 @@ static bool run_cuda(const std::string& what, const std::function<void()>& f) {
   }
 }
 
+// How g_schedule runs the threads, for the failure lines ("" when free; TSan always runs free).
+static std::string schedule_label() {
+  if (emu::kRaceDetector || emu::g_schedule == emu::kFree) return "";
+  return emu::g_schedule == emu::kAscending ? "asc" : "desc";
+}
+
 // Each case three times: with the real grid caps, threads running freely; with tiny caps (grid-
 // stride loops turn), threads taking turns in ascending order; with tiny caps, 64-bit index
 // arithmetic (the kernels' int64_t instantiations, which real sizes reach only beyond 2^31
@@ -150,7 +170,10 @@ static void for_caps(const std::function<void()>& body) {
     emu::g_max_grid_y = variant ? 1 : 65535;
     emu::g_force_int64 = variant == 2;
     emu::g_schedule = emu::Schedule(variant);
-    g_cap = variant == 0 ? "" : variant == 1 ? "(cap 2, asc)" : "(cap 2, int64, desc)";
+    const std::string label = schedule_label();
+    g_cap = variant == 0   ? ""
+            : variant == 1 ? "(cap 2" + (label.empty() ? "" : ", " + label) + ")"
+                           : "(cap 2, int64" + (label.empty() ? "" : ", " + label) + ")";
     body();
   }
   g_cap = "";
@@ -161,7 +184,8 @@ static void for_caps(const std::function<void()>& body) {
 // For the groups not run through for_caps: the schedule cycles from case to case.
 static void cycle_schedule(int i) {
   emu::g_schedule = emu::Schedule(i % 3);
-  g_cap = i % 3 == 0 ? "" : i % 3 == 1 ? "(asc)" : "(desc)";
+  const std::string label = schedule_label();
+  g_cap = label.empty() ? "" : "(" + label + ")";
 }
 
 struct Group {
@@ -1126,17 +1150,28 @@ static void self_test_one() {
   check("self-test: warp sum", cudaGetLastError() == cudaSuccess && out[0] == 496.f && out[1] == 496.f
                                    ? Cmp{}
                                    : Cmp{false, fmt("got %g %g", out[0], out[1])});
-  // A missing barrier (thread t writes s[t], then reads s[63 - t]) must show in a serialized
-  // schedule: the first thread to run reads before its partner wrote.
-  if (emu::g_schedule != emu::kFree) {
+  // A missing barrier (thread t writes s[t], then reads s[63 - t]) must show: in a serialized
+  // schedule the first thread to run reads before its partner wrote; under ThreadSanitizer it
+  // is a reported race whatever the timing (once: TSan reports a pair of code sites only once).
+  static bool race_reported = false;
+  if (emu::kRaceDetector ? !race_reported : emu::g_schedule != emu::kFree) {
     static float s[64];
     int stale = 0;
     std::fill(s, s + 64, -1.f);
+    if (emu::kRaceDetector)
+      std::printf("  (the data race ThreadSanitizer reports next is the self-test's, expected)\n");
+    std::fflush(stdout);
     emu::launch(1, 64, 0, nullptr, "race", [&] {
       s[threadIdx.x] = 1.f;
       if (s[63 - threadIdx.x] < 0) __atomic_add_fetch(&stale, 1, __ATOMIC_RELAXED);
     });
-    check("self-test: missing barrier shows", stale > 0 ? Cmp{} : Cmp{false, "not seen"});
+    if (emu::kRaceDetector) {
+      race_reported = !new_races().empty();
+      check("self-test: missing barrier is a reported race",
+            race_reported ? Cmp{} : Cmp{false, "not reported"});
+    } else {
+      check("self-test: missing barrier shows", stale > 0 ? Cmp{} : Cmp{false, "not seen"});
+    }
   }
 }
 static void self_test() {
@@ -1150,6 +1185,7 @@ static void self_test() {
 
 int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines keep their order among the sanitizers' ones
   const std::string only = argc > 1 ? argv[1] : "";
   struct T { const char* name; void (*fn)(); };
   const T tests[] = {{"self", self_test},          {"sgemm", test_sgemm},
@@ -1162,6 +1198,10 @@ int main(int argc, char** argv) {
                      {"gather", test_gather_argmax}};
   for (const T& t : tests)
     if (only.empty() || only == t.name) t.fn();
+  if (const std::string races = new_races(); !races.empty()) {  // after the last check
+    ++g_failures;
+    std::printf("  FAIL %s\n", races.c_str());
+  }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("SUMMARY: %d checks, %d failures, %ld emulated launches, %.1f s\n", g_checks,
               g_failures, emu::g_launches, s);

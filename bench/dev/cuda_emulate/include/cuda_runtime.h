@@ -20,7 +20,9 @@
 // exist (partial last warp) or has exited, a lane calling with a mask that leaves itself out, a
 // shuffle from a lane outside the mask, and deadlocks (every live thread waiting) are reported
 // as launch failures (cudaGetLastError), like a kernel fault. Launch configurations are checked
-// against the CUDA limits (block <= 1024 threads, grid.y/z <= 65535, ...).
+// against the CUDA limits (block <= 1024 threads, grid.y/z <= 65535, ...). Built with
+// ThreadSanitizer instead of ASan, it also reports data races between the threads of a block
+// (see kRaceDetector).
 //
 // What it cannot check: speed, occupancy, register or shared-memory limits of static __shared__
 // arrays, bank conflicts, coalescing, the GPU memory model beyond barrier-separated phases
@@ -175,6 +177,7 @@ struct Warp {
   const char* file = "";
   unsigned line = 0;
   uint64_t in[32] = {}, out[32] = {};
+  char sync[2] = {};     // TSan sync objects, by generation parity (release_cuda)
 };
 
 // How the threads of a block take turns. kFree: all run at once (the OS schedules them).
@@ -185,6 +188,73 @@ struct Warp {
 // a write before an earlier read) into wrong results that show every time, not by chance.
 enum Schedule { kFree = 0, kAscending, kDescending };
 inline Schedule g_schedule = kFree;
+
+// Built with ThreadSanitizer (run.sh SANITIZER=thread), every block runs kFree: a serialized
+// schedule hands the turn over through the block's mutex, which orders one thread's accesses
+// before the next one's and would hide from TSan the races it is there to find. TSan then reports
+// any two accesses to one address, at least one a write, by threads of a block that no
+// __syncthreads or warp collective orders: compute-sanitizer racecheck's hazards in shared memory,
+// and the same in global memory.
+#if defined(__SANITIZE_THREAD__)
+#define EMU_RACE_DETECTOR 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EMU_RACE_DETECTOR 1
+#endif
+#endif
+#ifdef EMU_RACE_DETECTOR
+inline constexpr bool kRaceDetector = true;
+}  // namespace emu
+extern "C" {  // ThreadSanitizer's annotation interface (libtsan)
+void AnnotateIgnoreSyncBegin(const char* file, int line);
+void AnnotateIgnoreSyncEnd(const char* file, int line);
+void AnnotateIgnoreReadsBegin(const char* file, int line);
+void AnnotateIgnoreReadsEnd(const char* file, int line);
+void AnnotateIgnoreWritesBegin(const char* file, int line);
+void AnnotateIgnoreWritesEnd(const char* file, int line);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+}
+namespace emu {
+// The emulator's bookkeeping (the block's one mutex, condition variables) would order for TSan
+// everything a thread did before it took the mutex before everything the next taker does after,
+// far more than a GPU orders. So while a thread is inside the emulator, TSan ignores its
+// synchronization and its memory accesses (Internal), and the barrier and the warp collectives
+// state what CUDA guarantees (release_cuda / acquire_cuda): each participant releases a sync
+// object on arrival and acquires it once all have arrived.
+struct Internal {
+  Internal() {
+    AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  }
+  ~Internal() {
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+    AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+  }
+  Internal(const Internal&) = delete;
+  Internal& operator=(const Internal&) = delete;
+};
+inline void release_cuda(void* sync) {  // inside Internal
+  AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+  __tsan_release(sync);
+  AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+}
+inline void acquire_cuda(void* sync) {  // inside Internal
+  AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+  __tsan_acquire(sync);
+  AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+}
+#else
+inline constexpr bool kRaceDetector = false;
+struct Internal {
+  Internal() {}  // user-provided: a guard variable, not an unused one
+};
+inline void release_cuda(void*) {}
+inline void acquire_cuda(void*) {}
+#endif
+inline std::atomic<long> g_race_reports{0};  // reports TSan has printed (0 without TSan)
 
 struct Block {
   std::mutex mu;
@@ -197,6 +267,7 @@ struct Block {
   unsigned nthreads = 0, live = 0, blocked = 0;
   unsigned bar_arrived = 0;
   uint64_t bar_gen = 0;
+  char bar_sync[2] = {};       // TSan sync objects, by barrier generation parity (release_cuda)
   const char* bar_file = "";
   unsigned bar_line = 0;
   std::unique_ptr<Warp[]> warps;
@@ -239,6 +310,7 @@ inline std::string loc_str(const char* file, unsigned line) {
 // recorded as fail() does, then this thread unwinds.
 [[noreturn]] inline void fail_after_collective(const std::string& what) {
   {
+    Internal internal;
     std::lock_guard<std::mutex> lk(g_blk->mu);
     try {
       fail(*g_blk, what);
@@ -298,6 +370,7 @@ inline void wait_for(Block& b, std::unique_lock<std::mutex>& lk, std::condition_
 
 inline void syncthreads(const std::source_location& loc) {
   Block& b = *g_blk;
+  Internal internal;
   std::unique_lock<std::mutex> lk(b.mu);
   if (b.aborted) throw Aborted{};
   if (b.bar_arrived == 0) {
@@ -308,16 +381,21 @@ inline void syncthreads(const std::source_location& loc) {
                 ", " + std::to_string(b.bar_arrived) + " other(s) wait at " +
                 loc_str(b.bar_file, b.bar_line));
   }
+  // This thread's accesses before the barrier happen before every thread's accesses after it.
+  void* sync = &b.bar_sync[b.bar_gen & 1];
+  release_cuda(sync);
   if (++b.bar_arrived == b.live) {
     b.blocked -= b.bar_arrived - 1;
     b.bar_arrived = 0;
     ++b.bar_gen;
     b.cv.notify_all();
+    acquire_cuda(sync);
     return;
   }
   const uint64_t gen = b.bar_gen;
   wait_for(b, lk, b.cv, [&] { return b.bar_gen != gen; },
            "__syncthreads at " + loc_str(loc.file_name(), loc.line()));
+  acquire_cuda(sync);
 }
 
 enum Op { kSyncwarp = 1, kShfl, kMatchAny, kMma };
@@ -336,6 +414,7 @@ inline uint64_t warp_collective(int op, unsigned mask, uint64_t value,
   Block& b = *g_blk;
   const unsigned lane = tl_tid & 31u, bit = 1u << lane;
   Warp& w = b.warps[tl_tid >> 5];
+  Internal internal;
   std::unique_lock<std::mutex> lk(b.mu);
   if (b.aborted) throw Aborted{};
   const std::string here = std::string(op_name(op)) + " at " + loc_str(loc.file_name(), loc.line());
@@ -362,6 +441,10 @@ inline uint64_t warp_collective(int op, unsigned mask, uint64_t value,
                 ", lanes already waiting in " + op_name(w.op) + " at " + loc_str(w.file, w.line) +
                 other);
   }
+  // The lane's accesses before the collective happen before every participant's after it. (The
+  // next collective waits until every lane has picked up its result, after its acquire.)
+  void* sync = &w.sync[w.gen & 1];
+  release_cuda(sync);
   w.in[lane] = value;
   w.arrived |= bit;
   if (w.arrived == mask) {
@@ -372,10 +455,12 @@ inline uint64_t warp_collective(int op, unsigned mask, uint64_t value,
     b.blocked -= others;
     ++w.gen;
     w.cv.notify_all();
+    acquire_cuda(sync);
     return w.out[lane];
   }
   const uint64_t gen = w.gen;
   wait_for(b, lk, w.cv, [&] { return w.gen != gen; }, here);
+  acquire_cuda(sync);
   const uint64_t r = w.out[lane];
   if (--w.pending == 0) w.cv.notify_all();
   return r;
@@ -384,6 +469,7 @@ inline uint64_t warp_collective(int op, unsigned mask, uint64_t value,
 // Called when a thread's kernel body returns (or unwinds).
 inline void thread_exit() {
   Block& b = *g_blk;
+  Internal internal;
   std::lock_guard<std::mutex> lk(b.mu);
   Warp& w = b.warps[tl_tid >> 5];
   const unsigned bit = 1u << (tl_tid & 31u);
@@ -620,7 +706,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const char*
       for (unsigned bx = 0; bx < grid.x; ++bx) {
         Block b;
         b.nthreads = b.live = nt;
-        b.schedule = g_schedule;
+        b.schedule = kRaceDetector ? kFree : g_schedule;
         if (b.schedule != kFree) {
           b.turn.reset(new std::condition_variable[nt]);
           b.waits_for.reset(new std::function<bool()>[nt]);
@@ -656,6 +742,14 @@ inline void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const char*
 }
 
 }  // namespace emu
+
+#ifdef EMU_RACE_DETECTOR
+// TSan calls this after printing each report: the count lets a harness fail the check whose
+// kernels raced. (Weak in the TSan runtime; this definition takes its place.)
+extern "C" inline __attribute__((used)) void __tsan_on_report(const void*) {
+  emu::g_race_reports.fetch_add(1);
+}
+#endif
 
 #define threadIdx (::emu::tl_thread)
 #define blockIdx (::emu::tl_block)
