@@ -6,7 +6,8 @@
 #                                                 # pool act softmax loss optim elementwise gather
 #   SANITIZER=thread bash bench/dev/cuda_emulate/run.sh   # ThreadSanitizer instead of ASan + UBSan:
 #       a check fails when two threads of a block touch one address, one writing, with no barrier
-#       or warp collective between them (compute-sanitizer racecheck's hazards, on the CPU)
+#       or warp collective between them (compute-sanitizer racecheck's hazards, on the CPU; TSan
+#       keeps the last few accesses per word, so with many readers of one word a race may be missed)
 #
 # 1. preprocess.py rewrites cuda/*.cu(h) (not runtime.cu) into $BUILD_DIR/src (launches ->
 #    emu::launch, __shared__ -> poisoned statics); cuda/ itself is never modified.
