@@ -155,10 +155,13 @@ static bool run_cuda(const std::string& what, const std::function<void()>& f) {
   }
 }
 
-// How g_schedule runs the threads, for the failure lines ("" when free; TSan always runs free).
-static std::string schedule_label() {
-  if (emu::kRaceDetector || emu::g_schedule == emu::kFree) return "";
-  return emu::g_schedule == emu::kAscending ? "asc" : "desc";
+// The failure lines' label for the current case: its grid caps and, unless the threads run
+// freely (always under TSan), how g_schedule serializes them.
+static void set_cap_label(std::string caps) {
+  if (!emu::kRaceDetector && emu::g_schedule != emu::kFree)
+    caps += std::string(caps.empty() ? "" : ", ") +
+            (emu::g_schedule == emu::kAscending ? "asc" : "desc");
+  g_cap = caps.empty() ? "" : "(" + caps + ")";
 }
 
 // Each case three times: with the real grid caps, threads running freely; with tiny caps (grid-
@@ -171,10 +174,7 @@ static void for_caps(const std::function<void()>& body) {
     emu::g_max_grid_y = variant ? 1 : 65535;
     emu::g_force_int64 = variant == 2;
     emu::g_schedule = emu::Schedule(variant);
-    const std::string label = schedule_label();
-    g_cap = variant == 0   ? ""
-            : variant == 1 ? "(cap 2" + (label.empty() ? "" : ", " + label) + ")"
-                           : "(cap 2, int64" + (label.empty() ? "" : ", " + label) + ")";
+    set_cap_label(variant == 0 ? "" : variant == 1 ? "cap 2" : "cap 2, int64");
     body();
   }
   g_cap = "";
@@ -185,8 +185,7 @@ static void for_caps(const std::function<void()>& body) {
 // For the groups not run through for_caps: the schedule cycles from case to case.
 static void cycle_schedule(int i) {
   emu::g_schedule = emu::Schedule(i % 3);
-  const std::string label = schedule_label();
-  g_cap = label.empty() ? "" : "(" + label + ")";
+  set_cap_label("");
 }
 
 struct Group {
@@ -1086,17 +1085,34 @@ static void test_gather_argmax() {
 
 // ---- the emulator itself: it must catch the bugs it claims to catch -----------------------------
 // (Kernels written here, in the same dialect; launched directly with emu::launch.)
-// Under ThreadSanitizer, the ordering the emulator declares is CUDA's, not its own lock's: lane 0
-// of warp 0 writes s, a barrier, lane 0 of warp 1 reads it, a shuffle in each warp (the emulator
-// takes the block's lock for it, which orders nothing across warps on a GPU), then lane 0 of warp
-// 0 rewrites s while warp 1 may still read it: a race, which the lock once hid. With a barrier
-// before the rewrite there is none. (One reader: TSan remembers only a few accesses per word.)
-static void self_test_race_model() {
+// A missing barrier: thread t writes s[t], then reads s[63 - t]. Returns how many threads read
+// their partner's slot before it was written.
+static int launch_missing_barrier() {
+  static float s[64];
+  int stale = 0;
+  std::fill(s, s + 64, -1.f);
+  emu::launch(1, 64, 0, nullptr, "race", [&] {
+    s[threadIdx.x] = 1.f;
+    if (s[63 - threadIdx.x] < 0) __atomic_add_fetch(&stale, 1, __ATOMIC_RELAXED);
+  });
+  return stale;
+}
+
+// Under ThreadSanitizer (once: TSan reports a pair of code sites only once per run):
+// - the missing barrier is a reported race whatever the timing;
+// - the ordering the emulator declares is CUDA's, not its own lock's: lane 0 of warp 0 writes s,
+//   a barrier, lane 0 of warp 1 reads it, a shuffle in each warp (the emulator takes the block's
+//   lock for it, which orders nothing across warps on a GPU), then lane 0 of warp 0 rewrites s
+//   while warp 1 may still read it: a race, which the lock once hid. With a barrier before the
+//   rewrite there is none. (One reader: TSan remembers only a few accesses per word.)
+static void self_test_races() {
+  std::printf("  (the two data races ThreadSanitizer reports next are the self-test's, expected)\n");
+  launch_missing_barrier();
+  check("self-test: missing barrier is a reported race",
+        new_races().empty() ? Cmp{false, "not reported"} : Cmp{});
   static float s;
   for (const bool barrier : {false, true}) {
     s = 0.f;
-    if (!barrier)
-      std::printf("  (the data race ThreadSanitizer reports next is the self-test's, expected)\n");
     emu::launch(1, 64, 0, nullptr, "race model", [&] {
       const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
       if (warp == 0 && lane == 0) s = 1.f;
@@ -1183,30 +1199,11 @@ static void self_test_one() {
   check("self-test: warp sum", cudaGetLastError() == cudaSuccess && out[0] == 496.f && out[1] == 496.f
                                    ? Cmp{}
                                    : Cmp{false, fmt("got %g %g", out[0], out[1])});
-  // A missing barrier (thread t writes s[t], then reads s[63 - t]) must show: in a serialized
-  // schedule the first thread to run reads before its partner wrote; under ThreadSanitizer it
-  // is a reported race whatever the timing (once: TSan reports a pair of code sites only once).
-  static bool race_reported = false;
-  if (emu::kRaceDetector ? !race_reported : emu::g_schedule != emu::kFree) {
-    static float s[64];
-    int stale = 0;
-    std::fill(s, s + 64, -1.f);
-    if (emu::kRaceDetector)
-      std::printf("  (the data race ThreadSanitizer reports next is the self-test's, expected)\n");
-    std::fflush(stdout);
-    emu::launch(1, 64, 0, nullptr, "race", [&] {
-      s[threadIdx.x] = 1.f;
-      if (s[63 - threadIdx.x] < 0) __atomic_add_fetch(&stale, 1, __ATOMIC_RELAXED);
-    });
-    if (emu::kRaceDetector) {
-      race_reported = !new_races().empty();
-      check("self-test: missing barrier is a reported race",
-            race_reported ? Cmp{} : Cmp{false, "not reported"});
-    } else {
-      check("self-test: missing barrier shows", stale > 0 ? Cmp{} : Cmp{false, "not seen"});
-    }
-  }
-  if (emu::kRaceDetector && emu::g_schedule == emu::kFree) self_test_race_model();
+  // The missing barrier must show in a serialized schedule: the first thread to run reads
+  // before its partner wrote. (Under TSan every block runs freely: self_test_races.)
+  if (!emu::kRaceDetector && emu::g_schedule != emu::kFree)
+    check("self-test: missing barrier shows",
+          launch_missing_barrier() > 0 ? Cmp{} : Cmp{false, "not seen"});
 }
 static void self_test() {
   Group g("emulator self-test");
@@ -1215,6 +1212,7 @@ static void self_test() {
     self_test_one();
   }
   cycle_schedule(0);
+  if (emu::kRaceDetector) self_test_races();
 }
 
 int main(int argc, char** argv) {

@@ -23,17 +23,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 CXX=${CXX:-g++}
-case ${SANITIZER:=address} in
-  address) SANITIZE=(-fsanitize=address,undefined -fno-sanitize-recover=all)
-           CPU_SANITIZE=("${SANITIZE[@]}"); DEFAULT_OUT=$HERE/build ;;
+source "$HERE/sanitizer.sh"
+if [[ $SANITIZER == thread ]]; then
   # The CPU twins (src/cpu, the reference) are left uninstrumented: TSan's code in their ifunc
   # resolvers would run before its runtime starts, and crash.
-  thread) SANITIZE=(-fsanitize=thread); CPU_SANITIZE=(); DEFAULT_OUT=$HERE/build/tsan
-          export OMP_NUM_THREADS=1
-          # exitcode 0: the harness counts TSan's reports per check and sets the exit status.
-          export TSAN_OPTIONS=${TSAN_OPTIONS:-exitcode=0} ;;
-  *) echo "run.sh: SANITIZER must be address or thread, not '$SANITIZER'" >&2; exit 2 ;;
-esac
+  CPU_SANITIZE=(); DEFAULT_OUT=$HERE/build/tsan; export OMP_NUM_THREADS=1
+else
+  CPU_SANITIZE=("${SANITIZE[@]}"); DEFAULT_OUT=$HERE/build
+fi
 OUT=${BUILD_DIR:-$DEFAULT_OUT}
 mkdir -p "$OUT/src" "$OUT/obj"
 

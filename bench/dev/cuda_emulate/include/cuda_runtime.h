@@ -49,6 +49,27 @@
 #include <type_traits>
 #include <vector>
 
+// Built with ThreadSanitizer (see emu::kRaceDetector)?
+#if defined(__SANITIZE_THREAD__)
+#define EMU_RACE_DETECTOR 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EMU_RACE_DETECTOR 1
+#endif
+#endif
+#ifdef EMU_RACE_DETECTOR
+extern "C" {  // ThreadSanitizer's annotation interface (libtsan)
+void AnnotateIgnoreSyncBegin(const char* file, int line);
+void AnnotateIgnoreSyncEnd(const char* file, int line);
+void AnnotateIgnoreReadsBegin(const char* file, int line);
+void AnnotateIgnoreReadsEnd(const char* file, int line);
+void AnnotateIgnoreWritesBegin(const char* file, int line);
+void AnnotateIgnoreWritesEnd(const char* file, int line);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+}
+#endif
+
 // Code that must differ under emulation (inline PTX) tests this.
 #define NNCORE_CUDA_EMULATOR 1
 #define __global__
@@ -195,27 +216,8 @@ inline Schedule g_schedule = kFree;
 // any two accesses to one address, at least one a write, by threads of a block that no
 // __syncthreads or warp collective orders: compute-sanitizer racecheck's hazards in shared memory,
 // and the same in global memory.
-#if defined(__SANITIZE_THREAD__)
-#define EMU_RACE_DETECTOR 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EMU_RACE_DETECTOR 1
-#endif
-#endif
 #ifdef EMU_RACE_DETECTOR
 inline constexpr bool kRaceDetector = true;
-}  // namespace emu
-extern "C" {  // ThreadSanitizer's annotation interface (libtsan)
-void AnnotateIgnoreSyncBegin(const char* file, int line);
-void AnnotateIgnoreSyncEnd(const char* file, int line);
-void AnnotateIgnoreReadsBegin(const char* file, int line);
-void AnnotateIgnoreReadsEnd(const char* file, int line);
-void AnnotateIgnoreWritesBegin(const char* file, int line);
-void AnnotateIgnoreWritesEnd(const char* file, int line);
-void __tsan_acquire(void* addr);
-void __tsan_release(void* addr);
-}
-namespace emu {
 // The emulator's bookkeeping (the block's one mutex, condition variables) would order for TSan
 // everything a thread did before it took the mutex before everything the next taker does after,
 // far more than a GPU orders. So while a thread is inside the emulator, TSan ignores its

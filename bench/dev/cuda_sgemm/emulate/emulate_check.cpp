@@ -66,8 +66,9 @@ int main() {
         std::vector<float> C = C0;
         if (beta == 0.f) std::fill(C.begin(), C.end(), NAN);  // must never be read
         v.run(M, N, K, alpha, A.data(), B.data(), beta, C.data(), nullptr);
-        const bool raced = emu::g_race_reports.load() != races_seen;
-        races_seen = emu::g_race_reports.load();
+        const long races = emu::g_race_reports.load();
+        const bool raced = races != races_seen;
+        races_seen = races;
         auto operand = [&](float x) {
           return v.tf32 ? double(__uint_as_float(emu::cvt_rna_tf32(x))) : double(x);
         };

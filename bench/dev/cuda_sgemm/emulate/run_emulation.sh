@@ -4,13 +4,9 @@
 # SANITIZER=thread: ThreadSanitizer instead of ASan + UBSan (a racing case fails as RACE).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-case ${SANITIZER:=address} in
-  address) SANITIZE=(-fsanitize=address,undefined -fno-sanitize-recover=all); NAME=emulate_check ;;
-  # exitcode 0: the check counts TSan's reports per case and sets the exit status.
-  thread) SANITIZE=(-fsanitize=thread); NAME=emulate_check_tsan
-          export TSAN_OPTIONS=${TSAN_OPTIONS:-exitcode=0} ;;
-  *) echo "run_emulation.sh: SANITIZER must be address or thread, not '$SANITIZER'" >&2; exit 2 ;;
-esac
+source "$HERE/../../cuda_emulate/sanitizer.sh"
+NAME=emulate_check
+[[ $SANITIZER == thread ]] && NAME=emulate_check_tsan
 OUT=${BUILD_DIR:-$HERE/../build}
 mkdir -p "$OUT"
 "${CXX:-g++}" -std=c++20 -O1 -g -fno-strict-aliasing -pthread "${SANITIZE[@]}" -Wall -Wextra -Werror \
