@@ -1,10 +1,12 @@
 // Optimizer updates, in place over a list of tensors: one launch updates up to kListTensors
-// tensors (launch_tensor_lists, common.cuh), one thread per parameter within a chunk.
+// tensors (launch_tensor_lists, common.cuh), one thread per parameter within a chunk. State is
+// stored through flush_subnormal (nncore/host_device.h), as on the CPU.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "common.cuh"
+#include "nncore/host_device.h"
 #include "nncore/kernels.h"
 
 namespace nncore::cuda {
@@ -21,7 +23,7 @@ struct SgdUpdate {
     float g = t[1][i];
     if (weight_decay != 0.f) g += weight_decay * p;
     if (momentum != 0.f) {
-      const float b = first_step ? g : momentum * t[2][i] + (1.f - dampening) * g;
+      const float b = flush_subnormal(first_step ? g : momentum * t[2][i] + (1.f - dampening) * g);
       t[2][i] = b;
       g = nesterov ? g + momentum * b : b;
     }
@@ -37,8 +39,8 @@ struct AdamUpdate {
     const float p = t[0][i];
     float g = t[1][i];
     if (weight_decay != 0.f) g += weight_decay * p;
-    const float mi = beta1 * t[2][i] + (1.f - beta1) * g;
-    const float vi = beta2 * t[3][i] + (1.f - beta2) * g * g;
+    const float mi = flush_subnormal(beta1 * t[2][i] + (1.f - beta1) * g);
+    const float vi = flush_subnormal(beta2 * t[3][i] + (1.f - beta2) * g * g);
     t[2][i] = mi;
     t[3][i] = vi;
     t[0][i] = p - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);

@@ -57,6 +57,57 @@ def test_sgd_first_step_buffer_is_gradient(device, rng):
     assert_close(p, p0 - 0.1 * expected_buf, rtol=1e-6)
 
 
+# Optimizer state is stored with subnormals flushed to a zero of the same sign (host_device.h):
+# x86 CPUs take a microcode assist on every subnormal operand, and a dead unit's state decays
+# into that range. Entries at 1.05 * FLT_MIN fall below it after one decay, those at 1.2 do not.
+TINY = np.finfo(np.float32).tiny
+SIGNS = np.resize(np.array([1.0, -1.0], np.float32), 40)  # 40: the CPU loop's vector body runs
+
+
+def _assert_same_bits(tensor, expected, what):
+    got = to_numpy(tensor).astype(np.float32)
+    want = np.asarray(expected, np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=what)
+
+
+def test_sgd_stores_no_subnormal_momentum(device, rng):
+    p0 = rng.standard_normal(40).astype(np.float32)
+    buf0 = (SIGNS * TINY * np.where(np.arange(40) < 20, 1.05, 1.2)).astype(np.float32)
+    p, buf = to_tensor(p0, device), to_tensor(buf0, device)
+    ops.sgd_step_([p], [to_tensor(np.zeros(40, np.float32), device)], [buf], 0.05, 0.9)
+    decayed = np.float32(0.9) * buf0  # g = 0: buf = 0.9 buf, rounded once
+    assert np.all(np.abs(decayed[:20]) < TINY) and np.all(np.abs(decayed[20:]) >= TINY)
+    _assert_same_bits(buf, np.where(np.abs(decayed) < TINY, SIGNS * 0.0, decayed), "momentum")
+    _assert_same_bits(p, p0, "param")  # lr * buf is below half an ulp of every parameter
+    # The first step's buffer is the gradient, flushed the same way.
+    g = (SIGNS * np.where(np.arange(40) < 20, TINY / 3, 2 * TINY)).astype(np.float32)
+    ops.sgd_step_([p], [to_tensor(g, device)], [buf], 0.05, 0.9, first_step=True)
+    _assert_same_bits(buf, np.where(np.abs(g) < TINY, SIGNS * 0.0, g), "first-step momentum")
+    _assert_same_bits(p, p0, "param after the first step")
+
+
+def test_adam_stores_no_subnormal_moments(device, rng):
+    low = np.arange(40) < 20
+    p0 = rng.standard_normal(40).astype(np.float32)
+    m0 = (SIGNS * TINY * np.where(low, 1.05, 1.2)).astype(np.float32)
+    v0 = (TINY * np.where(low, 1.0005, 1.01)).astype(np.float32)
+    p, m, v = (to_tensor(a, device) for a in (p0, m0, v0))
+    zeros = to_tensor(np.zeros(40, np.float32), device)
+    ops.adam_step_([p], [zeros], [m], [v], 1e-3, 0.9, 0.999, 1e-8, 0.0, 5)
+    m1, v1 = np.float32(0.9) * m0, np.float32(0.999) * v0  # g = 0
+    assert np.all(np.abs(m1[low]) < TINY) and np.all(v1[low] < TINY)
+    assert np.all(np.abs(m1[~low]) >= TINY) and np.all(v1[~low] >= TINY)
+    _assert_same_bits(m, np.where(low, SIGNS * 0.0, m1), "m")
+    _assert_same_bits(v, np.where(low, 0.0, v1), "v")
+    _assert_same_bits(p, p0, "param")
+    # A gradient of 1e-20 from zero state: m = 0.1 g is normal, v = 0.001 g^2 is not.
+    g = (SIGNS * np.float32(1e-20)).astype(np.float32)
+    m, v = to_tensor(np.zeros(40, np.float32), device), to_tensor(np.zeros(40, np.float32), device)
+    ops.adam_step_([p], [to_tensor(g, device)], [m], [v], 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    _assert_same_bits(m, (np.float32(1) - np.float32(0.9)) * g, "m from a tiny gradient")
+    _assert_same_bits(v, np.zeros(40), "v from a tiny gradient")
+
+
 ADAM_CONFIGS = [
     (1e-3, 0.9, 0.999, 1e-8, 0.0), (1e-2, 0.9, 0.999, 1e-8, 0.01), (0.1, 0.5, 0.9, 1e-3, 0.0),
     (5e-3, 0.0, 0.99, 1e-6, 1e-4),

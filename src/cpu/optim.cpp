@@ -2,8 +2,10 @@
 // semantics (L2 weight decay is added to the gradient; Adam is not AdamW), one tensor after the
 // other (OpenMP inside the large ones).
 // The SGD mode switches are hoisted out of the loop (one template instance per combination).
+// State is stored through flush_subnormal (nncore/host_device.h), as on the GPU.
 #include <cmath>
 
+#include "nncore/host_device.h"
 #include "nncore/kernels.h"
 
 namespace nncore::cpu {
@@ -21,7 +23,7 @@ void sgd_momentum_loop(float* __restrict param, const float* __restrict grad,
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const float g = kDecay ? grad[i] + wd * param[i] : grad[i];
-    const float buf = kFirstStep ? g : momentum * momentum_buf[i] + keep * g;
+    const float buf = flush_subnormal(kFirstStep ? g : momentum * momentum_buf[i] + keep * g);
     momentum_buf[i] = buf;
     param[i] -= lr * (kNesterov ? g + momentum * buf : buf);
   }
@@ -64,8 +66,8 @@ void adam_step_tensor(float* __restrict param, const float* __restrict grad, flo
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const float g = decay ? grad[i] + wd * param[i] : grad[i];
-    const float mi = beta1 * m[i] + one_minus_b1 * g;
-    const float vi = beta2 * v[i] + one_minus_b2 * g * g;
+    const float mi = flush_subnormal(beta1 * m[i] + one_minus_b1 * g);
+    const float vi = flush_subnormal(beta2 * v[i] + one_minus_b2 * g * g);
     m[i] = mi;
     v[i] = vi;
     param[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);

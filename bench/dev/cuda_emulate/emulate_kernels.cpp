@@ -967,6 +967,35 @@ static void test_optim() {
             check_list(w + " v", vg, vc);
           }
         }
+      {  // State around FLT_MIN under a zero gradient: decays into (or starts in) the subnormal
+         // range, which both devices store as +-0 (flush_subnormal, nncore/host_device.h).
+        const float tiny = std::numeric_limits<float>::min();
+        std::vector<V> zero, bc = rnd_list(sizes, -2.f * tiny, 2.f * tiny);
+        std::vector<V> mc = rnd_list(sizes, -2.f * tiny, 2.f * tiny);
+        std::vector<V> vc = rnd_list(sizes, 0.f, 2.f * tiny);
+        for (int64_t n : sizes) zero.emplace_back(size_t(n), 0.f);
+        std::vector<V> pc = p0, pg = p0, bg = bc, mg = mc, vg = vc;
+        std::vector<float*> pcp = ptrs(pc), pgp = ptrs(pg), bcp = ptrs(bc), bgp = ptrs(bg),
+                            mcp = ptrs(mc), mgp = ptrs(mg), vcp = ptrs(vc), vgp = ptrs(vg);
+        const std::vector<const float*> zp = cptrs(zero);
+        cpu::sgd_step(pcp.data(), zp.data(), bcp.data(), sizes.data(), count, 0.05f, 0.9f, 0.f,
+                      0.f, false, false);
+        cpu::adam_step(pcp.data(), zp.data(), mcp.data(), vcp.data(), sizes.data(), count, 1e-3f,
+                       0.9f, 0.999f, 1e-8f, 0.f, 5);
+        const std::string w = fmt("sgd_step + adam_step %ld tensors, state near FLT_MIN",
+                                  long(count));
+        if (run_cuda(w, [&] {
+              gpu::sgd_step(pgp.data(), zp.data(), bgp.data(), sizes.data(), count, 0.05f, 0.9f,
+                            0.f, 0.f, false, false);
+              gpu::adam_step(pgp.data(), zp.data(), mgp.data(), vgp.data(), sizes.data(), count,
+                             1e-3f, 0.9f, 0.999f, 1e-8f, 0.f, 5);
+            })) {
+          check_list(w + " param", pg, pc);
+          check_list(w + " buf", bg, bc);
+          check_list(w + " m", mg, mc);
+          check_list(w + " v", vg, vc);
+        }
+      }
       {
         std::vector<V> yc, yg;
         for (int64_t n : sizes) yc.push_back(nans(size_t(n)));

@@ -4,11 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define NNCORE_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define NNCORE_HOST_DEVICE inline
-#endif
+#include "nncore/host_device.h"
 
 namespace nncore {
 
