@@ -62,12 +62,17 @@ void require_device() {
         "detected");
 }
 
-std::string device_description() {
+DeviceProperties device_properties() {
   require_device();
   int device = 0;
   NNCORE_CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp prop{};
   NNCORE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return {prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem};
+}
+
+std::string device_description() {
+  const DeviceProperties prop = device_properties();
   return concat(prop.name, ", sm_", prop.major, prop.minor);
 }
 

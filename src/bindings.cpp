@@ -418,6 +418,16 @@ void bind_cuda(py::module_& m) {
   c.def("is_compiled", [] { return true; });
   c.def("device_count", &cuda::device_count);
   c.def("device_name", &cuda::device_description);
+  c.def("device_properties", [] {
+    const cuda::DeviceProperties p = cuda::device_properties();
+    py::dict d;
+    d["name"] = p.name;
+    d["major"] = p.major;
+    d["minor"] = p.minor;
+    d["multi_processor_count"] = p.multi_processor_count;
+    d["total_memory"] = p.total_memory;
+    return d;
+  });
   c.def("synchronize", &cuda::synchronize);
   c.def("empty_cache", &cuda::empty_cache);
   c.def("reset_peak_memory_stats", &cuda::reset_peak_stats);

@@ -481,11 +481,23 @@ def test_matmul_precision_high_leaves_the_cpu_in_fp32(restore_matmul_precision, 
     assert np.array_equal(outputs[0], outputs[1])
 
 
-# 2048 x 2048 outputs make 256 tiles of 128 x 128: enough to fill any current GPU (H100: 132
-# SMs), so "high" takes the TF32 kernel. K = 100: a partial slice of 16.
+@pytest.fixture
+def tf32_rows(cuda_device) -> int:
+    """Rows M for which an M x 2048 output fills this GPU with 128 x 128 tiles (16 per 128 rows;
+    at least 2048), so that "high" takes the TF32 kernel. Skips below compute capability 8.0,
+    where "high" stays FP32."""
+    props = nc.cuda.get_device_properties()
+    if props.major < 8:
+        pytest.skip(f"TF32 tensor cores need compute capability 8.0; {props.name} has "
+                    f"{props.major}.{props.minor}")
+    return 128 * max(16, -(-props.multi_processor_count // 16))
+
+
+# K = 100: a partial slice of 16.
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
-def test_tf32_gemm_on_cuda(cuda_device, restore_matmul_precision, rng, trans_a, trans_b):
-    M, N, K = 2048, 2048, 100
+def test_tf32_gemm_on_cuda(cuda_device, tf32_rows, restore_matmul_precision, rng, trans_a,
+                          trans_b):
+    M, N, K = tf32_rows, 2048, 100
     a, b, c = make_gemm_operands(rng, M, N, K, trans_a, trans_b)
     nc.set_float32_matmul_precision("high")
     ct = to_tensor(c, cuda_device)
@@ -501,8 +513,8 @@ def test_tf32_gemm_on_cuda(cuda_device, restore_matmul_precision, rng, trans_a, 
 
 
 @pytest.mark.parametrize("relu", [False, True])
-def test_tf32_linear_forward_on_cuda(cuda_device, restore_matmul_precision, rng, relu):
-    x = rng.standard_normal((2048, 100)).astype(np.float32)
+def test_tf32_linear_forward_on_cuda(cuda_device, tf32_rows, restore_matmul_precision, rng, relu):
+    x = rng.standard_normal((tf32_rows, 100)).astype(np.float32)
     w = rng.standard_normal((2048, 100)).astype(np.float32)
     b = rng.standard_normal(2048).astype(np.float32)
     nc.set_float32_matmul_precision("high")

@@ -586,6 +586,18 @@ def test_cuda_flags():
     nc.cuda.synchronize()  # a no-op without a GPU, never an error
 
 
+def test_cuda_device_properties():
+    if not nc.cuda.is_available():
+        for query in (nc.cuda.get_device_properties, nc.cuda.device_name):
+            with pytest.raises(RuntimeError, match="no CUDA device is available"):
+                query()
+        return
+    props = nc.cuda.get_device_properties()
+    assert props.name and nc.cuda.device_name() == f"{props.name}, sm_{props.major}{props.minor}"
+    assert props.major >= 1 and props.minor >= 0
+    assert props.multi_processor_count > 0 and props.total_memory > 0
+
+
 def test_manual_seed_is_reproducible():
     from nncore import random as ncrandom
     nc.manual_seed(5)

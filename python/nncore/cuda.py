@@ -1,6 +1,8 @@
 """CUDA status and memory queries (all safe to call on a machine without a GPU)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import _C
 
 _cuda = _C.cuda
@@ -30,6 +32,21 @@ def _require() -> None:
 def device_name() -> str:
     _require()
     return _cuda.device_name()
+
+
+class DeviceProperties(NamedTuple):
+    """The GPU's properties, with ``torch.cuda.get_device_properties``'s field names."""
+    name: str
+    major: int  # compute capability (major, minor)
+    minor: int
+    multi_processor_count: int  # SMs
+    total_memory: int  # bytes
+
+
+def get_device_properties() -> DeviceProperties:
+    """Name, compute capability, SM count and memory of the GPU nncore uses."""
+    _require()
+    return DeviceProperties(**_cuda.device_properties())
 
 
 def synchronize() -> None:

@@ -12,6 +12,15 @@ namespace nncore::cuda {
 
 // Number of usable devices; 0 (never an exception) when there is no driver or no GPU.
 int device_count();
+// The current device's properties, with torch.cuda.get_device_properties's names; throws
+// RuntimeError without a device.
+struct DeviceProperties {
+  std::string name;           // "NVIDIA H100 80GB HBM3"
+  int major, minor;           // compute capability
+  int multi_processor_count;  // SMs
+  size_t total_memory;        // bytes
+};
+DeviceProperties device_properties();
 // "NVIDIA H100 80GB HBM3, sm_90" for the current device; throws RuntimeError without one.
 std::string device_description();
 // Throws RuntimeError with a clear message when no CUDA device can be used.
