@@ -192,7 +192,9 @@ struct TileLoader {
 // [y * k_slice, (y + 1) * k_slice), written to C + y * c_slice. (The 128x128 configuration, only
 // chosen when its tiles fill the GPU, is compiled without: at its 128-register cap the slice's
 // pointers cost spills.)
-// ACT: C = act(alpha * acc + beta * C, n), the bits of the plain GEMM followed by bias_add.
+// ACT: C = act(alpha * acc + beta * C, n): only with alpha 1 and beta 0 (linear_forward; checked
+// in run_sgemm), where contracting alpha * acc + b into an FMA cannot change a bit, so C has the
+// bits of the plain GEMM followed by bias_add.
 template <int BM, int BN, int BK, int TM, int TN, int MIN_BLOCKS, bool SPLIT_K, bool TA, bool TB,
           bool ACT>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
@@ -540,8 +542,9 @@ void run_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc, detail::BiasActivation act) {
   if (M <= 0 || N <= 0) return;
-  if (has_act(act) && (trans_a || !trans_b))
-    throw std::logic_error("nncore: sgemm: the bias epilogue needs op(A) = A, op(B) = B^T");
+  if (has_act(act) && (trans_a || !trans_b || alpha != 1.0f || beta != 0.0f))
+    throw std::logic_error(
+        "nncore: sgemm: the bias epilogue needs op(A) = A, op(B) = B^T, alpha 1 and beta 0");
   // K == 0 still launches: C = beta * C (or 0 when beta == 0).
   const int64_t sms = detail::sm_count();
   auto tiles = [&](int64_t b) { return ((M + b - 1) / b) * ((N + b - 1) / b); };
