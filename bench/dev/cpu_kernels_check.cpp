@@ -3,8 +3,9 @@
 // avg pool), argmax routing, dropout statistics/determinism, and a few LeNet-sized timings.
 //
 // Build and run from the repository root:
-//   g++ -O3 -std=c++17 -fopenmp -Isrc/include bench/dev/cpu_kernels_check.cpp
-//       src/cpu/{bias,im2col,pool,activation,softmax,loss,optim,elementwise}.cpp -o /tmp/cpu_check
+//   g++ -O3 -fno-math-errno -std=c++17 -fopenmp -Isrc/include bench/dev/cpu_kernels_check.cpp
+//       src/cpu/{bias,im2col,pool,activation,softmax,loss,optim,optim_avx2,elementwise}.cpp \
+//       src/cpu/sgemm*.cpp -Isrc -o /tmp/cpu_check
 //   /tmp/cpu_check            (exit status 0 when every check passes)
 // im2col/col2im rows and the 2x2 max-pool rows are cloned for AVX-512, AVX2 and baseline and the
 // CPU picks one; to check the others, add -DNNCORE_WIDEST_VECTORS= (baseline) or
@@ -768,7 +769,7 @@ static void check_dropout_and_helpers() {
     vector<int32_t> index(rows);
     for (auto& i : index) i = static_cast<int32_t>(rand_int(0, src_rows - 1));
     vector<float> y(rows * row_floats);
-    k::gather_rows(x.data(), index.data(), rows, row_floats * 4, y.data());
+    k::gather_rows(x.data(), index.data(), rows, src_rows, row_floats * 4, y.data());
     bool ok = true;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < row_floats; ++c)
@@ -776,7 +777,7 @@ static void check_dropout_and_helpers() {
     report(ok, fmt("gather_rows row_floats=%lld", (long long)row_floats));
     vector<int32_t> xi(src_rows * row_floats), yi(rows * row_floats);  // int32 payload
     for (size_t i = 0; i < xi.size(); ++i) xi[i] = int32_t(i * 7919);
-    k::gather_rows(xi.data(), index.data(), rows, row_floats * 4, yi.data());
+    k::gather_rows(xi.data(), index.data(), rows, src_rows, row_floats * 4, yi.data());
     ok = true;
     for (int64_t r = 0; r < rows; ++r) ok &= yi[r * row_floats] == xi[index[r] * row_floats];
     report(ok, fmt("gather_rows int32 row_floats=%lld", (long long)row_floats));

@@ -6,8 +6,8 @@ namespace nncore::ops {
 using namespace detail;
 
 void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-               const std::optional<std::vector<Tensor>>& momentum_bufs, float lr,
-               float momentum, float dampening, float weight_decay, bool nesterov,
+               const std::optional<std::vector<Tensor>>& momentum_bufs, double lr,
+               double momentum, double dampening, double weight_decay, bool nesterov,
                bool first_step) {
   NNCORE_CHECK(lr >= 0 && momentum >= 0 && dampening >= 0 && weight_decay >= 0, "sgd_step: lr (",
                lr, "), momentum (", momentum, "), dampening (", dampening, ") and weight_decay (",
@@ -35,8 +35,8 @@ void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
 }
 
 void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                const std::vector<Tensor>& m, const std::vector<Tensor>& v, float lr,
-                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+                const std::vector<Tensor>& m, const std::vector<Tensor>& v, double lr,
+                double beta1, double beta2, double eps, double weight_decay, int64_t step) {
   NNCORE_CHECK(step >= 1, "adam_step: step must start at 1, got ", step);
   NNCORE_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adam_step: betas (", beta1,
                ", ", beta2, ") must be in [0, 1)");

@@ -3,6 +3,7 @@
 #pragma once
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define NNCORE_HOST_DEVICE __host__ __device__ __forceinline__
@@ -19,6 +20,68 @@ namespace nncore {
 // parameter by under lr * FLT_MIN (~1e-39): no parameter above ~1e-31 changes.
 NNCORE_HOST_DEVICE float flush_subnormal(float x) {
   return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+
+// ---- optimizer updates, one element: torch.optim's arithmetic, bit for bit -----------------
+// PyTorch's CPU kernels (AVX2 / AVX-512) fuse `x.add_(y, alpha=a)` into fma(y, a, x), `lerp`
+// into an fma and `addcmul` into fma(value * t1, t2, self); its hyper-parameters are Python
+// doubles, rounded once to float where a kernel takes them. The same operations, with explicit
+// fmaf (one FFMA on the GPU), give PyTorch 2.13's CPU bits on both devices (tests/test_optim.py);
+// only Adam's parameter can differ, in the last bit, where PyTorch's vectorized sqrt is not
+// correctly rounded. Subnormal state is flushed (above).
+
+struct SgdScalars {
+  float neg_lr, momentum, keep, weight_decay;  // keep = 1 - dampening
+};
+inline SgdScalars sgd_scalars(double lr, double momentum, double dampening, double weight_decay) {
+  return {static_cast<float>(-lr), static_cast<float>(momentum),
+          static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay)};
+}
+
+// g = grad + wd*p (grad.add(p, alpha=wd)); with momentum: buf = momentum*buf + (1-dampening)*g
+// (buf.mul_(momentum).add_(g, alpha=1-dampening); buf = g on the first step), then
+// g = nesterov ? g + momentum*buf : buf; returns p - lr*g (p.add_(g, alpha=-lr)).
+NNCORE_HOST_DEVICE float sgd_update(float p, float grad, float* buf, const SgdScalars& s,
+                                    bool decay, bool momentum, bool first_step, bool nesterov) {
+  float g = decay ? fmaf(p, s.weight_decay, grad) : grad;
+  if (momentum) {
+    const float b = flush_subnormal(first_step ? g : fmaf(g, s.keep, s.momentum * *buf));
+    *buf = b;
+    g = nesterov ? fmaf(b, s.momentum, g) : b;
+  }
+  return fmaf(g, s.neg_lr, p);
+}
+
+struct AdamScalars {
+  float weight, weight_minus_1;  // lerp weight 1 - beta1, and weight - 1 (rounded in float)
+  bool lerp_from_m;              // |weight| < 0.5: lerp computes from m's side, else from g's
+  float beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, weight_decay;
+};
+// bc1 = 1 - beta1^step, bc2 = 1 - beta2^step; step_size = lr / bc1 (all in double).
+inline AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps,
+                                double weight_decay, int64_t step) {
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  const float weight = static_cast<float>(1.0 - beta1);
+  return {weight, weight - 1.0f, std::fabs(weight) < 0.5f, static_cast<float>(beta2),
+          static_cast<float>(1.0 - beta2), static_cast<float>(-(lr / bc1)),
+          static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps),
+          static_cast<float>(weight_decay)};
+}
+
+// g = grad + wd*p; m = lerp(m, g, 1 - beta1); v = beta2*v + (1-beta2)*g^2
+// (v.mul_(beta2).addcmul_(g, g, value=1-beta2)); returns
+// p - step_size * m / (sqrt(v) / sqrt(bc2) + eps) (p.addcdiv_(m, denom, value=-step_size)).
+// (lerp_from_m is s.lerp_from_m, a parameter so that CPU loops can make it a constant.)
+NNCORE_HOST_DEVICE float adam_update(float p, float grad, float* m, float* v,
+                                     const AdamScalars& s, bool decay, bool lerp_from_m) {
+  const float g = decay ? fmaf(p, s.weight_decay, grad) : grad;
+  const float mi = flush_subnormal(lerp_from_m ? fmaf(s.weight, g - *m, *m)
+                                               : fmaf(s.weight_minus_1, g - *m, g));
+  const float vi = flush_subnormal(fmaf(s.one_minus_beta2 * g, g, s.beta2 * *v));
+  *m = mi;
+  *v = vi;
+  return p + s.neg_step_size * mi / (sqrtf(vi) / s.bc2_sqrt + s.eps);
 }
 
 }  // namespace nncore

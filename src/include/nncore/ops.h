@@ -108,12 +108,12 @@ Tensor mse_backward(const Tensor& pred, const Tensor& target, float grad_scale);
 // ---- optimizers (in place) ------------------------------------------------------------------
 // Over lists of tensors (a whole model per call); tensor t of every list has params[t]'s shape.
 void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-               const std::optional<std::vector<Tensor>>& momentum_bufs, float lr,
-               float momentum, float dampening, float weight_decay, bool nesterov,
+               const std::optional<std::vector<Tensor>>& momentum_bufs, double lr,
+               double momentum, double dampening, double weight_decay, bool nesterov,
                bool first_step);
 void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                const std::vector<Tensor>& m, const std::vector<Tensor>& v, float lr,
-                float beta1, float beta2, float eps, float weight_decay, int64_t step);
+                const std::vector<Tensor>& m, const std::vector<Tensor>& v, double lr,
+                double beta1, double beta2, double eps, double weight_decay, int64_t step);
 
 // ---- dropout ----------------------------------------------------------------------------------
 // Returns (y, mask); p in [0, 1).

@@ -1,0 +1,30 @@
+// CPU optimizer update loops, compiled per target from optim_kernels.inc: for the baseline in
+// optim.cpp (where fmaf is a libm call, so the loops stay scalar) and for AVX2 + FMA in
+// optim_avx2.cpp (one vfmadd each, vectorized). Both compute the same bits: the per-element
+// arithmetic is nncore/host_device.h's, shared with the CUDA twins.
+#pragma once
+#include <cstdint>
+
+#include "nncore/host_device.h"
+
+namespace nncore {
+namespace cpu {
+namespace optim_detail {
+
+struct Kernels {
+  const char* name;
+  // param[i] = sgd_update(param[i], grad[i], &buf[i], s, ...) for i < n (buf unused without
+  // momentum).
+  void (*sgd)(float* param, const float* grad, float* buf, int64_t n, const SgdScalars& s,
+              bool decay, bool momentum, bool first_step, bool nesterov);
+  // param[i] = adam_update(param[i], grad[i], &m[i], &v[i], s, decay) for i < n.
+  void (*adam)(float* param, const float* grad, float* m, float* v, int64_t n,
+               const AdamScalars& s, bool decay);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in (non-x86 builds)
+
+}  // namespace optim_detail
+}  // namespace cpu
+}  // namespace nncore
