@@ -3,8 +3,6 @@
 // element update is nncore/host_device.h's, shared with the CPU (PyTorch's arithmetic).
 #include <cuda_runtime.h>
 
-#include <cmath>
-
 #include "common.cuh"
 #include "nncore/host_device.h"
 #include "nncore/kernels.h"

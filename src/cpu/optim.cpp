@@ -18,7 +18,7 @@ namespace nncore::cpu {
 
 namespace optim_detail {
 const Kernels& kernels_generic() {
-  static const Kernels k{"generic", &sgd, &adam};
+  static const Kernels k{&sgd, &adam};
   return k;
 }
 }  // namespace optim_detail

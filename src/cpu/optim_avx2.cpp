@@ -17,7 +17,7 @@ namespace {
 #pragma GCC pop_options
 
 const nncore::cpu::optim_detail::Kernels* nncore::cpu::optim_detail::kernels_avx2() {
-  static const Kernels k{"avx2", &sgd, &adam};
+  static const Kernels k{&sgd, &adam};
   return &k;
 }
 

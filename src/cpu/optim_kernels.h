@@ -12,12 +12,11 @@ namespace cpu {
 namespace optim_detail {
 
 struct Kernels {
-  const char* name;
   // param[i] = sgd_update(param[i], grad[i], &buf[i], s, ...) for i < n (buf unused without
   // momentum).
   void (*sgd)(float* param, const float* grad, float* buf, int64_t n, const SgdScalars& s,
               bool decay, bool momentum, bool first_step, bool nesterov);
-  // param[i] = adam_update(param[i], grad[i], &m[i], &v[i], s, decay) for i < n.
+  // param[i] = adam_update(param[i], grad[i], &m[i], &v[i], s, decay, s.lerp_from_m), i < n.
   void (*adam)(float* param, const float* grad, float* m, float* v, int64_t n,
                const AdamScalars& s, bool decay);
 };
