@@ -16,8 +16,8 @@ struct SgdUpdate {
   SgdScalars s;
   bool decay, momentum, first_step, nesterov;
   __device__ void operator()(float* const (&t)[3], int64_t i) const {
-    t[0][i] = sgd_update(t[0][i], t[1][i], momentum ? t[2] + i : nullptr, s, decay, momentum,
-                         first_step, nesterov);
+    t[0][i] = sgd_update<HardwareFma>(t[0][i], t[1][i], momentum ? t[2] + i : nullptr, s, decay,
+                                      momentum, first_step, nesterov);
   }
 };
 
@@ -26,7 +26,8 @@ struct AdamUpdate {
   AdamScalars s;
   bool decay;
   __device__ void operator()(float* const (&t)[4], int64_t i) const {
-    t[0][i] = adam_update(t[0][i], t[1][i], t[2] + i, t[3] + i, s, decay, s.lerp_from_m);
+    t[0][i] = adam_update<HardwareFma>(t[0][i], t[1][i], t[2] + i, t[3] + i, s, decay,
+                                       s.lerp_from_m);
   }
 };
 

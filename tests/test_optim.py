@@ -2,6 +2,8 @@
 the float64 reference trajectories (torch.optim semantics), and dropout masks."""
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from reference import assert_close, to_numpy, to_tensor
 SIZES = [1, 7, 257, 40000]  # 40000 crosses the kernels' OpenMP threshold (2^15)
 
 # (momentum, dampening, weight_decay, nesterov): every specialised loop of the kernel.
+IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
 SGD_CONFIGS = [
     (0.0, 0.0, 0.0, False), (0.0, 0.0, 0.01, False), (0.9, 0.0, 0.0, False),
     (0.9, 0.0, 5e-4, False), (0.5, 0.3, 0.0, False), (0.8, 0.5, 0.1, False),
@@ -147,6 +151,29 @@ def test_adam_first_step_moves_by_lr(device, rng):
     assert_close(p, -0.1 * np.sign(g), rtol=1e-5)
 
 
+def test_sgd_rounds_its_multiply_add_as_pytorch_does(device, rng):
+    """p - lr*g with an exact value 2^-70 from the midpoint between p and its neighbour below.
+    Fused (one rounding: the GPU, the CPU's AVX2 / AVX-512 path, PyTorch there) it is p. Unfused
+    (the baseline x86-64 path, PyTorch on CPUs without FMA), lr*g rounds to half an ulp, and the
+    midpoint's tie goes to the even neighbour, p - ulp, as p is odd."""
+    p0 = (1 + (2 * rng.integers(0, 2**22, 4099) + 1) * 2.0**-23).astype(np.float32)  # odd
+    g = np.full(4099, 1 + 2**-23, np.float32)
+    lr = (1 - 2**-23) * 2.0**-24  # lr*g = (1 - 2^-46) * 2^-24: just under half an ulp of p
+    below = (p0 - np.float32(2**-23)).astype(np.float32)
+    try:
+        for kernel in ["", "generic"] if device == "cpu" else [None]:
+            want = p0
+            if kernel is not None:
+                nc._C._force_cpu_gemm_kernel(kernel)  # "" = the best this CPU runs (or requested)
+                if nc._C.cpu_gemm_kernel() == "generic" and IS_X86_64:
+                    want = below  # (other CPUs' baseline targets fuse: aarch64 has FMA)
+            p = to_tensor(p0, device)
+            ops.sgd_step_([p], [to_tensor(g, device)], None, lr)
+            _assert_same_bits(p, want, f"cpu kernel {kernel!r}" if kernel is not None else device)
+    finally:
+        ref.restore_cpu_gemm_kernel()
+
+
 # ---- one call over a list of tensors (a whole model) -------------------------------------------
 
 # 40 tensors: more than one CUDA launch takes (32), sizes around its chunk of 1024 floats, empty
@@ -216,10 +243,12 @@ def test_sgd_over_a_list_matches_the_reference(device, rng):
 # and v bits, and parameters equal but where PyTorch's vectorized sqrt is off by an ulp.
 
 
-def _torch_with_fma():
+def _torch_with_fma(device):
     torch = pytest.importorskip("torch")
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("PyTorch's CPU kernels fuse multiply-adds only on AVX2 / AVX-512 CPUs")
+    if device == "cpu" and nc._C.cpu_gemm_kernel() == "generic":
+        pytest.skip("nncore's CPU path here is the baseline one, which rounds twice")
     torch.set_num_threads(1)
     return torch
 
@@ -227,7 +256,7 @@ def _torch_with_fma():
 @pytest.mark.parametrize("n", [4099, 40000])  # a vector tail; OpenMP
 @pytest.mark.parametrize("momentum,dampening,weight_decay,nesterov", SGD_CONFIGS)
 def test_sgd_gives_pytorch_bits(device, rng, n, momentum, dampening, weight_decay, nesterov):
-    torch = _torch_with_fma()
+    torch = _torch_with_fma(device)
     p0 = rng.standard_normal(n).astype(np.float32)
     param, buf = to_tensor(p0, device), to_tensor(np.zeros(n, np.float32), device)
     tp = torch.tensor(p0, requires_grad=True)
@@ -246,7 +275,7 @@ def test_sgd_gives_pytorch_bits(device, rng, n, momentum, dampening, weight_deca
 
 @pytest.mark.parametrize("lr,beta1,beta2,eps,weight_decay", ADAM_CONFIGS)
 def test_adam_gives_pytorch_bits(device, rng, lr, beta1, beta2, eps, weight_decay):
-    torch = _torch_with_fma()
+    torch = _torch_with_fma(device)
     n = 40000
     p0 = rng.standard_normal(n).astype(np.float32)
     param = to_tensor(p0, device)
@@ -275,22 +304,67 @@ def test_adam_gives_pytorch_bits(device, rng, lr, beta1, beta2, eps, weight_deca
         tp.data = torch.tensor(to_numpy(param).astype(np.float32))  # continue from nncore's
 
 
-def test_cpu_optimizer_paths_give_the_same_bits(rng):
-    """The baseline loops (fmaf from libm) and the AVX2 + FMA ones compute the same bits."""
-    n = 40000
-    p0, g, b0 = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
-    results = {}
+# PyTorch on a CPU without FMA (ATEN_CPU_CAPABILITY=default forces those kernels) rounds each
+# multiply-add twice; so does nncore's baseline path (NNCORE_CPU_KERNEL=generic forces it).
+TORCH_DEFAULT_KERNELS = """
+import sys
+import numpy as np
+import torch
+torch.set_num_threads(1)
+assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+rng = np.random.default_rng(3)
+n = 4099
+out = {}
+p0, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal((3, n)).astype(np.float32)
+out["p0"], out["g"] = p0, g
+for name, opt_of in (("sgd", lambda t: torch.optim.SGD([t], lr=0.05, momentum=0.9, dampening=0.1,
+                                                       weight_decay=1e-3)),
+                     ("nesterov", lambda t: torch.optim.SGD([t], lr=0.05, momentum=0.7,
+                                                            weight_decay=5e-2, nesterov=True)),
+                     ("adam", lambda t: torch.optim.Adam([t], lr=1e-3, weight_decay=1e-2))):
+    t = torch.tensor(p0, requires_grad=True)
+    opt = opt_of(t)
+    for step in range(3):
+        t.grad = torch.tensor(g[step])
+        opt.step()
+    state = opt.state[t]
+    for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+        if key in state:
+            out[f"{name}_{key}"] = state[key].numpy()
+    out[f"{name}_param"] = t.detach().numpy()
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.skipif(not IS_X86_64, reason="the unfused baseline path is x86-64's")
+def test_cpu_baseline_path_gives_pytorch_default_kernel_bits(tmp_path):
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    subprocess.run([sys.executable, "-c", TORCH_DEFAULT_KERNELS, str(tmp_path / "t.npz")],
+                   check=True, env=env)
+    want = np.load(tmp_path / "t.npz")
+    p0, g = want["p0"], want["g"]
     try:
-        for kernel in ("generic", ""):
-            nc._C._force_cpu_gemm_kernel(kernel)
-            p, buf, m, v = (to_tensor(a) for a in (p0, b0, b0, np.abs(b0)))
-            ops.sgd_step_([p], [to_tensor(g)], [buf], 0.05, 0.9, 0.1, 1e-3, False, False)
-            ops.adam_step_([p], [to_tensor(g)], [m], [v], 1e-3, 0.9, 0.999, 1e-8, 1e-2, 3)
-            results[kernel] = [to_numpy(t) for t in (p, buf, m, v)]
+        nc._C._force_cpu_gemm_kernel("generic")
+        for name, momentum, dampening, wd, nesterov in (("sgd", 0.9, 0.1, 1e-3, False),
+                                                       ("nesterov", 0.7, 0.0, 5e-2, True)):
+            p, buf = to_tensor(p0), to_tensor(np.zeros_like(p0))
+            for step in range(3):
+                ops.sgd_step_([p], [to_tensor(g[step])], [buf], 0.05, momentum, dampening, wd,
+                              nesterov, step == 0)
+            _assert_same_bits(p, want[f"{name}_param"], f"{name} param")
+            _assert_same_bits(buf, want[f"{name}_momentum_buffer"], f"{name} buffer")
+        p, m, v = to_tensor(p0), to_tensor(np.zeros_like(p0)), to_tensor(np.zeros_like(p0))
+        for step in range(3):
+            ops.adam_step_([p], [to_tensor(g[step])], [m], [v], 1e-3, 0.9, 0.999, 1e-8, 1e-2,
+                           step + 1)
+        _assert_same_bits(m, want["adam_exp_avg"], "adam m")
+        _assert_same_bits(v, want["adam_exp_avg_sq"], "adam v")
     finally:
         ref.restore_cpu_gemm_kernel()
-    for name, a, b in zip(("param", "buf", "m", "v"), results["generic"], results[""]):
-        np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 def test_fill_tensors(device, rng):

@@ -2,11 +2,12 @@
 
 Each update is one fused kernel call over all the parameters (``ops.sgd_step_`` /
 ``ops.adam_step_`` take lists: one launch per 32 tensors on the GPU), with PyTorch's CPU
-arithmetic on both devices: SGD gives ``torch.optim.SGD``'s bits, Adam ``torch.optim.Adam``'s
-moments and, but where PyTorch's vectorized sqrt is an ulp off, its parameters. State (momentum
-buffers, Adam moments) lives on the parameter's device, and is stored with subnormals flushed to
-+-0: the state of a parameter whose gradient stays 0 decays into that range, where x86 CPUs
-compute ~100x slower, and there it would move the parameter by less than lr * 1.2e-38.
+arithmetic (the GPU's is an AVX2 / AVX-512 CPU's): SGD gives ``torch.optim.SGD``'s bits, Adam
+``torch.optim.Adam``'s moments and, but where PyTorch's sqrt is an ulp off, its parameters.
+State (momentum buffers, Adam moments) lives on the parameter's device, and is stored with
+subnormals flushed to +-0: the state of a parameter whose gradient stays 0 decays into that
+range, where x86 CPUs compute ~100x slower, and there it would move the parameter by less than
+lr * 1.2e-38.
 Schedules change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` after it.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 // AdamW), one tensor after the other (OpenMP inside the large ones). The per-element update is
 // nncore/host_device.h's, shared with the CUDA twins; the loops run in the AVX2 + FMA instance
 // (optim_avx2.cpp) when the CPU runs an AVX2 or AVX-512 SGEMM kernel, else in the baseline one
-// below, whose fmaf calls into libm (same bits, slower).
+// below, which on x86-64 rounds its multiply-adds twice, as PyTorch does on CPUs without FMA.
 #include <cstring>
 
 #include "nncore/kernels.h"
@@ -11,6 +11,11 @@
 #include "sgemm.h"
 
 namespace {
+#if defined(__x86_64__) && !defined(__FMA__)
+using Fma = nncore::UnfusedFma;  // the baseline x86-64 target has no FMA instruction
+#else
+using Fma = nncore::HardwareFma;
+#endif
 #include "optim_kernels.inc"
 }  // namespace
 

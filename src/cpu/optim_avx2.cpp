@@ -11,6 +11,7 @@
 #pragma GCC target("avx2,fma")
 
 namespace {
+using Fma = nncore::HardwareFma;  // one vfmadd here
 #include "optim_kernels.inc"
 }  // namespace
 

@@ -1,7 +1,7 @@
 // CPU optimizer update loops, compiled per target from optim_kernels.inc: for the baseline in
-// optim.cpp (where fmaf is a libm call, so the loops stay scalar) and for AVX2 + FMA in
-// optim_avx2.cpp (one vfmadd each, vectorized). Both compute the same bits: the per-element
-// arithmetic is nncore/host_device.h's, shared with the CUDA twins.
+// optim.cpp (x86-64: each multiply-add rounded twice, UnfusedFma, as PyTorch's kernels do on
+// CPUs without FMA) and for AVX2 + FMA in optim_avx2.cpp (one vfmadd each, as PyTorch's AVX2 /
+// AVX-512 kernels and the CUDA twins). The per-element arithmetic is nncore/host_device.h's.
 #pragma once
 #include <cstdint>
 

@@ -22,13 +22,26 @@ NNCORE_HOST_DEVICE float flush_subnormal(float x) {
   return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
 }
 
+// ---- the multiply-adds of the optimizer updates, as PyTorch's CPU kernels compute them ---------
+// HardwareFma: fmaf, a*b + c rounded once, one instruction where the code is compiled for one:
+// CUDA, the CPU loops built for AVX2 + FMA, aarch64. PyTorch's AVX2 / AVX-512 kernels fuse the
+// same way. UnfusedFma: a*b, rounded, + c, rounded: what PyTorch computes on x86-64 CPUs without
+// FMA (its DEFAULT kernels), used by the loops built for that baseline target, which has no FMA
+// instruction a compiler could contract the two into.
+struct HardwareFma {
+  NNCORE_HOST_DEVICE static float apply(float a, float b, float c) { return fmaf(a, b, c); }
+};
+struct UnfusedFma {
+  static float apply(float a, float b, float c) { return a * b + c; }
+};
+
 // ---- optimizer updates, one element: torch.optim's arithmetic, bit for bit -----------------
-// PyTorch's CPU kernels (AVX2 / AVX-512) fuse `x.add_(y, alpha=a)` into fma(y, a, x), `lerp`
-// into an fma and `addcmul` into fma(value * t1, t2, self); its hyper-parameters are Python
-// doubles, rounded once to float where a kernel takes them. The same operations, with explicit
-// fmaf (one FFMA on the GPU), give PyTorch 2.13's CPU bits on both devices (tests/test_optim.py);
-// only Adam's parameter can differ, in the last bit, where PyTorch's vectorized sqrt is not
-// correctly rounded. Subnormal state is flushed (above).
+// PyTorch's CPU kernels compute `x.add_(y, alpha=a)` as Fma(y, a, x), `lerp` as one Fma and
+// `addcmul` as Fma(value * t1, t2, self), Fma as above; its hyper-parameters are Python doubles,
+// rounded once to float where a kernel takes them. The same operations give PyTorch 2.13's CPU
+// bits (tests/test_optim.py), and the GPU's are those of an AVX2 / AVX-512 CPU; only Adam's
+// parameter can differ, in the last bit, where PyTorch's sqrt is not correctly rounded.
+// Subnormal state is flushed (above).
 
 struct SgdScalars {
   float neg_lr, momentum, keep, weight_decay;  // keep = 1 - dampening
@@ -41,15 +54,16 @@ inline SgdScalars sgd_scalars(double lr, double momentum, double dampening, doub
 // g = grad + wd*p (grad.add(p, alpha=wd)); with momentum: buf = momentum*buf + (1-dampening)*g
 // (buf.mul_(momentum).add_(g, alpha=1-dampening); buf = g on the first step), then
 // g = nesterov ? g + momentum*buf : buf; returns p - lr*g (p.add_(g, alpha=-lr)).
+template <class Fma>
 NNCORE_HOST_DEVICE float sgd_update(float p, float grad, float* buf, const SgdScalars& s,
                                     bool decay, bool momentum, bool first_step, bool nesterov) {
-  float g = decay ? fmaf(p, s.weight_decay, grad) : grad;
+  float g = decay ? Fma::apply(p, s.weight_decay, grad) : grad;
   if (momentum) {
-    const float b = flush_subnormal(first_step ? g : fmaf(g, s.keep, s.momentum * *buf));
+    const float b = flush_subnormal(first_step ? g : Fma::apply(g, s.keep, s.momentum * *buf));
     *buf = b;
-    g = nesterov ? fmaf(b, s.momentum, g) : b;
+    g = nesterov ? Fma::apply(b, s.momentum, g) : b;
   }
-  return fmaf(g, s.neg_lr, p);
+  return Fma::apply(g, s.neg_lr, p);
 }
 
 struct AdamScalars {
@@ -73,12 +87,13 @@ inline AdamScalars adam_scalars(double lr, double beta1, double beta2, double ep
 // (v.mul_(beta2).addcmul_(g, g, value=1-beta2)); returns
 // p - step_size * m / (sqrt(v) / sqrt(bc2) + eps) (p.addcdiv_(m, denom, value=-step_size)).
 // (lerp_from_m is s.lerp_from_m, a parameter so that CPU loops can make it a constant.)
+template <class Fma>
 NNCORE_HOST_DEVICE float adam_update(float p, float grad, float* m, float* v,
                                      const AdamScalars& s, bool decay, bool lerp_from_m) {
-  const float g = decay ? fmaf(p, s.weight_decay, grad) : grad;
-  const float mi = flush_subnormal(lerp_from_m ? fmaf(s.weight, g - *m, *m)
-                                               : fmaf(s.weight_minus_1, g - *m, g));
-  const float vi = flush_subnormal(fmaf(s.one_minus_beta2 * g, g, s.beta2 * *v));
+  const float g = decay ? Fma::apply(p, s.weight_decay, grad) : grad;
+  const float mi = flush_subnormal(lerp_from_m ? Fma::apply(s.weight, g - *m, *m)
+                                               : Fma::apply(s.weight_minus_1, g - *m, g));
+  const float vi = flush_subnormal(Fma::apply(s.one_minus_beta2 * g, g, s.beta2 * *v));
   *m = mi;
   *v = vi;
   return p + s.neg_step_size * mi / (sqrtf(vi) / s.bc2_sqrt + s.eps);
