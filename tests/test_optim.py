@@ -238,9 +238,9 @@ def test_sgd_over_a_list_matches_the_reference(device, rng):
 
 
 # ---- PyTorch's bits ----------------------------------------------------------------------------
-# nncore's updates are PyTorch's CPU arithmetic (host_device.h: its fused multiply-adds, its
-# double hyper-parameters rounded once): SGD gives torch.optim.SGD's bits, Adam gives Adam's m
-# and v bits, and parameters equal but where PyTorch's vectorized sqrt is off by an ulp.
+# nncore's updates are PyTorch's CPU arithmetic (host_device.h: its multiply-adds, fused on
+# AVX2 / AVX-512 CPUs, and its double hyper-parameters rounded once): SGD gives torch.optim.SGD's
+# bits, Adam gives Adam's m and v bits, and parameters equal but where PyTorch's sqrt is an ulp off.
 
 
 def _torch_with_fma(device):
@@ -306,7 +306,10 @@ def test_adam_gives_pytorch_bits(device, rng, lr, beta1, beta2, eps, weight_deca
 
 # PyTorch on a CPU without FMA (ATEN_CPU_CAPABILITY=default forces those kernels) rounds each
 # multiply-add twice; so does nncore's baseline path (NNCORE_CPU_KERNEL=generic forces it).
+# (name, momentum, dampening, weight_decay, nesterov); the subprocess gets them as its argv[2].
+DEFAULT_KERNEL_SGD = (("sgd", 0.9, 0.1, 1e-3, False), ("nesterov", 0.7, 0.0, 5e-2, True))
 TORCH_DEFAULT_KERNELS = """
+import ast
 import sys
 import numpy as np
 import torch
@@ -317,10 +320,10 @@ n = 4099
 out = {}
 p0, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal((3, n)).astype(np.float32)
 out["p0"], out["g"] = p0, g
-for name, opt_of in (("sgd", lambda t: torch.optim.SGD([t], lr=0.05, momentum=0.9, dampening=0.1,
-                                                       weight_decay=1e-3)),
-                     ("nesterov", lambda t: torch.optim.SGD([t], lr=0.05, momentum=0.7,
-                                                            weight_decay=5e-2, nesterov=True)),
+sgd = {name: (lambda t, c=c: torch.optim.SGD([t], lr=0.05, momentum=c[0], dampening=c[1],
+                                              weight_decay=c[2], nesterov=c[3]))
+       for name, *c in ast.literal_eval(sys.argv[2])}
+for name, opt_of in (*sgd.items(),
                      ("adam", lambda t: torch.optim.Adam([t], lr=1e-3, weight_decay=1e-2))):
     t = torch.tensor(p0, requires_grad=True)
     opt = opt_of(t)
@@ -343,14 +346,13 @@ def test_cpu_baseline_path_gives_pytorch_default_kernel_bits(tmp_path):
     import subprocess
     import sys
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    subprocess.run([sys.executable, "-c", TORCH_DEFAULT_KERNELS, str(tmp_path / "t.npz")],
-                   check=True, env=env)
+    subprocess.run([sys.executable, "-c", TORCH_DEFAULT_KERNELS, str(tmp_path / "t.npz"),
+                    repr(DEFAULT_KERNEL_SGD)], check=True, env=env)
     want = np.load(tmp_path / "t.npz")
     p0, g = want["p0"], want["g"]
     try:
         nc._C._force_cpu_gemm_kernel("generic")
-        for name, momentum, dampening, wd, nesterov in (("sgd", 0.9, 0.1, 1e-3, False),
-                                                       ("nesterov", 0.7, 0.0, 5e-2, True)):
+        for name, momentum, dampening, wd, nesterov in DEFAULT_KERNEL_SGD:
             p, buf = to_tensor(p0), to_tensor(np.zeros_like(p0))
             for step in range(3):
                 ops.sgd_step_([p], [to_tensor(g[step])], [buf], 0.05, momentum, dampening, wd,

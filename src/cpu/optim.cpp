@@ -42,10 +42,9 @@ void sgd_step(float* const* params, const float* const* grads, float* const* mom
               double weight_decay, bool nesterov, bool first_step) {
   const optim_detail::Kernels& k = optim_kernels();
   const SgdScalars s = sgd_scalars(lr, momentum, dampening, weight_decay);
-  // (decay == false skips wd*p entirely, as torch does: adding 0*p would turn an inf p into NaN.)
   for (int64_t t = 0; t < count; ++t)
     k.sgd(params[t], grads[t], momentum_bufs != nullptr ? momentum_bufs[t] : nullptr, sizes[t], s,
-          weight_decay != 0.0, momentum != 0.0, first_step, nesterov);
+          first_step, nesterov);
 }
 
 void adam_step(float* const* params, const float* const* grads, float* const* m,
@@ -54,7 +53,7 @@ void adam_step(float* const* params, const float* const* grads, float* const* m,
   const optim_detail::Kernels& k = optim_kernels();
   const AdamScalars s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step);
   for (int64_t t = 0; t < count; ++t)
-    k.adam(params[t], grads[t], m[t], v[t], sizes[t], s, weight_decay != 0.0);
+    k.adam(params[t], grads[t], m[t], v[t], sizes[t], s);
 }
 
 }  // namespace nncore::cpu

@@ -15,10 +15,10 @@ struct Kernels {
   // param[i] = sgd_update(param[i], grad[i], &buf[i], s, ...) for i < n (buf unused without
   // momentum).
   void (*sgd)(float* param, const float* grad, float* buf, int64_t n, const SgdScalars& s,
-              bool decay, bool momentum, bool first_step, bool nesterov);
-  // param[i] = adam_update(param[i], grad[i], &m[i], &v[i], s, decay, s.lerp_from_m), i < n.
+              bool first_step, bool nesterov);
+  // param[i] = adam_update(param[i], grad[i], &m[i], &v[i], s, ...) for i < n.
   void (*adam)(float* param, const float* grad, float* m, float* v, int64_t n,
-               const AdamScalars& s, bool decay);
+               const AdamScalars& s);
 };
 
 const Kernels& kernels_generic();

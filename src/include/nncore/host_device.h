@@ -45,15 +45,19 @@ struct UnfusedFma {
 
 struct SgdScalars {
   float neg_lr, momentum, keep, weight_decay;  // keep = 1 - dampening
+  bool decay, with_momentum;                   // weight_decay != 0, momentum != 0
 };
 inline SgdScalars sgd_scalars(double lr, double momentum, double dampening, double weight_decay) {
   return {static_cast<float>(-lr), static_cast<float>(momentum),
-          static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay)};
+          static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay),
+          weight_decay != 0.0, momentum != 0.0};
 }
 
 // g = grad + wd*p (grad.add(p, alpha=wd)); with momentum: buf = momentum*buf + (1-dampening)*g
 // (buf.mul_(momentum).add_(g, alpha=1-dampening); buf = g on the first step), then
 // g = nesterov ? g + momentum*buf : buf; returns p - lr*g (p.add_(g, alpha=-lr)).
+// (decay and momentum are s.decay and s.with_momentum, parameters so that CPU loops can make
+// them constants. Without decay wd*p is skipped, as torch does: 0*p would turn an inf p to NaN.)
 template <class Fma>
 NNCORE_HOST_DEVICE float sgd_update(float p, float grad, float* buf, const SgdScalars& s,
                                     bool decay, bool momentum, bool first_step, bool nesterov) {
@@ -70,6 +74,7 @@ struct AdamScalars {
   float weight, weight_minus_1;  // lerp weight 1 - beta1, and weight - 1 (rounded in float)
   bool lerp_from_m;              // |weight| < 0.5: lerp computes from m's side, else from g's
   float beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, weight_decay;
+  bool decay;                    // weight_decay != 0
 };
 // bc1 = 1 - beta1^step, bc2 = 1 - beta2^step; step_size = lr / bc1 (all in double).
 inline AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps,
@@ -80,13 +85,14 @@ inline AdamScalars adam_scalars(double lr, double beta1, double beta2, double ep
   return {weight, weight - 1.0f, std::fabs(weight) < 0.5f, static_cast<float>(beta2),
           static_cast<float>(1.0 - beta2), static_cast<float>(-(lr / bc1)),
           static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps),
-          static_cast<float>(weight_decay)};
+          static_cast<float>(weight_decay), weight_decay != 0.0};
 }
 
 // g = grad + wd*p; m = lerp(m, g, 1 - beta1); v = beta2*v + (1-beta2)*g^2
 // (v.mul_(beta2).addcmul_(g, g, value=1-beta2)); returns
 // p - step_size * m / (sqrt(v) / sqrt(bc2) + eps) (p.addcdiv_(m, denom, value=-step_size)).
-// (lerp_from_m is s.lerp_from_m, a parameter so that CPU loops can make it a constant.)
+// (decay and lerp_from_m are s.decay and s.lerp_from_m, parameters so that CPU loops can make
+// them constants.)
 template <class Fma>
 NNCORE_HOST_DEVICE float adam_update(float p, float grad, float* m, float* v,
                                      const AdamScalars& s, bool decay, bool lerp_from_m) {
