@@ -393,12 +393,14 @@ void bind_ops(py::module_& m) {
   m.def("mse_backward", &ops::mse_backward, arg("pred"), arg("target"), arg("grad_scale") = 1.0f);
 
   m.def("sgd_step_", &ops::sgd_step_, arg("params"), arg("grads"),
-        arg("momentum_bufs") = py::none(), arg("lr"), arg("momentum") = 0.0f,
-        arg("dampening") = 0.0f, arg("weight_decay") = 0.0f, arg("nesterov") = false,
+        arg("momentum_bufs") = py::none(), arg("lr"), arg("momentum") = 0.0,
+        arg("dampening") = 0.0, arg("weight_decay") = 0.0, arg("nesterov") = false,
         arg("first_step") = false);
   m.def("adam_step_", &ops::adam_step_, arg("params"), arg("grads"), arg("m"), arg("v"), arg("lr"),
-        arg("beta1") = 0.9f, arg("beta2") = 0.999f, arg("eps") = 1e-8f,
-        arg("weight_decay") = 0.0f, arg("step"));
+        // Double defaults, as the hyper-parameters are doubles (rounded once, as PyTorch does):
+        // 0.9f would make 1 - beta1 = 0.100000024.
+        arg("beta1") = 0.9, arg("beta2") = 0.999, arg("eps") = 1e-8,
+        arg("weight_decay") = 0.0, arg("step"));
   m.def("dropout_forward", &ops::dropout_forward, arg("x"), arg("p"), arg("seed"),
         arg("offset") = 0);
 }

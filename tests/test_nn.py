@@ -675,6 +675,43 @@ def test_optimizer_load_state_dict_rejects_another_kind(device, rng):
     assert (other.lr, other.momentum, other.nesterov, other.step_count) == (0.1, 0.9, False, 1)
 
 
+@pytest.mark.parametrize("kind", ["SGD", "Adam"])
+def test_failed_optimizer_step_changes_nothing(device, rng, kind):
+    """A step refused for one bad gradient leaves parameters, step_count and state as they were:
+    Adam counted the failed step (its bias correction then ran a step ahead) and SGD kept the
+    new momentum buffers (a retried first step then damped its gradient). The retried step is
+    the one a fresh optimizer takes."""
+    def make(layer):
+        return (optim.SGD(layer.parameters(), lr=0.1, momentum=0.9, dampening=0.5)
+                if kind == "SGD" else optim.Adam(layer.parameters(), lr=0.01))
+
+    layer, fresh_layer = nn.Linear(3, 2, device=device), nn.Linear(3, 2, device=device)
+    fresh_layer.load_state_dict(layer.state_dict())
+    grads = [rng.standard_normal(param.shape) for param in layer.parameters()]
+    opt, fresh = make(layer), make(fresh_layer)
+    weight, bias = layer.parameters()
+    weights_before = weight.data.numpy().copy()
+    weight.grad = as_tensor(grads[0], device)
+    bias.grad = as_tensor(rng.standard_normal(5), device)
+    with pytest.raises(ValueError, match="must have the same shape"):
+        opt.step()
+    bias.grad = None
+    with pytest.raises(TypeError, match=rf"^{kind}.step: parameter 1 \(2,\) has no gradient "
+                                        "tensor \\(.grad is NoneType\\)"):
+        opt.step()
+    assert opt.step_count == 0 and opt.state == [{}, {}]
+    np.testing.assert_array_equal(weight.data.numpy(), weights_before)
+    bias.grad = as_tensor(grads[1], device)
+    for param, grad in zip(fresh_layer.parameters(), grads):
+        param.grad = as_tensor(grad, device)
+    for _ in range(2):
+        opt.step()
+        fresh.step()
+    assert opt.step_count == fresh.step_count == 2
+    for mine, theirs in zip(layer.parameters(), fresh_layer.parameters()):
+        np.testing.assert_array_equal(mine.data.numpy(), theirs.data.numpy())
+
+
 @pytest.mark.parametrize("kind,changes,message", [
     ("SGD", {"dampening": float("nan")}, "dampening must be non-negative"),
     ("SGD", {"momentum": -0.5}, "momentum must be non-negative"),

@@ -151,6 +151,21 @@ def test_adam_first_step_moves_by_lr(device, rng):
     assert_close(p, -0.1 * np.sign(g), rtol=1e-5)
 
 
+def test_adam_defaults_are_the_double_hyper_parameters(device, rng):
+    """The binding's defaults are 0.9, 0.999 and 1e-8 as doubles, as optim.Adam passes them:
+    0.9f would make 1 - beta1 = 0.100000024 and change the bits of m."""
+    n = 1000
+    p0, m0, v0, g = (rng.standard_normal(n).astype(np.float32) for _ in range(4))
+    v0 = np.abs(v0)
+    results = []
+    for hyper in ((0.9, 0.999, 1e-8, 0.0), ()):
+        param, m, v = (to_tensor(a, device) for a in (p0, m0, v0))
+        ops.adam_step_([param], [to_tensor(g, device)], [m], [v], 0.01, *hyper, step=3)
+        results.append([to_numpy(t).view(np.uint32) for t in (param, m, v)])
+    for name, explicit, default in zip(("param", "m", "v"), *results):
+        np.testing.assert_array_equal(default, explicit, err_msg=name)
+
+
 def test_sgd_rounds_its_multiply_add_as_pytorch_does(device, rng):
     """p - lr*g with an exact value 2^-70 from the midpoint between p and its neighbour below.
     Fused (one rounding: the GPU, the CPU's AVX2 / AVX-512 path, PyTorch there) it is p. Unfused

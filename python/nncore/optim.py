@@ -68,11 +68,16 @@ class Optimizer:
         zero_grads(self.params)
 
     def step(self) -> None:
-        self.step_count += 1
+        """Updates every parameter from its ``.grad``. A step that raises (a gradient of another
+        shape, say) leaves the parameters of a one-device model, ``step_count`` and the state
+        as they were, so that a step retried after the fix is the step it would have been."""
         # One update call per device and kind of state (parameters without buffers yet take
         # their first step), so normally one call for the whole model.
         groups: dict = {}
-        for param, state in zip(self.params, self.state):
+        for index, (param, state) in enumerate(zip(self.params, self.state)):
+            if not isinstance(param.grad, nncore.Tensor):
+                raise TypeError(f"{type(self).__name__}.step: parameter {index} {param.shape} "
+                                f"has no gradient tensor (.grad is {type(param.grad).__name__})")
             device = param.data.device
             for name, buffer in state.items():  # follow a parameter moved to another device
                 if buffer.device != device:
@@ -80,8 +85,21 @@ class Optimizer:
             params, states = groups.setdefault((device, len(state)), ([], []))
             params.append(param)
             states.append(state)
-        for params, states in groups.values():
-            self._update(params, states)
+        self.step_count += 1
+        for done, (params, states) in enumerate(groups.values()):
+            kept = [set(state) for state in states]
+            try:
+                self._update(params, states)
+            except BaseException:
+                # The update kernels check all their tensors before changing any: undo the
+                # buffers this call created (a retried first step starts them afresh) and, if
+                # no device's update ran, the count.
+                for state, names in zip(states, kept):
+                    for name in set(state) - names:
+                        del state[name]
+                if done == 0:
+                    self.step_count -= 1
+                raise
 
     def _update(self, params: list, states: list) -> None:
         """Updates ``params`` (one device; their states hold the same buffers) from their ``.grad``."""
