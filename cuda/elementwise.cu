@@ -107,13 +107,12 @@ __global__ void argmax_rows_kernel(const float* __restrict__ x, int64_t rows, in
 
 }  // namespace
 
-void dropout_forward(const float* x, float* y, float* mask, int64_t n, float p, uint64_t seed,
+void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p, uint64_t seed,
                      uint64_t offset) {
   if (n <= 0) return;
-  const float keep_scale = 1.0f / (1.0f - p);
   const int64_t groups = (n + 3) / 4;
-  dropout_kernel<<<blocks_for(groups), kThreads, 0, stream()>>>(x, y, mask, n, p, keep_scale,
-                                                                seed, offset);
+  dropout_kernel<<<blocks_for(groups), kThreads, 0, stream()>>>(
+      x, y, mask, n, static_cast<float>(p), dropout_keep_scale(p), seed, offset);
   NNCORE_CUDA_LAUNCH_CHECK("dropout_forward");
 }
 

@@ -142,7 +142,7 @@ def check_sequential_matches_layer_by_layer(layers, x, fused):
     expected_grads = [p.grad.numpy().copy() for p in model.parameters()]
     model.zero_grad()
     np.testing.assert_array_equal(model.forward(x).numpy(), outputs[-1])
-    assert model._fused == fused
+    assert model._saved == fused  # a Sequential's saved state: its fused positions
     dx = model.backward(dy, need_dx=True)
     np.testing.assert_allclose(dx.numpy(), expected_dx, rtol=1e-5, atol=1e-6)
     for got, want in zip(model.parameters(), expected_grads):
@@ -341,6 +341,140 @@ def test_backward_uses_up_the_forward(device, rng):
         loss.backward()
 
 
+def _lenet_like(device):
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, device=device), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.0), nn.Identity(), nn.Linear(8, 5, device=device),
+                         nn.ReLU(), nn.Linear(5, 3, device=device), nn.Sigmoid())
+
+
+def test_refused_backward_can_be_retried(device, rng):
+    """A backward refused for its dy (not a tensor, another shape or dtype) leaves the forward's
+    state for the retry, as PyTorch's graph stays after 'Mismatch in shape'; so does a loss's.
+    The retried backward gives the gradients of a backward that succeeded first time."""
+    x = as_tensor(rng.standard_normal((2, 1, 4, 4)), device)
+    dy = as_tensor(rng.standard_normal((2, 3)), device)
+    model, twin = _lenet_like(device), _lenet_like(device)
+    twin.load_state_dict(model.state_dict())
+    twin.forward(x)
+    dx_twin = twin.backward(dy)
+    model.forward(x)
+    for bad, error, message in [
+            (dy.numpy(), TypeError, r"expected an nncore Tensor dy, got ndarray"),
+            (None, TypeError, r"expected an nncore Tensor dy, got NoneType"),
+            (as_tensor(np.ones((3, 2)), device), ValueError, r"sigmoid_backward"),
+            (nc.tensor(np.ones((2, 3), np.int32), device=device), TypeError, r"float32")]:
+        with pytest.raises(error, match=message):
+            model.backward(bad)
+    dx = model.backward(dy)
+    np.testing.assert_array_equal(dx.numpy(), dx_twin.numpy())
+    for mine, theirs in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
+    with pytest.raises(RuntimeError, match="backward already ran"):
+        model.backward(dy)
+    loss = nn.CrossEntropyLoss()
+    loss.forward(model.forward(x), np.array([0, 2]))
+    with pytest.raises(TypeError, match=r"CrossEntropyLoss.backward: grad_scale must be a number"):
+        loss.backward(None)
+    assert loss.backward().shape == (2, 3)
+
+
+@pytest.mark.parametrize("layer", [nn.Flatten(), nn.Identity(), nn.Dropout(0.5)])
+def test_pass_through_backward_checks_dy(device, rng, layer):
+    """Flatten, Identity and Dropout in eval mode hand dy on without a kernel: they check it
+    themselves (Flatten reshaped a transposed dy of the same size, took int32, and returned a
+    NumPy array for a NumPy dy)."""
+    layer.eval()
+    y = layer.forward(as_tensor(rng.standard_normal((2, 6)), device))
+    with pytest.raises(ValueError, match=r"dy \(6, 2\) must have the forward output's shape \(2, 6\)"):
+        layer.backward(as_tensor(np.ones((6, 2)), device))
+    with pytest.raises(TypeError, match="dy must be float32, got int32"):
+        layer.backward(nc.tensor(np.ones((2, 6), np.int32), device=device))
+    with pytest.raises(TypeError, match="expected an nncore Tensor dy, got ndarray"):
+        layer.backward(np.ones((2, 6), np.float32))
+    assert layer.backward(as_tensor(np.ones(y.shape), device)).shape == (2, 6)
+
+
+@pytest.mark.parametrize("call", ["predict", "evaluate"])
+def test_inference_between_forward_and_backward_keeps_the_gradients(device, rng, call):
+    """predict() and evaluate() run their own forwards; the backward of the forward before them
+    still gets that forward's gradients (it computed them from the prediction's inputs)."""
+    x = as_tensor(rng.standard_normal((4, 1, 4, 4)), device)
+    dy = as_tensor(rng.standard_normal((4, 3)), device)
+    model, twin = _lenet_like(device), _lenet_like(device)
+    twin.load_state_dict(model.state_dict())
+    twin.forward(x)
+    twin.backward(dy)
+    model.forward(x)
+    other = rng.standard_normal((6, 1, 4, 4)).astype(np.float32)
+    if call == "predict":
+        model.predict(other, batch_size=4)
+    else:
+        model.evaluate(other, np.arange(6) % 3, batch_size=4)
+    model.backward(dy)
+    for mine, theirs in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
+
+
+def test_reassigned_module_and_parameter_keep_their_place(device):
+    """As in PyTorch: a Sequential runs a replaced layer where it was (it moved to the end, and
+    forward then fed the first layer's input to the head), and state_dict keeps its order."""
+    model = nn.Sequential(OrderedDict([("fc1", nn.Linear(4, 8, device=device)), ("act", nn.ReLU()),
+                                       ("head", nn.Linear(8, 3, device=device))]))
+    model.fc1 = nn.Linear(4, 8, device=device)
+    assert [name for name, _ in model.named_children()] == ["fc1", "act", "head"]
+    assert model.forward(as_tensor(np.ones((2, 4)), device)).shape == (2, 3)
+    layer = model.fc1
+    layer.weight = nn.Parameter(nc.zeros((8, 4), device=device))
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    layer.bias = None  # None still unregisters
+    assert list(layer.state_dict()) == ["weight"]
+
+
+@pytest.mark.parametrize("name", ["device", "train", "fit", "parameters"])
+def test_add_module_refuses_names_of_module_attributes(name):
+    """A child named "train" replaced the method (fit then failed far from the cause); "device",
+    a read-only property, raised AttributeError with the child half-registered."""
+    model = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=f"invalid module name '{name}': it would hide"):
+        model.add_module(name, nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=f"invalid module name '{name}'"):
+        nn.Sequential(OrderedDict([(name, nn.ReLU())]))
+    assert [n for n, _ in model.named_children()] == ["0"] and len(model.parameters()) == 2
+    with pytest.raises(AttributeError):
+        model.device = nn.ReLU()  # a read-only property: refused before any registration
+    assert [n for n, _ in model.named_children()] == ["0"]
+
+
+def test_failed_move_keeps_the_forward_state(rng):
+    layer = nn.Linear(3, 2)
+    layer.forward(as_tensor(rng.standard_normal((4, 3)), "cpu"))
+    with pytest.raises(ValueError, match="gpu"):
+        layer.to("gpu")
+    assert layer.backward(as_tensor(np.ones((4, 2)), "cpu")).shape == (4, 3)
+
+
+def test_layer_constructor_arguments_are_checked():
+    # PyTorch's sixth positional Conv2d argument is dilation: not taken as bias.
+    with pytest.raises(TypeError, match="positional argument"):
+        nn.Conv2d(1, 2, 3, 1, 0, 2)
+    for make, message in [(lambda: nn.Linear(3.5, 2), "Linear: in_features must be a positive integer, got 3.5"),
+                          (lambda: nn.Linear(3, "2"), "Linear: out_features must be a positive integer"),
+                          (lambda: nn.Conv2d(0, 2, 3), "Conv2d: in_channels must be a positive integer"),
+                          (lambda: nn.Conv2d(1, 2, 3.0), r"Conv2d: kernel_size must be an int or a pair"),
+                          (lambda: nn.Dropout("0.5"), r"Dropout: p must be a number in \[0, 1\)"),
+                          (lambda: nn.Linear(2, 2).train("no"), "Linear.train: mode must be a bool")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_load_state_dict_returns_the_unmatched_keys(device):
+    layer = nn.Linear(2, 2, device=device)
+    result = layer.load_state_dict({"weight": np.ones((2, 2)), "extra": np.ones(1)}, strict=False)
+    assert result.missing_keys == ["bias"] and result.unexpected_keys == ["extra"]
+    missing, unexpected = layer.load_state_dict(layer.state_dict())
+    assert missing == [] and unexpected == []
+
+
 @pytest.mark.parametrize("reused", ["linear", "tanh"])
 def test_module_used_twice_raises_instead_of_wrong_gradients(device, rng, reused):
     """A module keeps one forward's inputs, so the backward of its first use would see the
@@ -442,12 +576,12 @@ def test_wrong_input_shape_names_the_layer(device):
     with pytest.raises(ValueError, match=re.escape("MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)): "
                                                    "expected input (N, C, H, W), got (4, 10)")):
         nn.MaxPool2d(2).forward(nc.zeros((4, 10), device=device))
-    with pytest.raises(TypeError, match=r"Linear\(2, 2\): expected an nncore Tensor, got ndarray"):
+    with pytest.raises(TypeError, match=r"Linear\(2, 2\): expected an nncore Tensor input, got ndarray"):
         nn.Linear(2, 2, device=device).forward(np.zeros((1, 2), np.float32))
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"Dropout: p must be a number in \[0, 1\), got 1.0"):
         nn.Dropout(1.0)
     with pytest.raises(ValueError, match="padding"):
         nn.MaxPool2d(2, padding=2)
@@ -641,12 +775,17 @@ def test_attribute_assignment_registers_and_unregisters(device):
     assert [name for name, _ in layer.named_parameters()] == ["weight"]
 
 
-def test_optimizer_state_dict_round_trip(device, rng):
+def _adam_after_one_step(device, rng):
     layer = nn.Linear(3, 2, device=device)
     opt = optim.Adam(layer.parameters(), lr=0.01)
     for param in layer.parameters():
         param.grad = as_tensor(rng.standard_normal(param.shape), device)
     opt.step()
+    return layer, opt
+
+
+def test_optimizer_state_dict_round_trip(device, rng):
+    layer, opt = _adam_after_one_step(device, rng)
     saved = opt.state_dict()
     clone = optim.Adam(layer.parameters(), lr=0.5, betas=(0.5, 0.6))
     clone.load_state_dict(saved)
@@ -668,7 +807,7 @@ def test_optimizer_load_state_dict_rejects_another_kind(device, rng):
     assert adam.step_count == 0 and adam.state == [{}, {}]
     forged = sgd.state_dict()
     forged["state"][0] = {"exp_avg": forged["state"][0]["momentum_buffer"]}
-    with pytest.raises(ValueError, match="unknown buffer 'exp_avg'"):
+    with pytest.raises(ValueError, match=r"parameter 0's buffers \['exp_avg'\], expected \['momentum_buffer'\]"):
         optim.SGD(layer.parameters(), momentum=0.9).load_state_dict(forged)
     other = optim.SGD(layer.parameters(), lr=0.3, momentum=0.5, nesterov=True)
     other.load_state_dict(sgd.state_dict())
@@ -750,6 +889,53 @@ def test_optimizer_load_state_dict_checks_hyper_parameters(device, rng, kind, ch
     for before, now in zip(saved["state"], after["state"]):
         for name in before:
             np.testing.assert_array_equal(before[name], now[name])
+
+
+def _forge(saved, change):
+    forged = json.loads(json.dumps(saved, default=lambda a: a.tolist()))  # the buffers as lists
+    change(forged)
+    return forged
+
+
+@pytest.mark.parametrize("change,error,message", [
+    (lambda d: d.pop("hyper_parameters"), ValueError, "the state dict has no 'hyper_parameters'"),
+    (lambda d: d["state"].__setitem__(0, None), ValueError, "parameter 0's state is a NoneType"),
+    (lambda d: d["state"][1].pop("exp_avg_sq"), ValueError,
+     r"parameter 1's buffers \['exp_avg'\], expected \['exp_avg', 'exp_avg_sq'\]"),
+    (lambda d: d.__setitem__("lr", "0.1"), ValueError, "lr must be non-negative, got '0.1'"),
+    (lambda d: d["hyper_parameters"].__setitem__("betas", 0.9), ValueError,
+     "betas must be two numbers in"),
+    (lambda d: d["state"][0].__setitem__("exp_avg", "x"), TypeError, "holds <U1 values"),
+    (lambda d: d.__setitem__("state", {}), ValueError, "dict parameter states for 2 parameters"),
+])
+def test_optimizer_load_state_dict_checks_its_structure(device, rng, change, error, message):
+    """A malformed state dict is refused with the optimizer's name, not a KeyError or an
+    AttributeError from inside, and nothing changes; an Adam state missing exp_avg_sq loaded
+    (zeros, while step_count went on: a different step). The buffers may be lists (JSON)."""
+    layer, opt = _adam_after_one_step(device, rng)
+    saved = opt.state_dict()
+    with pytest.raises(error, match=rf"^Adam(\.load_state_dict)?: .*{message}"):
+        opt.load_state_dict(_forge(saved, change))
+    after = opt.state_dict()
+    for before, now in zip(saved["state"], after["state"]):
+        for name in before:
+            np.testing.assert_array_equal(before[name], now[name])
+    clone = optim.Adam(layer.parameters())
+    clone.load_state_dict(_forge(saved, lambda d: None))  # lists, as JSON gives them back
+    np.testing.assert_array_equal(clone.state[1]["exp_avg_sq"].numpy(), saved["state"][1]["exp_avg_sq"])
+
+
+def test_scheduler_load_state_dict_checks_its_structure():
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    scheduler = optim.StepLR(opt, 3)
+    saved = scheduler.state_dict()
+    with pytest.raises(ValueError, match=r"StepLR.load_state_dict: arguments \['extra', 'gamma', "
+                                         r"'step_size'\], expected \['gamma', 'step_size'\]"):
+        scheduler.load_state_dict(_forge(saved, lambda d: d["arguments"].__setitem__("extra", 1)))
+    with pytest.raises(ValueError, match="StepLR.load_state_dict: the state dict has no 'last_epoch'"):
+        scheduler.load_state_dict(_forge(saved, lambda d: d.pop("last_epoch")))
+    with pytest.raises(ValueError, match="StepLR: gamma must be non-negative, got '0.1'"):
+        optim.StepLR(opt, 3, gamma="0.1")
 
 
 # ---------------------------------------------------------------- equivalence with PyTorch

@@ -396,20 +396,36 @@ def test_fill_tensors(device, rng):
 # ---- dropout ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 5, 1000, 65537])
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8, 0.9])
 def test_dropout_mask(device, rng, n, p):
     x = rng.standard_normal(n).astype(np.float32)
     y, mask = ops.dropout_forward(to_tensor(x, device), p, 1234, 0)
-    y, mask = to_numpy(y), to_numpy(mask)
-    keep = np.float64(np.float32(1.0) / np.float32(1.0 - np.float32(p)))
-    assert np.all((mask == 0) | (np.abs(mask - keep) <= 1e-6 * keep)), np.unique(mask)
-    assert_close(y, x * mask, rtol=1e-6)
+    y, mask = to_numpy(y).astype(np.float32), to_numpy(mask).astype(np.float32)
+    # PyTorch's scale, 1 / float(1 - p) with 1 - p in double: 10 for p = 0.9, not 9.999998.
+    keep = np.float32(1.0) / np.float32(1.0 - p)
+    assert set(np.unique(mask)) <= {0.0, keep}, np.unique(mask)
+    np.testing.assert_array_equal(y, x * mask)
     # The exact Philox stream of src/include/nncore/philox.h.
     expected = ref.dropout_mask(n, np.float32(p), 1234, 0)
     np.testing.assert_array_equal(mask != 0, expected != 0)
     if n >= 1000:
         lo, hi = ref.dropout_kept_fraction_bounds(n, p)
         assert lo <= np.mean(mask != 0) <= hi
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.9, 0.999])
+def test_dropout_scales_as_pytorch_does(device, rng, p):
+    """Kept values are x times PyTorch's scale, bit for bit (the masks' random streams differ)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    kept = torch.nn.functional.dropout(torch.ones(100000), p=p).numpy()
+    torch_scale = np.unique(kept[kept != 0])
+    assert torch_scale.size == 1
+    x = rng.standard_normal(20000).astype(np.float32)
+    y, mask = (to_numpy(t).astype(np.float32)
+               for t in ops.dropout_forward(to_tensor(x, device), p, 99, 0))
+    assert np.any(mask != 0)
+    np.testing.assert_array_equal(y[mask != 0], x[mask != 0] * torch_scale[0])
 
 
 def test_dropout_is_deterministic_per_seed_and_offset(device, rng):

@@ -710,7 +710,7 @@ static void check_dropout_and_helpers() {
         report(mask == mask2 && y == y2, "dropout deterministic" + name);
         bool same_as_philox = true, y_ok = true;
         int64_t kept = 0;
-        const float keep_scale = 1.0f / (1.0f - p);
+        const float keep_scale = nncore::dropout_keep_scale(p);
         for (int64_t i = 0; i < n; ++i) {
           const bool keep = nncore::philox_uniform(seed, offset, uint64_t(i)) >= p;
           same_as_philox &= mask[i] == (keep ? keep_scale : 0.0f);

@@ -17,7 +17,8 @@ def _as_tensor(x):
 
 def _pair(value, what: str) -> tuple[int, int]:
     """(h, w) from an int or a pair of ints (NumPy integers too), as PyTorch's layers take them."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    pair = (value, value) if isinstance(value, (int, np.integer)) else \
+        tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
         raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
     return int(pair[0]), int(pair[1])

@@ -13,6 +13,7 @@ Schedules change ``optimizer.lr`` once per epoch: call ``scheduler.step()`` afte
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -25,16 +26,30 @@ from .nn.module import zero_grads
 __all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR"]
 
 
-def _check_kind(where: str, state_dict: dict, key: str, kind: str) -> None:
-    """A state dict restores only into the kind of object that saved it."""
-    if state_dict.get(key) != kind:
-        raise ValueError(f"{where}: the state dict is from {state_dict.get(key)!r}, not {kind!r}")
+def _state_fields(where: str, state_dict, kind_key: str, kind: str, keys: tuple) -> list:
+    """The values of ``keys`` in a state dict that restores only into the kind of object that
+    saved it; ValueError for another kind or a missing key."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{where}: expected a dict, got {type(state_dict).__name__}")
+    if state_dict.get(kind_key) != kind:
+        raise ValueError(f"{where}: the state dict is from {state_dict.get(kind_key)!r}, not {kind!r}")
+    missing = [key for key in keys if key not in state_dict]
+    if missing:
+        raise ValueError(f"{where}: the state dict has no {', '.join(map(repr, missing))}")
+    return [state_dict[key] for key in keys]
+
+
+def _check_names(where: str, what: str, values, names: tuple) -> None:
+    """``values`` is a dict with exactly the keys ``names``."""
+    if not isinstance(values, dict) or set(values) != set(names):
+        got = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise ValueError(f"{where}: {what} {got}, expected {sorted(names)}")
 
 
 def _check_non_negative(name: str, **values) -> None:
     for key, value in values.items():
-        if not value >= 0.0:
-            raise ValueError(f"{name}: {key} must be non-negative, got {value}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0.0:
+            raise ValueError(f"{name}: {key} must be non-negative, got {value!r}")
 
 
 class Optimizer:
@@ -125,32 +140,41 @@ class Optimizer:
         """Restores what ``state_dict()`` saved, hyper-parameters included (PyTorch's rule).
 
         Nothing changes unless the whole dict fits: same kind of optimizer, one state per
-        parameter, only this kind's buffers, each of its parameter's shape.
+        parameter, each either empty (no step yet) or holding all of this kind's buffers, each
+        of its parameter's shape.
         """
         where = f"{type(self).__name__}.load_state_dict"
-        _check_kind(where, state_dict, "optimizer", type(self).__name__)
-        if len(state_dict["state"]) != len(self.params):
-            raise ValueError(f"{where}: {len(state_dict['state'])} parameter states for "
-                             f"{len(self.params)} parameters")
-        hyper = state_dict["hyper_parameters"]
-        if set(hyper) != set(self.hyper_parameters):
-            raise ValueError(f"{where}: hyper-parameters {sorted(hyper)}, expected "
-                             f"{sorted(self.hyper_parameters)}")
-        values = self._checked(lr=state_dict["lr"], **hyper)
-        step_count = checked_int(where, "step_count", state_dict["step_count"])
-        for param, saved in zip(self.params, state_dict["state"]):
-            for name, array in saved.items():
-                if name not in self.buffer_names:
-                    raise ValueError(f"{where}: unknown buffer {name!r} (expected "
-                                     f"{list(self.buffer_names)})")
+        lr, hyper, step_count, states = _state_fields(
+            where, state_dict, "optimizer", type(self).__name__,
+            ("lr", "hyper_parameters", "step_count", "state"))
+        if not isinstance(states, (list, tuple)) or len(states) != len(self.params):
+            count = len(states) if isinstance(states, (list, tuple)) else type(states).__name__
+            raise ValueError(f"{where}: {count} parameter states for {len(self.params)} parameters")
+        _check_names(where, "hyper-parameters", hyper, self.hyper_parameters)
+        values = self._checked(lr=lr, **hyper)
+        step_count = checked_int(where, "step_count", step_count)
+        arrays = []
+        for index, (param, saved) in enumerate(zip(self.params, states)):
+            if not isinstance(saved, dict):
+                raise ValueError(f"{where}: parameter {index}'s state is a "
+                                 f"{type(saved).__name__}, not a dict of buffers")
+            if saved:  # a parameter's state holds all of the buffers or none (before its first step)
+                _check_names(where, f"parameter {index}'s buffers", saved, self.buffer_names)
+            arrays.append({})
+            for name, value in saved.items():
+                array = np.asarray(value)
+                if array.dtype.kind not in "fiu":
+                    raise TypeError(f"{where}: {name} of parameter {index} holds {array.dtype} "
+                                    "values, not numbers")
                 if tuple(array.shape) != tuple(param.shape):
                     raise ValueError(f"{where}: {name} of shape {tuple(array.shape)} for a "
                                      f"parameter of shape {tuple(param.shape)}")
+                arrays[-1][name] = array
         self.__dict__.update(values)
         self.step_count = step_count
         self.state = [{name: nncore.tensor(array, device=param.device, dtype="float32")
                        for name, array in saved.items()}
-                      for param, saved in zip(self.params, state_dict["state"])]
+                      for param, saved in zip(self.params, arrays)]
 
 
 class SGD(Optimizer):
@@ -194,7 +218,8 @@ class Adam(Optimizer):
 
     @classmethod
     def _checked(cls, lr, betas, eps, weight_decay) -> dict:
-        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+                isinstance(beta, numbers.Real) and 0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
         _check_non_negative("Adam", eps=eps, weight_decay=weight_decay)
         return {**super()._checked(lr), "betas": (float(betas[0]), float(betas[1])),
@@ -252,11 +277,13 @@ class LRScheduler:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restores what ``state_dict()`` saved; nothing changes unless all of it is valid."""
         where = f"{type(self).__name__}.load_state_dict"
-        _check_kind(where, state_dict, "scheduler", type(self).__name__)
-        arguments = self._checked(**state_dict["arguments"])
-        base_lr = state_dict["base_lr"]
+        base_lr, last_epoch, arguments = _state_fields(
+            where, state_dict, "scheduler", type(self).__name__,
+            ("base_lr", "last_epoch", "arguments"))
+        _check_names(where, "arguments", arguments, self.arguments)
+        arguments = self._checked(**arguments)
         _check_non_negative(where, base_lr=base_lr)
-        last_epoch = checked_int(where, "last_epoch", state_dict["last_epoch"])
+        last_epoch = checked_int(where, "last_epoch", last_epoch)
         self.__dict__.update(arguments)
         self.base_lr, self.last_epoch = float(base_lr), last_epoch
 

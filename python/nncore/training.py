@@ -171,6 +171,21 @@ def _modes_kept(model):
             module.training = training
 
 
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode, and on leaving each module's own training flag and what its last forward kept
+    for backward: evaluate() or predict() between a forward and its backward changes neither
+    (they would otherwise leave the prediction's inputs for the backward)."""
+    saved = [(module, module._saved) for module in model.modules()]
+    with _modes_kept(model):
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, kept in saved:
+                module._saved = kept
+
+
 def _format_logs(logs: dict) -> str:
     return " - ".join(f"{key} {value:.4g}" if key == "lr" else f"{key} {value:.4f}" for key, value in logs.items())
 
@@ -300,8 +315,7 @@ class TrainingMixin:
 
     def _evaluate_loader(self, loader, loss_fn, accuracy: bool, prefix: str = "") -> dict:
         totals = _EpochTotals(self.device, accuracy)
-        with _modes_kept(self):
-            self.eval()
+        with _inference(self):
             for xb, yb in loader:
                 out = self.forward(xb)
                 totals.add(loss_fn.forward_tensor(out, yb), out, yb)
@@ -316,8 +330,7 @@ class TrainingMixin:
         if device is not None:
             self.to(device)
         outputs = []
-        with _modes_kept(self):
-            self.eval()
+        with _inference(self):
             for start in range(0, max(x.shape[0], 1), batch_size):  # no rows: one empty batch
                 out = self.forward(nncore.tensor(x[start:start + batch_size], device=self.device))
                 outputs.append((ops.softmax_forward(out) if softmax else out).numpy().copy())

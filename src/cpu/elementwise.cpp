@@ -16,9 +16,10 @@ constexpr int64_t kParallelMinDropout = 1 << 12;  // ~40 integer ops per element
 // philox_uniform(seed, offset, i) is word i%4 of Philox block offset + i/4, so one Philox call
 // here serves four consecutive elements (4x less work; same numbers, checked in
 // bench/dev/cpu_kernels_check.cpp against philox_uniform itself).
-void dropout_forward(const float* x, float* y, float* mask, int64_t n, float p, uint64_t seed,
-                     uint64_t offset) {
-  const float keep_scale = 1.0f / (1.0f - p);  // inf when p == 1, but then nothing is kept
+void dropout_forward(const float* x, float* y, float* mask, int64_t n, double p_double,
+                     uint64_t seed, uint64_t offset) {
+  const float p = static_cast<float>(p_double);
+  const float keep_scale = dropout_keep_scale(p_double);  // inf when p == 1: nothing is kept
   const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
   const int64_t groups = (n + 3) / 4;
 #pragma omp parallel for schedule(static) if (n > kParallelMinDropout)

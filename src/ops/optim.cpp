@@ -51,7 +51,7 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
                   static_cast<int64_t>(params.size()), lr, beta1, beta2, eps, weight_decay, step);
 }
 
-std::tuple<Tensor, Tensor> dropout_forward(const Tensor& x, float p, uint64_t seed,
+std::tuple<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed,
                                            uint64_t offset) {
   require_float("dropout", "input", x);
   NNCORE_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);

@@ -6,12 +6,14 @@ gives the same outputs. Every layer runs on the device of its input and paramete
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 
 import numpy as np
 
 import nncore
 from nncore import Tensor, ops
+from nncore._checks import checked_int
 from nncore.functional import _pair
 from nncore.random import generator, next_philox_stream
 
@@ -49,10 +51,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device: str = "cpu"):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear: sizes must be positive, got ({in_features}, {out_features})")
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        bound = 1.0 / math.sqrt(in_features)
+        self.in_features = checked_int("Linear", "in_features", in_features, low=1)
+        self.out_features = checked_int("Linear", "out_features", out_features, low=1)
+        bound = 1.0 / math.sqrt(self.in_features)
         self.weight = _uniform_parameter((out_features, in_features), bound, device)
         self.bias = _uniform_parameter((out_features,), bound, device) if bias else None
 
@@ -68,8 +69,8 @@ class Linear(Module):
         self._saved = (x, y if relu else None)
         return y
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        x, relu_y = self._saved_for_backward()
+    def _backward(self, saved, dy: Tensor, need_dx: bool):
+        x, relu_y = saved
         return ops.linear_backward(x, self.weight.data, dy, self.weight.grad,
                                    self.bias.grad if self.bias else None, need_dx, relu_y=relu_y)
 
@@ -78,21 +79,21 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D cross-correlation over NCHW input; weight (out_channels, in_channels, kh, kw)."""
+    """2-D cross-correlation over NCHW input; weight (out_channels, in_channels, kh, kw).
+    bias and device are keyword-only: PyTorch's sixth positional argument is dilation."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *,
                  bias: bool = True, device: str = "cpu"):
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"Conv2d: channels must be positive, got ({in_channels}, {out_channels})")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = checked_int("Conv2d", "in_channels", in_channels, low=1)
+        self.out_channels = checked_int("Conv2d", "out_channels", out_channels, low=1)
         self.kernel_size = _pair(kernel_size, "Conv2d: kernel_size")
         self.stride = _pair(stride, "Conv2d: stride")
         self.padding = _pair(padding, "Conv2d: padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"Conv2d: need kernel_size >= 1, stride >= 1, padding >= 0, got "
                              f"{self.kernel_size}, {self.stride}, {self.padding}")
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         self.weight = _uniform_parameter((out_channels, in_channels, *self.kernel_size), bound, device)
         self.bias = _uniform_parameter((out_channels,), bound, device) if bias else None
@@ -118,8 +119,8 @@ class Conv2d(Module):
         """(OH, OW) of this convolution for an input of height x width."""
         return _window_outputs((height, width), self.kernel_size, self.stride, self.padding)
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        x, relu_y, argmax = self._saved_for_backward()
+    def _backward(self, saved, dy: Tensor, need_dx: bool):
+        x, relu_y, argmax = saved
         grads = (self.weight.grad, self.bias.grad if self.bias else None, *self.stride, *self.padding,
                  need_dx)
         if argmax is not None:
@@ -169,8 +170,8 @@ class MaxPool2d(_Pool2d):
         self._saved = (argmax, x.shape)
         return y
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        argmax, x_shape = self._saved_for_backward()
+    def _backward(self, saved, dy: Tensor, need_dx: bool):
+        argmax, x_shape = saved
         return ops.max_pool2d_backward(dy, argmax, x_shape) if need_dx else None
 
 
@@ -190,8 +191,7 @@ class AvgPool2d(_Pool2d):
         self._saved = x.shape
         return ops.avg_pool2d_forward(x, *self._window_args())
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        x_shape = self._saved_for_backward()
+    def _backward(self, x_shape, dy: Tensor, need_dx: bool):
         return ops.avg_pool2d_backward(dy, x_shape, *self._window_args()) if need_dx else None
 
 
@@ -204,8 +204,8 @@ class ReLU(Module):
         self._saved = x
         return ops.relu_forward(x)
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        return ops.relu_backward(self._saved_for_backward(), dy) if need_dx else None
+    def _backward(self, x, dy: Tensor, need_dx: bool):
+        return ops.relu_backward(x, dy) if need_dx else None
 
 
 class LeakyReLU(Module):
@@ -220,8 +220,7 @@ class LeakyReLU(Module):
         self._saved = x
         return ops.leaky_relu_forward(x, self.negative_slope)
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        x = self._saved_for_backward()
+    def _backward(self, x, dy: Tensor, need_dx: bool):
         return ops.leaky_relu_backward(x, dy, self.negative_slope) if need_dx else None
 
     def extra_repr(self) -> str:
@@ -231,37 +230,40 @@ class LeakyReLU(Module):
 class _OutputActivation(Module):
     """An activation whose derivative is computed from its output y."""
 
-    _forward = _backward = None
+    forward_op = backward_op = None  # the kernels: y = f(x), dx = g(y, dy)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_tensor(x)
-        y = type(self)._forward(x)
+        y = type(self).forward_op(x)
         self._saved = y
         return y
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        return type(self)._backward(self._saved_for_backward(), dy) if need_dx else None
+    def _backward(self, y, dy: Tensor, need_dx: bool):
+        return type(self).backward_op(y, dy) if need_dx else None
 
 
 class Sigmoid(_OutputActivation):
-    _forward, _backward = ops.sigmoid_forward, ops.sigmoid_backward
+    forward_op, backward_op = ops.sigmoid_forward, ops.sigmoid_backward
 
 
 class Tanh(_OutputActivation):
-    _forward, _backward = ops.tanh_forward, ops.tanh_backward
+    forward_op, backward_op = ops.tanh_forward, ops.tanh_backward
 
 
 class Softmax(_OutputActivation):
     """Softmax over the last axis. For classification prefer CrossEntropyLoss on logits (fused, stable)."""
 
-    _forward, _backward = ops.softmax_forward, ops.softmax_backward
+    forward_op, backward_op = ops.softmax_forward, ops.softmax_backward
 
 
 class Identity(Module):
     def forward(self, x: Tensor) -> Tensor:
+        self._check_tensor(x)
+        self._saved = x.shape
         return x
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
+    def _backward(self, x_shape, dy: Tensor, need_dx: bool):
+        self._check_same_shape(dy, x_shape)
         return dy if need_dx else None
 
 
@@ -275,8 +277,8 @@ class Flatten(Module):
         self._saved = x.shape
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: a batch of 0 has one answer
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        x_shape = self._saved_for_backward()
+    def _backward(self, x_shape, dy: Tensor, need_dx: bool):
+        self._check_same_shape(dy, (x_shape[0], math.prod(x_shape[1:])))
         return dy.reshape(*x_shape) if need_dx else None
 
 
@@ -288,25 +290,27 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_tensor(x)
         if not self.training or self.p == 0.0:
-            self._saved = ()
+            self._saved = (None, x.shape)
             return x
         seed, offset = next_philox_stream(x.numel())
         y, mask = ops.dropout_forward(x, self.p, seed, offset)
-        self._saved = (mask,)
+        self._saved = (mask, x.shape)
         return y
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
-        saved = self._saved_for_backward()
+    def _backward(self, saved, dy: Tensor, need_dx: bool):
+        mask, x_shape = saved
+        if mask is None:
+            self._check_same_shape(dy, x_shape)
         if not need_dx:
             return None
-        return ops.mul(dy, saved[0]) if saved else dy
+        return dy if mask is None else ops.mul(dy, mask)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -336,7 +340,6 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
-        self._fused = set()  # positions of layers the last forward ran inside the layer before
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             for name, layer in layers[0].items():
                 self.add_module(str(name), layer)
@@ -366,9 +369,9 @@ class Sequential(Module):
         layers = list(self._modules.values())
         # A Conv2d followed by a ReLU and/or a 2x2, stride-2 MaxPool2d runs them inside the
         # convolution (one pass over the output instead of two or three, and with the pool the
-        # full-size output is never stored); their positions are remembered so backward does
-        # not apply them twice.
-        self._fused.clear()
+        # full-size output is never stored); their positions are kept (as this container's
+        # saved state) so that backward does not apply them twice.
+        fused = set()
         position = 0
         while position < len(layers):
             layer = layers[position]
@@ -379,7 +382,7 @@ class Sequential(Module):
                 # ([y > 0] == [x > 0]).
                 x = layer.forward(x, relu=True)
                 layers[position + 1]._saved = x
-                self._fused.add(position + 1)
+                fused.add(position + 1)
                 position += 2
                 continue
             if type(layer) is not Conv2d:
@@ -397,18 +400,19 @@ class Sequential(Module):
                 # [y > 0] == [x > 0]: the ReLU's own backward still works, unless its output
                 # was pooled away.
                 layers[position + 1]._saved = FUSED_AWAY if pool else y
-                self._fused.add(position + 1)
+                fused.add(position + 1)
             if pool:
                 layers[after]._saved = (layer._saved[2], conv_shape)  # its argmax, input shape
-                self._fused.add(after)
+                fused.add(after)
             x = y
             position = after + 1 if pool else after
+        self._saved = fused
         return x
 
-    def backward(self, dy: Tensor, need_dx: bool = True):
+    def _backward(self, fused, dy: Tensor, need_dx: bool):
         layers = list(self._modules.values())
         for position in range(len(layers) - 1, -1, -1):
-            if position in self._fused:  # the Conv2d before it applies it
+            if position in fused:  # the layer before it applies it
                 continue
             dy = layers[position].backward(dy, need_dx=need_dx or position > 0)
         return dy

@@ -2,6 +2,8 @@
 sync, for training loops), ``backward() -> d(loss)/d(out)``. Both are means over the batch."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 import nncore
@@ -30,8 +32,17 @@ class Loss:
         return self.forward(out, target)
 
     def backward(self, grad_scale: float = 1.0) -> Tensor:
-        """d(grad_scale * loss)/d(out) for the last forward."""
-        raise NotImplementedError
+        """d(grad_scale * loss)/d(out) for the last forward, whose outputs a backward that
+        returns uses up (one that raises does not)."""
+        if not isinstance(grad_scale, numbers.Real):
+            raise TypeError(f"{type(self).__name__}.backward: grad_scale must be a number, got "
+                            f"{type(grad_scale).__name__}")
+        dout = self._backward(self._saved_for_backward(), grad_scale)
+        self._saved = CONSUMED
+        return dout
+
+    def _backward(self, saved, grad_scale: float) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__}._backward")
 
     def _target(self, out: Tensor, target) -> Tensor:
         if not isinstance(out, Tensor):
@@ -41,14 +52,13 @@ class Loss:
         return nncore.tensor(np.asarray(target), device=out.device)
 
     def _saved_for_backward(self):
-        """What the last forward kept, handed over once (as a Module's: see CONSUMED)."""
+        """What the last forward kept, if backward may use it (as a Module's: see CONSUMED)."""
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{type(self).__name__}: backward called without a forward before it")
         if saved is CONSUMED:
             raise RuntimeError(f"{type(self).__name__}: backward already ran for its last forward "
                                "(a loss keeps one forward's outputs: use one loss object per output)")
-        self._saved = CONSUMED
         return saved
 
     def __repr__(self) -> str:
@@ -76,8 +86,8 @@ class CrossEntropyLoss(Loss):
             check_labels(target.numpy(), out.shape[1])
         return super().forward(out, target)
 
-    def backward(self, grad_scale: float = 1.0) -> Tensor:
-        probs, target = self._saved_for_backward()
+    def _backward(self, saved, grad_scale: float) -> Tensor:
+        probs, target = saved
         return ops.cross_entropy_backward(probs, target, grad_scale)
 
 
@@ -91,8 +101,8 @@ class MSELoss(Loss):
         self._saved = (out, target)
         return ops.mse_forward(out, target)
 
-    def backward(self, grad_scale: float = 1.0) -> Tensor:
-        out, target = self._saved_for_backward()
+    def _backward(self, saved, grad_scale: float) -> Tensor:
+        out, target = saved
         return ops.mse_backward(out, target, grad_scale)
 
 

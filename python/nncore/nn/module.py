@@ -5,12 +5,17 @@ returns ``dx`` and ADDS the parameter gradients into each ``Parameter.grad`` (ca
 ``zero_grad()`` between steps). A module keeps one forward's inputs, so each use in a network
 needs its own module; modules may share Parameters (``b.weight = a.weight``), whose gradients
 then add up. Parameters and sub-modules assigned as attributes are registered in
-assignment order, which fixes the names in ``state_dict()`` (PyTorch's: "0.weight", ...).
+assignment order, which fixes the names in ``state_dict()`` (PyTorch's: "0.weight", ...); one
+assigned again under its name keeps its place.
+
+A layer implements ``forward`` (which sets ``self._saved``) and ``_backward(saved, dy,
+need_dx)``; ``Module.backward`` checks ``dy`` and hands ``_saved`` over once, marking it used
+only when ``_backward`` returns, so that a backward refused for a bad ``dy`` can be retried.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -71,6 +76,13 @@ class Parameter:
         return f"Parameter(shape={self.shape}, device={self.device!r})"
 
 
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` did not match (PyTorch's return value)."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
 def zero_grads(params) -> None:
     """Zeroes the ``.grad`` of ``params``: one fill call per device (one launch on the GPU)."""
     by_device: dict = {}
@@ -102,13 +114,14 @@ class Module(TrainingMixin):
         if name in modules and value is not None and not isinstance(value, Module):
             raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to "
                             f"sub-module {name!r} (a Module or None expected)")
-        params.pop(name, None)
-        modules.pop(name, None)
+        object.__setattr__(self, name, value)  # first: a read-only property refuses here
         if isinstance(value, Parameter):
-            params[name] = value
+            params[name] = value  # assigned again, a name keeps its place (Sequential's order)
         elif isinstance(value, Module):
             modules[name] = value
-        object.__setattr__(self, name, value)
+        else:  # None, or a plain attribute: the name is registered no more
+            params.pop(name, None)
+            modules.pop(name, None)
 
     def __delattr__(self, name):
         self._parameters.pop(name, None)
@@ -119,8 +132,11 @@ class Module(TrainingMixin):
         """Registers ``module`` under ``name`` (names need not be identifiers: "0", "1", ...)."""
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}: {name!r} must be a Module, got {type(module).__name__}")
-        if not name or "." in name:
+        if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"{type(self).__name__}: invalid module name {name!r}")
+        if name not in self._modules and hasattr(self, name):  # "train", "device", "fit", ...
+            raise ValueError(f"{type(self).__name__}: invalid module name {name!r}: it would hide "
+                             f"the {type(self).__name__}'s attribute of that name")
         if name.isidentifier():
             setattr(self, name, module)
         else:
@@ -134,15 +150,23 @@ class Module(TrainingMixin):
     def backward(self, dy: Tensor, need_dx: bool = True):
         """d(loss)/d(input) from d(loss)/d(output); accumulates parameter gradients.
 
-        ``need_dx=False`` skips the input gradient (returns None) where that saves work.
+        ``need_dx=False`` skips the input gradient (returns None) where that saves work. What
+        the last forward kept is used up by a backward that returns, not by one that raises.
         """
-        raise NotImplementedError(f"{type(self).__name__}.backward")
+        self._check_tensor(dy, "dy")
+        dx = self._backward(self._saved_for_backward(), dy, need_dx)
+        self._saved = CONSUMED
+        return dx
+
+    def _backward(self, saved, dy: Tensor, need_dx: bool):
+        """backward's computation from ``saved``, what the last forward kept."""
+        raise NotImplementedError(f"{type(self).__name__}._backward")
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
 
     def _saved_for_backward(self):
-        """What the last forward kept, handed over once (see CONSUMED)."""
+        """What the last forward kept, if backward may use it (see CONSUMED)."""
         saved = self._saved
         if saved is None:
             raise RuntimeError(f"{self!r}: backward called without a forward before it")
@@ -154,13 +178,20 @@ class Module(TrainingMixin):
             raise RuntimeError(f"{self!r}: backward already ran for its last forward. A module "
                                "keeps one forward's inputs: give each use in a network its own "
                                "module (they may share Parameters: b.weight = a.weight)")
-        self._saved = CONSUMED
         return saved
 
-    def _check_tensor(self, x) -> None:
+    def _check_tensor(self, x, what: str = "input") -> None:
         if not isinstance(x, Tensor):
-            raise TypeError(f"{self!r}: expected an nncore Tensor, got {type(x).__name__} "
+            raise TypeError(f"{self!r}: expected an nncore Tensor {what}, got {type(x).__name__} "
                             "(convert with nncore.tensor(x, device=...))")
+
+    def _check_same_shape(self, dy: Tensor, shape: tuple) -> None:
+        """For a backward that hands dy on without a kernel that would check it."""
+        if dy.dtype != "float32":
+            raise TypeError(f"{self!r}: dy must be float32, got {dy.dtype}")
+        if dy.shape != tuple(shape):
+            raise ValueError(f"{self!r}: dy {dy.shape} must have the forward output's shape "
+                             f"{tuple(shape)}")
 
     # ---------------------------------------------------------------- traversal
 
@@ -191,6 +222,8 @@ class Module(TrainingMixin):
 
     def train(self, mode: bool = True) -> "Module":
         """Training mode (dropout active) for this module and all sub-modules; returns self."""
+        if not isinstance(mode, (bool, np.bool_)):  # train("no") would be training mode
+            raise ValueError(f"{type(self).__name__}.train: mode must be a bool, got {mode!r}")
         for module in self.modules():
             module.training = bool(mode)
         return self
@@ -206,11 +239,12 @@ class Module(TrainingMixin):
         return "cpu"
 
     def to(self, device: str) -> "Module":
-        """Moves all parameters (and their gradients) to ``device``, in place; returns self."""
+        """Moves all parameters (and their gradients) to ``device``, in place; returns self.
+        What the last forward kept for backward is dropped (it lives on the old device)."""
+        for param in self.parameters():
+            param.to(device)  # an unknown device raises here, before anything changed
         for module in self.modules():
             module._saved = None
-        for param in self.parameters():
-            param.to(device)
         return self
 
     def zero_grad(self) -> None:
@@ -223,12 +257,13 @@ class Module(TrainingMixin):
         return OrderedDict((name, np.array(param.data.numpy(), copy=True))
                            for name, param in self.named_parameters())
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Sets each parameter's value to a new tensor, on its device, holding ``state_dict``'s
         (name -> array): a view taken earlier of the old value (``.numpy()``) keeps the old one.
 
         Shapes must match; with ``strict`` every parameter must be present and no other key.
-        Nothing is changed unless the whole dict checks out.
+        Nothing is changed unless the whole dict checks out. Returns the keys missing from
+        ``state_dict`` and those it has that the model has not (PyTorch's NamedTuple).
         """
         own = OrderedDict(self.named_parameters())
         missing = [name for name in own if name not in state_dict]
@@ -256,6 +291,7 @@ class Module(TrainingMixin):
             own[name].data = nncore.tensor(array, device=own[name].device, dtype="float32")
         for module in self.modules():
             module._saved = None
+        return IncompatibleKeys(missing, unexpected)
 
     # ---------------------------------------------------------------- printing
 

@@ -105,4 +105,9 @@ NNCORE_HOST_DEVICE float adam_update(float p, float grad, float* m, float* v,
   return p + s.neg_step_size * mi / (sqrtf(vi) / s.bc2_sqrt + s.eps);
 }
 
+// ---- dropout: the scale of the kept values, 1/(1-p), as PyTorch's bits -----------------------
+// PyTorch divides by the double 1 - p, rounded to float: 10 for p = 0.9, where
+// 1.0f / (1.0f - 0.9f) = 9.999998 (and 1000.0129 for p = 0.999, against 999.99994).
+inline float dropout_keep_scale(double p) { return 1.0f / static_cast<float>(1.0 - p); }
+
 }  // namespace nncore

@@ -117,7 +117,7 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 
 // ---- dropout ----------------------------------------------------------------------------------
 // Returns (y, mask); p in [0, 1).
-std::tuple<Tensor, Tensor> dropout_forward(const Tensor& x, float p, uint64_t seed,
+std::tuple<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed,
                                            uint64_t offset);
 
 }  // namespace nncore::ops
