@@ -21,7 +21,22 @@ using namespace nncore;
 
 namespace {
 
-Device parse_device(const std::string& name) {
+// obj as a T, or a TypeError naming the argument (py::cast's own failure is a RuntimeError).
+template <typename T>
+T cast_argument(const py::handle& obj, const char* what, const char* expected) {
+  try {
+    return obj.cast<T>();
+  } catch (const py::cast_error&) {
+    throw TypeError(concat(what, " must be ", expected, ", got ",
+                           std::string(py::str(py::type::of(obj)))));
+  }
+}
+
+// A device argument: "cpu", "cuda" or "cuda:0"; None means if_none (PyTorch's device=None:
+// the default device, or for to() the tensor's own).
+Device parse_device(const py::handle& device, Device if_none) {
+  if (device.is_none()) return if_none;
+  const auto name = cast_argument<std::string>(device, "device", "a string such as 'cpu' or 'cuda'");
   if (name == "cpu") return Device::cpu;
   if (name == "cuda" || name == "cuda:0") {
 #ifdef NNCORE_WITH_CUDA
@@ -33,17 +48,6 @@ Device parse_device(const std::string& name) {
 #endif
   }
   throw ValueError(concat("unknown device '", name, "': expected 'cpu', 'cuda' or 'cuda:0'"));
-}
-
-// obj as a T, or a TypeError naming the argument (py::cast's own failure is a RuntimeError).
-template <typename T>
-T cast_argument(const py::handle& obj, const char* what, const char* expected) {
-  try {
-    return obj.cast<T>();
-  } catch (const py::cast_error&) {
-    throw TypeError(concat(what, " must be ", expected, ", got ",
-                           std::string(py::str(py::type::of(obj)))));
-  }
 }
 
 // copy=None / True / False of the array and DLPack protocols.
@@ -67,14 +71,15 @@ py::object tensor_or_none(Tensor t) {
   return t.defined() ? py::cast(std::move(t)) : py::none();
 }
 
-Tensor tensor_from_array(const py::array& array, const std::string& device) {
+Tensor tensor_from_array(const py::array& array, const py::object& device) {
   const bool is_f32 = py::isinstance<py::array_t<float>>(array);
   const bool is_i32 = py::isinstance<py::array_t<int32_t>>(array);
   NNCORE_CHECK_TYPE(is_f32 || is_i32, "tensor: expected a float32 or int32 array, got dtype ",
                     std::string(py::str(array.dtype())));
   NNCORE_CHECK(array.flags() & py::array::c_style, "tensor: array must be C-contiguous");
   Shape shape(array.shape(), array.shape() + array.ndim());
-  Tensor t = Tensor::empty(shape, is_f32 ? DType::float32 : DType::int32, parse_device(device));
+  Tensor t = Tensor::empty(shape, is_f32 ? DType::float32 : DType::int32,
+                           parse_device(device, Device::cpu));
   t.copy_from_host(array.data());
   return t;
 }
@@ -488,7 +493,9 @@ PYBIND11_MODULE(_C, m) {
         if (must_copy && t.device() == Device::cpu) return array.attr("copy")();
         return array;
       }, py::arg("dtype") = py::none(), py::arg("copy") = py::none())
-      .def("to", [](const Tensor& t, const std::string& device) { return t.to(parse_device(device)); },
+      .def("to", [](const Tensor& t, const py::object& device) {
+             return t.to(parse_device(device, t.device()));
+           },
            py::arg("device"))
       .def("reshape", [](const Tensor& t, const py::args& args) {
         // reshape(2, 3) or reshape((2, 3))
@@ -595,12 +602,14 @@ PYBIND11_MODULE(_C, m) {
       });
 
   m.def("_tensor_from_array", &tensor_from_array, py::arg("array"), py::arg("device") = "cpu");
-  m.def("empty", [](const py::object& shape, const py::object& dtype, const std::string& device) {
-    return Tensor::empty(parse_shape(shape, "empty"), parse_dtype(dtype), parse_device(device));
+  m.def("empty", [](const py::object& shape, const py::object& dtype, const py::object& device) {
+    return Tensor::empty(parse_shape(shape, "empty"), parse_dtype(dtype),
+                         parse_device(device, Device::cpu));
   }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
      "An uninitialized tensor; shape an int or ints, dtype float32 or int32 (as NumPy names)");
-  m.def("zeros", [](const py::object& shape, const py::object& dtype, const std::string& device) {
-    return Tensor::zeros(parse_shape(shape, "zeros"), parse_dtype(dtype), parse_device(device));
+  m.def("zeros", [](const py::object& shape, const py::object& dtype, const py::object& device) {
+    return Tensor::zeros(parse_shape(shape, "zeros"), parse_dtype(dtype),
+                         parse_device(device, Device::cpu));
   }, py::arg("shape"), py::arg("dtype") = "float32", py::arg("device") = "cpu",
      "A tensor of zeros; shape an int or ints, dtype float32 or int32 (as NumPy names)");
   m.def("from_dlpack", &tensor_from_dlpack, py::arg("obj"));

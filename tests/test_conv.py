@@ -613,30 +613,44 @@ POOL_NAN_CASES = [(1, 1, 6, 6, 1, 1, 1, 0), (2, 2, 9, 11, 3, 3, 3, 1), (1, 3, 16
                   (3, 1, 7, 35, 2, 1, 1, 0)]
 
 
+@pytest.mark.parametrize("algorithm", ["auto", *CPU_CONV_ALGORITHMS])
+@pytest.mark.parametrize("need_dx", [True, False], ids=["dx", "no-dx"])
 @pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
 @pytest.mark.parametrize("case", POOL_NAN_CASES,
                          ids=["N{}C{}H{}W{}O{}k{}x{}p{}".format(*c) for c in POOL_NAN_CASES])
-def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu):
+def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu, need_dx, algorithm):
     """NaN and inf inputs make windows of the convolution's output with several NaNs: the fused
     pool's y and argmax are PyTorch's (conv2d, relu, max_pool2d: the last NaN of a window), and
     so are its backward's dx, dw and db (the routing, and the ReLU passing the gradient of a NaN
-    output). Small integers make every finite sum exact and sums with an inf or NaN come out
-    the same in any order."""
+    output), by each CPU algorithm. Small integers make every finite sum exact and sums with an
+    inf or NaN come out the same in any order."""
     torch = pytest.importorskip("torch")
+    if device != "cpu" and algorithm != "auto":
+        pytest.skip("the CPU's algorithms")
+    with cpu_conv_algorithm(algorithm):
+        _check_conv2d_pool_nan_windows(torch, device, case, relu, need_dx)
+
+
+def _check_conv2d_pool_nan_windows(torch, device, case, relu, need_dx):
     N, Cin, H, W, Cout, kh, kw, pad = case
-    x = rng.integers(-2, 3, size=(N, Cin, H, W)).astype(np.float32)
-    rate = 1 - 0.6 ** (1 / (Cin * kh * kw))  # about 40% of the outputs see a NaN or an inf
-    x[rng.random(x.shape) < rate / 2] = np.inf
-    x[rng.random(x.shape) < rate / 2] = np.nan
-    w = rng.integers(-2, 3, size=(Cout, Cin, kh, kw)).astype(np.float32)
-    b = rng.integers(-2, 3, size=Cout).astype(np.float32)
-    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+    rng = np.random.default_rng(list(case) + [relu])  # the same data for every algorithm
+    for _ in range(100):  # until some windows have several NaNs and some none
+        x = rng.integers(-2, 3, size=(N, Cin, H, W)).astype(np.float32)
+        rate = 1 - 0.6 ** (1 / (Cin * kh * kw))  # about 40% of the outputs see a NaN or an inf
+        x[rng.random(x.shape) < rate / 2] = np.inf
+        x[rng.random(x.shape) < rate / 2] = np.nan
+        w = rng.integers(-2, 3, size=(Cout, Cin, kh, kw)).astype(np.float32)
+        b = rng.integers(-2, 3, size=Cout).astype(np.float32)
+        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+        full = torch.nn.functional.conv2d(xt, wt, bt, 1, pad)
+        full = torch.relu(full) if relu else full
+        nans_per_window = 4 * torch.nn.functional.avg_pool2d(torch.isnan(full).float(), 2, 2)
+        if (nans_per_window >= 2).any() and (nans_per_window == 0).any():
+            break
+    else:
+        raise AssertionError("no draw made windows with several NaNs and windows with none")
     xt.requires_grad_()
-    full = torch.nn.functional.conv2d(xt, wt, bt, 1, pad)
-    full = torch.relu(full) if relu else full
     ty, targ = torch.nn.functional.max_pool2d(full, 2, 2, return_indices=True)
-    nans_per_window = 4 * torch.nn.functional.avg_pool2d(torch.isnan(full).float(), 2, 2)
-    assert (nans_per_window >= 2).any() and (nans_per_window == 0).any()
     T = lambda a: to_tensor(a, device)
     y, argmax = ops.conv2d_pool_forward(T(x), T(w), T(b), 1, 1, pad, pad, relu=relu)
     np.testing.assert_array_equal(to_numpy(y), ty.detach().numpy())
@@ -648,9 +662,10 @@ def test_conv2d_pool_nan_windows_like_torch(device, rng, case, relu):
     pooled = torch.nn.functional.max_pool2d(torch.relu(full) if relu else full, 2, 2)
     pooled.backward(torch.from_numpy(dy))
     dw, db = nc.zeros(w.shape, device=device), nc.zeros((Cout,), device=device)
-    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, pad, pad, True,
+    dx = ops.conv2d_pool_backward(T(x), T(w), T(dy), argmax, dw, db, 1, 1, pad, pad, need_dx,
                                   relu_y=y if relu else None)
-    np.testing.assert_array_equal(to_numpy(dx), xt.grad.numpy())
+    if need_dx:
+        np.testing.assert_array_equal(to_numpy(dx), xt.grad.numpy())
     np.testing.assert_array_equal(to_numpy(dw), wt.grad.numpy())
     np.testing.assert_array_equal(to_numpy(db), bt.grad.numpy())
 
@@ -695,12 +710,15 @@ def test_conv2d_pool_is_validated(device, rng):
             ops.conv2d_pool_backward(xt, wt, y, to_tensor(bad, device), dw, None, 1, 1, 1, 1, True)
 
 
+@pytest.mark.parametrize("need_dx", [True, False], ids=["dx", "no-dx"])
 @pytest.mark.parametrize("algorithm", CPU_CONV_ALGORITHMS)
-def test_conv2d_non_finite_values_are_never_hidden(rng, algorithm):
-    """An inf in the input or the weights: every gradient entry the exact sums make non-finite
-    is non-finite here too (the direct algorithm may make more of them NaN: it multiplies
-    zero-padding lanes by every input value, as im2col's forward multiplies the weights by its
-    zero padding)."""
+def test_conv2d_non_finite_values_like_the_exact_sums(rng, algorithm, need_dx):
+    """An inf in the input and one in the weights: y, dw and dx have the exact sums' infs and
+    NaNs, entry for entry. The direct algorithm's vector sums also run over dropped columns (zero
+    gradients times the pixels there) and over g's zero frame (times the weights): with such
+    operands it sums over the valid terms only; before, the inf pixel made the dw of taps that
+    never read it NaN. (The forward multiplies the zero padding by the weights, as im2col and
+    the reference do.)"""
     x = rng.standard_normal((2, 6, 9, 9)).astype(np.float32)
     w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
     dy = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
@@ -708,14 +726,16 @@ def test_conv2d_non_finite_values_are_never_hidden(rng, algorithm):
     w[3, 1, 0, 2] = -np.inf
     rdx, rdw, _ = ref.conv2d_backward(x, w, dy, 1, 1, 1, 1)
     with cpu_conv_algorithm(algorithm):
+        assert nc._C.cpu_conv_algorithm(6, 9, 9, 8, 3, 3, 1, 1, 1, 1, True, need_dx) == algorithm
         y = to_numpy(ops.conv2d_forward(to_tensor(x), to_tensor(w), None, 1, 1, 1, 1))
         dw = nc.zeros(w.shape)
-        dx = to_numpy(ops.conv2d_backward(to_tensor(x), to_tensor(w), to_tensor(dy), dw, None,
-                                          1, 1, 1, 1, True))
+        dx = ops.conv2d_backward(to_tensor(x), to_tensor(w), to_tensor(dy), dw, None, 1, 1, 1, 1,
+                                 need_dx)
     with np.errstate(invalid="ignore"):
         ry = ref.conv2d_forward(x, w, None, 1, 1, 1, 1)
-    for got, want, what in ((y, ry, "y"), (to_numpy(dw), rdw, "dw"), (dx, rdx, "dx")):
-        hidden = ~np.isfinite(want) & np.isfinite(got)
-        assert not hidden.any(), f"{what}: {hidden.sum()} non-finite entries came out finite"
-        both = np.isfinite(want) & np.isfinite(got)
-        assert np.allclose(got[both], want[both], rtol=1e-4, atol=1e-4), what
+    results = [(y, ry, "y"), (to_numpy(dw), rdw, "dw")] + ([(to_numpy(dx), rdx, "dx")] if need_dx else [])
+    for got, want, what in results:
+        for kind in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(kind(got), kind(want), err_msg=f"{what} {kind.__name__}")
+        finite = np.isfinite(want)
+        assert np.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4), what

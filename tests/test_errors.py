@@ -447,6 +447,48 @@ def test_float_to_int32_conversion_is_checked():
     for bad in ([1e10], [np.nan], [-np.inf], [-2147483649.0], np.float32([2147483648.0])):
         with pytest.raises(ValueError, match="int32"):
             nc.tensor(bad, dtype="int32")
+    # The bounds are compared in double: in float32, -2**31 - 1 rounded to -2**31 and refused
+    # float32's -2**31; float16's 2**31 overflowed with a RuntimeWarning at every call.
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nc.tensor(np.float32([-2147483648.0]), dtype="int32").numpy()[0] == -(2**31)
+        np.testing.assert_array_equal(nc.tensor(np.float16([1.5, 7]), dtype="int32").numpy(), [1, 7])
+
+
+def test_argmax_rows_beyond_the_int32_result_is_an_error(device):
+    """The index of a column past 2**31 came back negative (-2147483633 for 2147483663)."""
+    x = nc.empty((1, 2**31 + 1), device=device)  # 8 GiB of address space, never touched
+    with pytest.raises(ValueError, match=r"argmax_rows: x has 2147483649 columns, more than "
+                                         r"the int32 result can index \(2\*\*31\)"):
+        ops.argmax_rows(x)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: F.relu(None), lambda x: F.matmul(x, None), lambda x: F.linear(x, None),
+    lambda x: F.conv2d(None, x), lambda x: F.max_pool2d(None, 2), lambda x: F.softmax(None),
+    lambda x: F.cross_entropy(x, None), lambda x: F.mse_loss(None, x)])
+def test_functional_none_is_a_clear_error(call):
+    """None for a tensor argument names the op and the argument, where pybind listed its
+    overloads (None stays the way to leave out a bias)."""
+    with pytest.raises(TypeError, match=r"^(relu|matmul|linear|conv2d|max_pool2d|softmax|"
+                                        r"cross_entropy|mse_loss): \w+ must be a tensor or an "
+                                        r"array, got None$"):
+        call(nc.tensor(np.ones((2, 2), np.float32)))
+
+
+def test_device_none_is_the_default_device():
+    """device=None is PyTorch's default device (the CPU), and to(None) keeps the tensor's; a
+    device that is not a string is a TypeError, not pybind's overload list."""
+    assert nc.tensor([1.0], device=None).device == "cpu"
+    assert nc.zeros(3, device=None).device == "cpu" and nc.empty(2, device=None).device == "cpu"
+    t = nc.tensor([1.0, 2.0])
+    assert t.to(None).device == "cpu"
+    with pytest.raises(TypeError, match="device must be a string such as 'cpu' or 'cuda', got "
+                                        "<class 'int'>"):
+        nc.tensor([1.0], device=0)
+    with pytest.raises(TypeError, match="device must be a string"):
+        t.to(1)
 
 
 @pytest.mark.parametrize("call", [nc.memory_stats, nc.reset_peak_memory_stats, nc.empty_cache])

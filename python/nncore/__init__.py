@@ -55,8 +55,10 @@ def _host_array(data, dtype=None, what: str = "tensor") -> np.ndarray:
     if target == np.int32 and array.dtype.kind in "iuf" and array.size:
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise ValueError(f"{what}: NaN or infinity cannot be converted to int32")
-        low, high = array.min(), array.max()  # floats are truncated toward zero, as NumPy casts
-        if low <= np.iinfo(np.int32).min - 1 or high >= np.iinfo(np.int32).max + 1:
+        # Floats are truncated toward zero, as NumPy casts; the bounds compared in double (in
+        # float32, -2**31 - 1 rounds to -2**31, refusing it; in float16, 2**31 overflows).
+        low, high = float(array.min()), float(array.max())
+        if low <= -2.0**31 - 1 or high >= 2.0**31:
             raise ValueError(f"{what}: values in [{low}, {high}] do not fit in int32")
     return np.asarray(array, dtype=target, order="C")  # keeps 0-d arrays 0-d
 

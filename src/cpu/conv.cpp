@@ -11,10 +11,11 @@
 // where gpad is g framed by `front` = (kh-1)*Wp + kw-1 zeros, so the input gradient is the same
 // shifted-row GEMM run on g with the taps mirrored. Nothing is expanded kh*kw-fold: with few
 // channels (LeNet: 1 and 6) im2col's copies and GEMMs with 6 or 16 rows cost more than the math.
-// The dropped columns multiply real inputs by zero gradients (and zero gradients by weights), so
-// an inf there turns some dW (dx) entries NaN that the exact sums keep finite; finite data give
-// the same sums as im2col to rounding, and a non-finite entry of the exact result is never
-// finite here (tests/test_conv.py checks both).
+// The dropped columns multiply real inputs by zero gradients (and the zero frame of g by the
+// weights): exact for finite operands only, as 0 * inf is NaN. A pass whose images hold an inf
+// or NaN sums its dW over the valid terms only, and weights with one compute dx so (scalar,
+// exact_weight_grad / exact_input_grad): the non-finite entries are then im2col's and PyTorch's
+// (an inf pixel made the dW of taps that never read it NaN, in other channels too).
 //
 // A pass covers as many images as keep its buffers (~512 KiB) in L2. Passes are spread over the
 // threads, each running the kernels single-threaded on its own pass and scratch, because the
@@ -23,6 +24,7 @@
 // count.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -462,12 +464,28 @@ bool use_direct(int64_t C, int64_t H, int64_t W, int64_t cout, int64_t kh, int64
          (phase == Phase::backward || C >= kGroupRows);
 }
 
-// Copies image x (C x H x W) into the interior of its zero-framed planes (C x Hp x Wp).
-void pad_image(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
+// Copies image x (C x H x W) into the interior of its zero-framed planes (C x Hp x Wp). With
+// kCheck, returns false when it holds an inf or NaN (an integer test of the exponent bits, in
+// the copy's pass: the backward's; the forward's dropped columns are dropped after the sums).
+template <bool kCheck>
+bool pad_image(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
                int64_t Wp, int64_t plane, float* xpad) {
+  uint32_t non_finite = 0;
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t h = 0; h < H; ++h)
-      std::memcpy(xpad + c * plane + (h + ph) * Wp + pw, x + (c * H + h) * W, sizeof(float) * W);
+    for (int64_t h = 0; h < H; ++h) {
+      const float* src = x + (c * H + h) * W;
+      float* dst = xpad + c * plane + (h + ph) * Wp + pw;
+#pragma omp simd reduction(| : non_finite)
+      for (int64_t i = 0; i < W; ++i) {
+        dst[i] = src[i];
+        if constexpr (kCheck) {
+          uint32_t bits;
+          std::memcpy(&bits, src + i, sizeof bits);
+          non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+        }
+      }
+    }
+  return non_finite == 0;
 }
 
 // off[k] = c*plane + i*Wp + j for tap k = (c*kh + i)*kw + j; zero past K (padded_taps).
@@ -513,13 +531,57 @@ void direct_forward(const float* x, const float* w, const OutputSink& sink, int6
     float* xpad = scratch + d.per_thread_at + thread * d.per_thread;
     float* out = xpad + d.x_image;
     zero_once(zeroed, thread, xpad, d.x_image);
-    pad_image(x + n * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad);
+    pad_image<false>(x + n * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad);
     for (int64_t grp = 0; grp < d.out_groups; ++grp) {
       kern.shifted_gemm(wpack + grp * K * kGroupRows, off, K, xpad, d.Q,
                         out + grp * kGroupRows * d.out_ld, d.out_ld);
     }
     for (int64_t o = 0; o < cout; ++o) sink.store(n, o, out + o * d.out_ld, d.Wp);
   });
+}
+
+// dW[o][k] += sum_n sum_{oh < OH, ow < OW} g[n][o][oh*Wp + ow] * xpad[n][off[k] + oh*Wp + ow]:
+// shifted_dot's sums without the dropped columns and the lanes past Q (g = gpad + front).
+void exact_weight_grad(const DirectPlan& d, const float* g, int64_t g_image, const float* xpad,
+                       const int32_t* off, int64_t images, int64_t cout, int64_t OW,
+                       float* dw_sum) {
+  const int64_t OH = d.Q / d.Wp;
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t k = 0; k < d.K; ++k) {
+      double sum = 0.0;
+      for (int64_t n = 0; n < images; ++n) {
+        const float* gn = g + n * g_image + o * d.g_plane;
+        const float* xn = xpad + n * d.x_image + off[k];
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) sum += double(gn[oh * d.Wp + ow]) * xn[oh * d.Wp + ow];
+      }
+      dw_sum[o * d.K + k] += static_cast<float>(sum);
+    }
+}
+
+// dx[c][h][w] = sum_{o,i,j} W[o][c][i][j] g[o][h+ph-i][w+pw-j] over the g entries that exist
+// (g = one image's gpad + front): the flipped shifted GEMM without the frame's zeros.
+void exact_input_grad(const DirectPlan& d, const float* w, const float* g, int64_t C, int64_t H,
+                      int64_t W, int64_t cout, int64_t kh, int64_t kw, int64_t ph, int64_t pw,
+                      int64_t OW, float* dx) {
+  const int64_t OH = d.Q / d.Wp;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t col = 0; col < W; ++col) {
+        double sum = 0.0;
+        for (int64_t o = 0; o < cout; ++o)
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t oh = h + ph - i;
+            if (oh < 0 || oh >= OH) continue;
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t ow = col + pw - j;
+              if (ow < 0 || ow >= OW) continue;
+              sum += double(w[((o * C + c) * kh + i) * kw + j]) *
+                     g[o * d.g_plane + oh * d.Wp + ow];
+            }
+          }
+        dx[(c * H + h) * W + col] = static_cast<float>(sum);
+      }
 }
 
 void direct_backward(const float* x, const float* w, const GradSource& grad, int64_t N,
@@ -530,7 +592,9 @@ void direct_backward(const float* x, const float* w, const GradSource& grad, int
   const DirectPlan d(N, C, H, W, cout, kh, kw, ph, pw, OH, true);
   const Passes& p = d.p;
   const int64_t K = d.K, flip_taps = cout * kh * kw, taps = kh * kw;
-  const int64_t g_image = d.out_groups * kGroupRows * d.g_plane;
+  const int64_t g_image = d.out_groups * kGroupRows * d.g_plane, OW = W + 2 * pw - kw + 1;
+  const bool w_finite =
+      dx == nullptr || std::all_of(w, w + cout * C * taps, [](float v) { return std::isfinite(v); });
   float* wflip = scratch + d.weights;
   int32_t* off = reinterpret_cast<int32_t*>(scratch + d.off);
   int32_t* off_flip = reinterpret_cast<int32_t*>(scratch + d.off_flip);
@@ -554,8 +618,10 @@ void direct_backward(const float* x, const float* w, const GradSource& grad, int
     zero_once(zeroed, thread, xpad, p.images * (d.x_image + g_image));
     const int64_t n0 = i * p.images, images = std::min(p.images, N - n0);
     double* db_sum = partials.db_for(thread);
+    bool x_finite = true;
     for (int64_t n = 0; n < images; ++n) {
-      pad_image(x + (n0 + n) * C * H * W, C, H, W, ph, pw, d.Wp, d.plane, xpad + n * d.x_image);
+      x_finite &= pad_image<true>(x + (n0 + n) * C * H * W, C, H, W, ph, pw, d.Wp, d.plane,
+                            xpad + n * d.x_image);
       for (int64_t o = 0; o < cout; ++o) {
         const float sum = grad.load(n0 + n, o, gpad + n * g_image + o * d.g_plane + d.front, d.Wp);
         if (db != nullptr) db_sum[o] += sum;
@@ -564,13 +630,22 @@ void direct_backward(const float* x, const float* w, const GradSource& grad, int
     // dW += g . X^T, g rows in tiles of dot_rows (rows past Cout are zero planes).
     float* dw_sum = partials.dw_for(thread, dw);
     const int64_t nvec = (d.Q + kern.lanes - 1) / kern.lanes;
-    for (int64_t o = 0; o < cout; o += kern.dot_rows) {
-      kern.shifted_dot(gpad + o * d.g_plane + d.front, d.g_plane, g_image, xpad, d.x_image, off,
-                       K, nvec, images, dw_sum + o * K, K,
-                       static_cast<int>(std::min<int64_t>(kern.dot_rows, cout - o)));
+    if (!x_finite) {
+      exact_weight_grad(d, gpad + d.front, g_image, xpad, off, images, cout, OW, dw_sum);
+    } else {
+      for (int64_t o = 0; o < cout; o += kern.dot_rows) {
+        kern.shifted_dot(gpad + o * d.g_plane + d.front, d.g_plane, g_image, xpad, d.x_image,
+                         off, K, nvec, images, dw_sum + o * K, K,
+                         static_cast<int>(std::min<int64_t>(kern.dot_rows, cout - o)));
+      }
     }
     if (dx == nullptr) return;
     for (int64_t n = 0; n < images; ++n) {
+      if (!w_finite) {
+        exact_input_grad(d, w, gpad + n * g_image + d.front, C, H, W, cout, kh, kw, ph, pw, OW,
+                         dx + (n0 + n) * C * H * W);
+        continue;
+      }
       for (int64_t grp = 0; grp < d.in_groups; ++grp) {
         kern.shifted_gemm(wflip + grp * flip_taps * kGroupRows, off_flip, flip_taps,
                           gpad + n * g_image, d.plane, dxpad + grp * kGroupRows * d.dx_ld,

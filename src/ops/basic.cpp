@@ -77,6 +77,8 @@ Tensor argmax_rows(const Tensor& x) {
   require_float("argmax_rows", "x", x);
   require_rank("argmax_rows", "x", x, 2);
   NNCORE_CHECK(x.size(1) > 0, "argmax_rows: x has no columns, shape ", shape_str(x.shape()));
+  NNCORE_CHECK(x.size(1) <= (int64_t{1} << 31), "argmax_rows: x has ", x.size(1),
+               " columns, more than the int32 result can index (2**31)");
   Tensor out = Tensor::empty({x.size(0)}, DType::int32, x.device());
   NNCORE_DISPATCH(x.device(), argmax_rows, x.f32(), x.size(0), x.size(1), out.i32());
   return out;
