@@ -243,3 +243,88 @@ def test_train_float32_matmul_precision(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["args"]["float32_matmul_precision"] == "high"
     assert metrics["float32_matmul_precision"] == "high"  # what nncore was set to during the run
+
+
+# ---------------------------------------------------------------- checked before the work, and kept readable
+
+
+def test_checkpoint_metadata_is_checked(tmp_path, monkeypatch, capsys):
+    """evaluate / predict on a checkpoint saved by save_checkpoint (no dataset, no image scaling)
+    or with edited class names gave KeyError / IndexError tracebacks."""
+    from nncore import models
+    from nncore.checkpoint import save_checkpoint
+    from nncore.cli import main
+    monkeypatch.setenv("NNCORE_DATA", str(tmp_path / "no-data-here"))
+    model = models.mlp(784, 800, 10)
+    spec = {"mean": 0.1307, "std": 0.3081, "flatten": True}
+    cases = [({}, [], "its metadata has no valid 'input' (the image scaling"),
+             ({"input": spec}, [], "its metadata names no known dataset (None): pass --dataset"),
+             ({"input": spec, "dataset": "mnist", "class_names": ["a", "b"]}, [],
+              "2 class names in its metadata for a model of 10 outputs"),
+             ({"input": {**spec, "std": 0}, "dataset": "mnist"}, [], "its metadata has no valid")]
+    for index, (metadata, extra, message) in enumerate(cases):
+        path = tmp_path / f"model{index}.npz"
+        save_checkpoint(model, path, metadata)
+        for command in (["evaluate", "--limit", "20"], ["predict", "--index", "0"]):
+            rc = main([*command, "--checkpoint", str(path), "--device", "cpu", "--no-download", *extra])
+            err = capsys.readouterr().err
+            assert rc == 1 and f"{path}: {message}" in err, err
+    path = tmp_path / "model1.npz"  # no dataset recorded: --dataset gives it
+    assert main(["predict", "--checkpoint", str(path), "--index", "0", "--device", "cpu",
+                 "--no-download", "--dataset", "mnist"]) == 0
+    assert "predicted" in capsys.readouterr().out
+
+
+def test_bad_out_and_device_fail_before_training(tmp_path, monkeypatch, capsys):
+    """--out naming a file failed after training (saving nothing), and --device gpu after
+    loading both splits."""
+    from nncore.cli import main
+    monkeypatch.setenv("NNCORE_DATA", str(tmp_path / "no-data-here"))
+    (tmp_path / "afile").write_text("x")
+    common = ["train", "--model", "mlp", "--epochs", "1", "--limit", "50", "--no-download"]
+    assert main([*common, "--device", "cpu", "--out", str(tmp_path / "afile")]) == 1
+    out, err = capsys.readouterr()
+    assert "File exists" in err and "train /" not in out
+    assert main([*common, "--device", "gpu", "--out", str(tmp_path / "run")]) == 1
+    out, err = capsys.readouterr()
+    assert "unknown device 'gpu'" in err and "train /" not in out
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--early-stopping", "-1"])
+    assert "expected a non-negative integer, got -1" in capsys.readouterr().err
+
+
+def test_metrics_json_is_strict_json_when_the_loss_diverges(tmp_path, monkeypatch, capsys):
+    """A NaN loss was written as the token NaN, which JSON parsers other than Python's reject."""
+    from nncore.cli import main
+    monkeypatch.setenv("NNCORE_DATA", str(tmp_path / "no-data-here"))
+    assert main(["train", "--model", "mlp", "--epochs", "2", "--limit", "64", "--lr", "1e30",
+                 "--device", "cpu", "--no-download", "--out", str(tmp_path / "run")]) == 0
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(), parse_constant=refuse)
+    assert None in metrics["history"]["loss"]  # the diverged epochs, as null
+
+
+def test_unreadable_npy_images_are_clear_errors(tmp_path):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.npy: not a readable \.npy array"):
+        read_image(tmp_path / "empty.npy")
+    np.save(tmp_path / "none.npy", np.zeros((28, 28, 0), np.uint8))
+    with pytest.raises(ValueError, match=r"expected a 28x28 grayscale image, got shape \(28, 28, 0\)"):
+        read_image(tmp_path / "none.npy")
+
+
+def test_pillow_png_16_bit_and_corrupt(tmp_path):
+    """With Pillow, a 16-bit gray PNG was clipped to 0/255 by convert("L"), and a corrupt PNG
+    raised Pillow's own errors, naming no file."""
+    Image = pytest.importorskip("PIL.Image")
+    image = load_mnist_sample("test").images[0]
+    Image.fromarray(image.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), image)
+    write_png(tmp_path / "digit.png", image)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "digit.png").read_bytes()[:60])
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'cut.png'}: cannot read the PNG")):
+        read_image(tmp_path / "cut.png")

@@ -276,7 +276,7 @@ def test_download_goes_to_cache_then_env_then_root(isolated, monkeypatch):
     assert isolated.downloads == [
         ("mnist", "train", isolated.cache / "mnist"),
         ("mnist", "train", isolated.env / "mnist"),
-        ("mnist", "test", isolated.root),
+        ("mnist", "test", isolated.root / "mnist"),
     ]
 
 
@@ -290,6 +290,21 @@ def test_successful_download_is_loaded(isolated, monkeypatch):
     dataset = load_mnist()
     assert _marker(dataset) == 42 and dataset.source == str(isolated.cache / "mnist")
     assert _marker(load_mnist()) == 42  # found in the cache the second time
+
+
+def test_download_into_root_goes_to_its_own_folder(isolated, monkeypatch):
+    """A download into root went into root itself, where the other dataset then found it:
+    after load_fashion_mnist(root=R), load_mnist(root=R) returned Fashion-MNIST's images."""
+    def fake_download(spec, split, folder):
+        _write_split(folder, split, marker=7 if spec.name == "fashion-mnist" else 9)
+        names = [remote.name for remote in spec.split_files[split]]
+        return folder / names[0], folder / names[1]
+
+    monkeypatch.setattr(datasets_module, "download_split", fake_download)
+    fashion = load_fashion_mnist(root=isolated.root)
+    assert _marker(fashion) == 7 and fashion.source == str(isolated.root / "fashion-mnist")
+    mnist = load_mnist(root=isolated.root)
+    assert _marker(mnist) == 9 and mnist.source == str(isolated.root / "mnist")
 
 
 def test_download_false_does_not_download(isolated):
@@ -470,6 +485,37 @@ def test_scale_images_shapes_and_range():
     assert scale_images(np.zeros((2, 3, 4, 4), dtype=np.uint8)).shape == (2, 3, 4, 4)
 
 
+def test_scale_images_of_no_images():
+    """flatten=True on no images gave NumPy's 'cannot reshape array of size 0' (an IDX file of
+    0 images loads, and the CLI then failed naming no file)."""
+    assert scale_images(np.zeros((0, 28, 28), np.uint8), flatten=True).shape == (0, 784)
+    assert scale_images(np.zeros((0, 28, 28), np.uint8)).shape == (0, 1, 28, 28)
+
+
+def test_gzip_inflates_no_further_than_its_header_allows(tmp_path):
+    """64 MiB of zeros under a header of 10 images compresses to ~64 KiB; the reader inflated it
+    all (a small file can inflate to gigabytes) before the size check. Now it stops a byte past
+    the header's size, and a whole valid file still reads."""
+    import tracemalloc
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">III", 10, 28, 28)
+    path = tmp_path / "bomb-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(64 << 20), compresslevel=6))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=r"size mismatch.*\(7840 data bytes\) but the file "
+                                               r"has more data bytes"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"inflating took {peak} bytes"
+    path.write_bytes(gzip.compress(header + bytes(7840)) + b"trailing")
+    with pytest.raises(DatasetError, match="8 bytes after the gzip stream"):
+        read_idx(path)
+    path.write_bytes(gzip.compress(header + bytes(range(256)) * 30 + bytes(160)))
+    assert read_idx(path).shape == (10, 28, 28)
+
+
 def test_scale_images_rejects_float_input():
     with pytest.raises(TypeError, match="integer pixels"):
         scale_images(np.zeros((1, 28, 28), dtype=np.float32))
@@ -579,6 +625,8 @@ def test_loader_shuffle_is_deterministic_per_seed_and_epoch(device):
     np.testing.assert_array_equal(np.concatenate(_epoch_rows(second)), np.concatenate(epoch1))
     other_seed = DataLoader(x, y, batch_size=8, shuffle=True, seed=124, device=device)
     assert not np.array_equal(np.concatenate(_epoch_rows(other_seed)), np.concatenate(epoch0))
+    with pytest.raises(ValueError, match="DataLoader.set_epoch: epoch must be a non-negative integer"):
+        second.set_epoch(-1)  # (the next iteration failed in NumPy's default_rng)
 
 
 def test_loader_default_seed_follows_manual_seed():

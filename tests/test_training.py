@@ -120,6 +120,14 @@ def test_fit_is_reproducible_with_manual_seed(device, sample):
         np.testing.assert_allclose(state_a[name], state_b[name], rtol=1e-6, atol=1e-7)
 
 
+def test_fit_checks_early_stopping_patience():
+    """A negative patience was accepted and behaved as 0."""
+    model = models.mlp(4, 3)
+    x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match="fit: early_stopping_patience must be a non-negative integer"):
+        model.fit(x, y, epochs=1, early_stopping_patience=-1, verbose=0)
+
+
 def test_early_stopping_restores_the_best_weights(device, rng):
     """Random labels: validation loss soon rises; the weights of the best epoch come back."""
     x = rng.standard_normal((300, 20)).astype(np.float32)

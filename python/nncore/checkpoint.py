@@ -58,7 +58,8 @@ def read_checkpoint(path) -> tuple[dict, dict]:
     """(state dict of NumPy arrays, metadata) from ``path``; ValueError naming the file if it is corrupt."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} " + ("is not a file" if path.exists()
+                                                        else "does not exist"))
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

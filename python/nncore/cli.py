@@ -27,13 +27,55 @@ DEFAULT_MOMENTUM = 0.9
 
 
 def resolve_device(name: str) -> str:
-    """"auto" -> "cuda" when a GPU is usable, else "cpu"."""
+    """"auto" -> "cuda" when a GPU is usable, else "cpu"; other names checked before any work."""
     if name == "auto":
         return "cuda" if nncore.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not nncore.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available "
                          f"({'no GPU found' if nncore.cuda.is_compiled() else 'this build has no CUDA backend'})")
+    nncore._device_type(name)  # "gpu", "CUDA", "": the tensors' ValueError
     return name
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities as None (null): JSON has no NaN, and strict parsers
+    reject the token Python's json writes for it."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def checked_metadata(args, meta: dict) -> tuple[str, dict, list | None]:
+    """The dataset, image scaling and class names a ``train`` checkpoint records, checked: one
+    saved by save_checkpoint without them, or edited, is a one-line error, not a KeyError."""
+    spec = meta.get("input")
+    if not (isinstance(spec, dict) and isinstance(spec.get("flatten"), bool)
+            and all(isinstance(spec.get(key), (int, float)) for key in ("mean", "std"))
+            and spec["std"] > 0):
+        raise ValueError(f"{args.checkpoint}: its metadata has no valid 'input' (the image scaling "
+                         "`python -m nncore train` records): not a train checkpoint, or edited")
+    dataset = args.dataset or meta.get("dataset")
+    if dataset not in NORMALIZATION:
+        raise ValueError(f"{args.checkpoint}: its metadata names no known dataset "
+                         f"({meta.get('dataset')!r}): pass --dataset")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{args.checkpoint}: class_names in its metadata is not a list of names")
+    return dataset, spec, names
+
+
+def class_names(args, names: list | None, count: int) -> list:
+    """The checkpoint's class names for ``count`` outputs, else "0", "1", ..."""
+    if names is None:
+        return [str(c) for c in range(count)]
+    if len(names) != count:
+        raise ValueError(f"{args.checkpoint}: {len(names)} class names in its metadata for a "
+                         f"model of {count} outputs")
+    return names
 
 
 def load_split(args, dataset: str, split: str, limit: int | None = None):
@@ -68,6 +110,8 @@ def build_model(name: str, num_classes: int, device: str):
 def cmd_train(args) -> int:
     started = time.perf_counter()
     device = resolve_device(args.device)
+    out = Path(args.out or f"runs/{args.model}-{args.dataset}")
+    out.mkdir(parents=True, exist_ok=True)  # now: a --out that cannot be a folder fails before training
     nncore.manual_seed(args.seed)
     nncore.set_float32_matmul_precision(args.float32_matmul_precision)
     train = load_split(args, args.dataset, "train", args.limit)
@@ -93,8 +137,6 @@ def cmd_train(args) -> int:
     result = model.evaluate(x_test, test.labels)
     print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) - total time {train_seconds:.1f}s")
 
-    out = Path(args.out or f"runs/{args.model}-{args.dataset}")
-    out.mkdir(parents=True, exist_ok=True)
     metadata = {"dataset": train.name, "input": input_spec, "class_names": list(train.class_names),
                 "test_accuracy": result["accuracy"], "epochs": len(history.epoch), "seed": args.seed}
     save_checkpoint(model, out / "model.npz", metadata)
@@ -103,7 +145,7 @@ def cmd_train(args) -> int:
                "float32_matmul_precision": nncore.get_float32_matmul_precision(),
                "train_images": len(x_train),
                "args": {key: value for key, value in vars(args).items() if key != "run"}}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
     wrote = ["model.npz", "metrics.json"]
     if save_curves(history.history, out / "curves.png"):
         wrote.append("curves.png")
@@ -142,15 +184,16 @@ def save_curves(history: dict, path: Path) -> bool:
 def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device=device)
-    test = load_split(args, args.dataset or meta["dataset"], "test", args.limit)
-    x_test = prepare_images(test.images, meta["input"])
+    dataset, input_spec, names = checked_metadata(args, meta)
+    test = load_split(args, dataset, "test", args.limit)
+    x_test = prepare_images(test.images, input_spec)
     result = model.evaluate(x_test, test.labels)
-    predicted = model.predict(x_test).argmax(axis=1)
+    outputs = model.predict(x_test)
+    predicted = outputs.argmax(axis=1)
     print(f"{args.checkpoint}: {meta['model']['name']} on {test.name} test ({len(x_test)} images, "
           f"{'embedded sample' if test.is_sample else test.source})")
     print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f})")
-    names = meta.get("class_names") or [str(c) for c in range(int(test.labels.max()) + 1)]
-    for label, name in enumerate(names):
+    for label, name in enumerate(class_names(args, names, outputs.shape[1])):
         rows = test.labels == label
         if rows.any():
             print(f"  {name:>12}: {np.mean(predicted[rows] == label):.4f} ({int(rows.sum())} images)")
@@ -160,18 +203,19 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device=device)
+    dataset, input_spec, names = checked_metadata(args, meta)
     truth = None
     if args.image is not None:
         image = read_image(args.image)
         source = args.image
     else:
-        test = load_split(args, args.dataset or meta["dataset"], "test")
+        test = load_split(args, dataset, "test")
         if not 0 <= args.index < test.num_samples:
             raise ValueError(f"--index {args.index} is out of range for {test.num_samples} test images")
         image, truth = test.images[args.index], int(test.labels[args.index])
         source = f"{test.name} test image {args.index}"
-    probabilities = model.predict(prepare_images(image[None], meta["input"]), softmax=True)[0]
-    names = meta.get("class_names") or [str(c) for c in range(len(probabilities))]
+    probabilities = model.predict(prepare_images(image[None], input_spec), softmax=True)[0]
+    names = class_names(args, names, len(probabilities))
     best = int(np.argmax(probabilities))
     print(f"{source}: predicted {names[best]} (class {best}, p={probabilities[best]:.4f})"
           + ("" if truth is None else f", true label {names[truth]} (class {truth})"))
@@ -185,7 +229,10 @@ def read_image(path) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        image = np.load(path, allow_pickle=False)
+        try:
+            image = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError) as error:  # empty, truncated, pickled, not an .npy
+            raise ValueError(f"{path}: not a readable .npy array ({error})") from error
     elif suffix == ".pgm":
         image = _read_pgm(path)
     elif suffix == ".png":
@@ -199,7 +246,7 @@ def read_image(path) -> np.ndarray:
         image = image.astype(np.uint8) * 255
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         raise ValueError(f"{path}: the image has NaN or infinite pixels")
-    if image.ndim == 3:  # colour: average the RGB channels, drop alpha
+    if image.ndim == 3 and 1 <= image.shape[2] <= 4:  # colour: average RGB, drop alpha
         image = image[..., :3].mean(axis=2) if image.shape[2] >= 3 else image[..., 0]
     if image.shape != (28, 28):
         raise ValueError(f"{path}: expected a 28x28 grayscale image, got shape {image.shape}")
@@ -267,8 +314,13 @@ def _read_png(path: Path) -> np.ndarray:
     except ImportError:
         pass
     else:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"))
+        try:
+            with Image.open(path) as image:
+                if image.mode.startswith("I"):  # 16-bit gray: scaled (convert("L") clips at 255)
+                    return np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+                return np.asarray(image.convert("L"))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise ValueError(f"{path}: cannot read the PNG ({error})") from error
     content = path.read_bytes()
     if content[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path}: not a PNG file")
@@ -344,6 +396,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a number of epochs)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nncore", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -356,7 +416,7 @@ def make_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and write a checkpoint, metrics and curves")
     train.add_argument("--model", choices=["lenet5", "mlp"], default="lenet5")
     train.add_argument("--dataset", choices=sorted(NORMALIZATION), default="mnist")
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--epochs", type=non_negative_int, default=10)
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 0.001 for adam")
@@ -367,7 +427,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="learning-rate schedule over the epochs (default: cosine annealing to 0)")
     train.add_argument("--val-fraction", type=float, default=0.1,
                        help="last fraction of the train split held out for validation")
-    train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
+    train.add_argument("--early-stopping", type=non_negative_int, default=None, metavar="PATIENCE")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--limit", type=positive_int, default=None,
                        help="use only the first N train and test images")

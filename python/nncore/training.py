@@ -16,6 +16,8 @@ import numpy as np
 import nncore
 from nncore import ops
 
+from ._checks import checked_int
+
 __all__ = ["History", "TrainingMixin"]
 
 _LOSS_NAMES = {
@@ -220,6 +222,9 @@ class TrainingMixin:
         x, y = _check_inputs("fit", x, y)
         if epochs < 0:
             raise ValueError(f"fit: epochs must be non-negative, got {epochs}")
+        if early_stopping_patience is not None:
+            early_stopping_patience = checked_int("fit", "early_stopping_patience",
+                                                  early_stopping_patience)
         if validation_data is not None:
             x_val, y_val = _check_inputs("fit: validation_data", *validation_data)
             x_train, y_train = x, y

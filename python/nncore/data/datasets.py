@@ -8,7 +8,7 @@ the requested split wins):
 3. `~/.cache/nncore/<name>`;
 4. `/usr/share/datasets/<name>` (Debian's `dataset-fashion-mnist` package installs
    `/usr/share/datasets/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`);
-5. a download from the public mirrors (when `download=True`) into `root`, else
+5. a download from the public mirrors (when `download=True`) into `<root>/<name>`, else
    `$NNCORE_DATA/<name>`, else `~/.cache/nncore/<name>`, each file checked against
    its published SHA-256 and written atomically;
 6. for MNIST only: the embedded 5,000-digit sample, with a `SampleFallbackWarning`.
@@ -228,9 +228,10 @@ def _cache_dir(name: str) -> Path:
 
 
 def _download_dir(name: str, root: str | os.PathLike | None) -> Path:
-    """Where a download goes: root, else $NNCORE_DATA/<name>, else ~/.cache/nncore/<name>."""
+    """Where a download goes: <root>/<name>, else $NNCORE_DATA/<name>, else ~/.cache/nncore/<name>
+    (never a flat folder, which would then be taken for the other dataset too)."""
     if root is not None:
-        return Path(root).expanduser()
+        return Path(root).expanduser() / name
     env_dir = os.environ.get("NNCORE_DATA")
     return Path(env_dir).expanduser() / name if env_dir else _cache_dir(name)
 

@@ -44,11 +44,34 @@ def _read_bytes(path: Path) -> bytes:
     if not raw.startswith(_GZIP_MAGIC):
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
+        return _gunzip_idx(raw)
+    except zlib.error as error:
         raise DatasetError(
             f"{path}: bad gzip data, the file is truncated or corrupt ({error})"
         ) from error
+
+
+def _gunzip_idx(raw: bytes) -> bytes:
+    """gzip data inflated no further than its IDX header allows, plus a byte to show there is
+    more (a small file could inflate to gigabytes before the size check); the whole stream
+    must end there, its checksum verified. zlib.error for anything else."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    content = stream.decompress(raw, 4)
+    if len(content) == 4:
+        content += stream.decompress(stream.unconsumed_tail, 4 * content[3])
+        header_size = 4 + 4 * content[3]
+        if len(content) == header_size and content[2] in IDX_DTYPES:  # else read_idx says why
+            shape = struct.unpack(f">{content[3]}I", content[4:header_size])
+            data_size = math.prod(shape) * IDX_DTYPES[content[2]].itemsize
+            content += stream.decompress(stream.unconsumed_tail, data_size + 1)
+            if not stream.eof and len(content) <= header_size + data_size:
+                content += stream.decompress(stream.unconsumed_tail, 1)  # the end, or more data
+            if len(content) <= header_size + data_size:  # all of it: the stream must end here
+                if not stream.eof:
+                    raise zlib.error("the gzip stream ends early")
+                if stream.unused_data:
+                    raise zlib.error(f"{len(stream.unused_data)} bytes after the gzip stream")
+    return content
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -82,7 +105,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if actual != expected:
         raise DatasetError(
             f"{path}: size mismatch, header says shape {shape} of {dtype.name} "
-            f"({expected} data bytes) but the file has {actual} data bytes"
+            f"({expected} data bytes) but the file has {'more' if actual > expected else actual} "
+            "data bytes"
         )
     data = np.frombuffer(content, dtype=dtype, offset=header_size).reshape(shape)
     return data.astype(dtype.newbyteorder("="))

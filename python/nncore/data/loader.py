@@ -35,8 +35,8 @@ def scale_images(images: np.ndarray, mean: float | None = None, std: float | Non
         scaled -= np.float32(mean)
     if std is not None:
         scaled /= np.float32(std)
-    if flatten:
-        return scaled.reshape(scaled.shape[0], -1)
+    if flatten:  # not -1: with no images that is ambiguous
+        return scaled.reshape(scaled.shape[0], math.prod(scaled.shape[1:]))
     return scaled[:, None] if scaled.ndim == 3 else scaled
 
 
@@ -137,7 +137,7 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use epoch `epoch`'s order."""
-        self.epoch = int(epoch)
+        self.epoch = checked_int("DataLoader.set_epoch", "epoch", epoch)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The row order of epoch `epoch`: 0..N-1, or a permutation drawn from (seed, epoch)."""
