@@ -45,6 +45,8 @@ def test_train_writes_checkpoint_metrics_and_reports(trained, device):
     assert (out / "model.npz").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_images"] == 600 and len(metrics["history"]["loss"]) == 1
+    # Both splits' sources: a --data-root with only the train split takes the test one elsewhere.
+    assert metrics["data_source"] == metrics["test_data_source"] == "embedded-sample"
     assert metrics["test"]["accuracy"] > 0.5  # one epoch on 540 digits: well above chance
     if (out / "curves.png").exists():
         assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -477,6 +477,13 @@ def test_functional_none_is_a_clear_error(call):
         call(nc.tensor(np.ones((2, 2), np.float32)))
 
 
+def test_leaky_relu_slope_must_be_a_number():
+    x = nc.tensor(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="^leaky_relu: negative_slope must be a number, got NoneType$"):
+        F.leaky_relu(x, None)
+    assert F.leaky_relu(x, 0.2).shape == (3,)
+
+
 def test_device_none_is_the_default_device():
     """device=None is PyTorch's default device (the CPU), and to(None) keeps the tensor's; a
     device that is not a string is a TypeError, not pybind's overload list."""

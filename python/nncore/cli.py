@@ -142,6 +142,7 @@ def cmd_train(args) -> int:
     save_checkpoint(model, out / "model.npz", metadata)
     metrics = {"history": history.history, "test": result, "best_epoch": history.best_epoch,
                "total_seconds": train_seconds, "device": device, "data_source": train.source,
+               "test_data_source": test.source,
                "float32_matmul_precision": nncore.get_float32_matmul_precision(),
                "train_images": len(x_train),
                "args": {key: value for key, value in vars(args).items() if key != "run"}}

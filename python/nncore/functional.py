@@ -2,6 +2,8 @@
 copied to CPU tensors first. Backward passes live in :mod:`nncore.ops`."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import _C
@@ -74,6 +76,9 @@ def relu(x) -> Tensor:
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got "
+                        f"{type(negative_slope).__name__}")
     return _C.leaky_relu_forward(_as_tensor(x, "leaky_relu"), negative_slope)
 
 
